@@ -1,0 +1,46 @@
+"""`finetune baseline`: the base model alone on the val split, scored like the fine-tuned one.
+
+Its own stage, depending only on the base model, the val data and the eval params, so a LoRA sweep
+(`dvc exp run -S lora.r=64`) reuses it instead of regenerating the baseline every time.
+"""
+
+from __future__ import annotations
+
+import click
+
+from stages.io import load_jsonl, load_params, log, write_json, write_jsonl
+
+
+def predict(model, tokenizer, examples: list[dict], eval_params: dict, refusal: str, desc: str) -> list[dict]:
+    from stages.chat import prompt_messages
+    from stages.inference import generate
+    from stages.metrics import scored_rows
+
+    gens = generate(
+        model, tokenizer, [prompt_messages(e) for e in examples], eval_params["batch_size"],
+        eval_params["max_new_tokens"], desc,
+    )
+    return scored_rows(examples, gens, refusal)
+
+
+@click.command()
+@click.option("--model", "base_path", default="models/base", show_default=True)
+@click.option("--val", "val_path", default="data/processed/val.jsonl", show_default=True)
+@click.option("--predictions", default="data/eval/baseline_predictions.jsonl", show_default=True)
+@click.option("--scores", default="data/eval/baseline_scores.json", show_default=True)
+@click.option("--params", "params_path", default="params.yaml", show_default=True)
+def cli(base_path, val_path, predictions, scores, params_path):
+    """Generate val answers with the untuned base model and score them."""
+    from stages.metrics import score
+    from stages.models import load_base, load_tokenizer
+
+    params = load_params(params_path)
+    examples = load_jsonl(val_path)
+    tokenizer = load_tokenizer(base_path, params["model"]["trust_remote_code"])
+    model = load_base(base_path, params["model"])
+    rows = predict(model, tokenizer, examples, params["eval"], params["generate"]["refusal"], "baseline")
+    result = score(rows)
+    write_jsonl(predictions, rows)
+    write_json(scores, result)
+    log("baseline", f"{len(rows)} val examples: rouge_l {result['overall']['rouge_l']:.3f}, "
+                    f"exact_match {result['overall']['exact_match']:.3f}")

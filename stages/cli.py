@@ -1,0 +1,69 @@
+"""The `finetune` console script: one subcommand per pipeline stage, imported only when it runs.
+
+Stage modules import torch, transformers or great_expectations inside their functions, and this group imports a
+stage module only when its command is called, so `finetune --help` and `finetune <stage> --help` stay instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from stages.io import InputError
+
+# command name -> "module:attribute"; order is the pipeline's order, as shown by --help.
+COMMANDS = {
+    "base": "stages.base:cli",
+    "extract": "stages.extract:cli",
+    "generate": "stages.generate:cli",
+    "balance": "stages.balance:cli",
+    "validate": "stages.validate:cli",
+    "train": "stages.train:cli",
+    "baseline": "stages.baseline:cli",
+    "evaluate": "stages.evaluate:cli",
+    "verify": "stages.verify:cli",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def group(ctx, debug):
+    """Turn raw documents into a fine-tuned LoRA adapter. Run the whole pipeline with `dvc repro`."""
+    ctx.obj = {"debug": debug}
+
+
+def main(argv=None):
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        group.main(args=argv, prog_name="finetune", standalone_mode=False)
+    except InputError as e:
+        if debug:
+            raise
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Reading and writing the pipeline's files: JSONL/JSON with line-numbered errors, atomic outputs, params."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import yaml
+
+
+class InputError(Exception):
+    """Bad input a user must fix. Printed as one line `PATH:LINE: what is wrong`, never as a traceback."""
+
+    def __init__(self, path: str | os.PathLike, message: str, line: int | None = None, where: str | None = None):
+        self.path, self.line, self.where, self.message = str(path), line, where, message
+        loc = f":{line}" if line is not None else ""
+        loc += f" ({where})" if where else ""
+        super().__init__(f"{self.path}{loc}: {message}")
+
+
+def log(stage: str, message: str) -> None:
+    # stderr, so stdout stays free for anything a script may want to parse.
+    print(f"[{stage}] {message}", file=sys.stderr, flush=True)
+
+
+def content_id(*parts: str) -> str:
+    """Stable id from content: the same text always gets the same id, on any machine."""
+    h = hashlib.sha256("\x1f".join(parts).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(p, "params file not found (run from the repository root or pass --params)") from None
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        raise InputError(p, f"not valid YAML: {getattr(e, 'problem', e)}", None if line is None else line + 1) from None
+    if not isinstance(data, dict):
+        raise InputError(p, "expected a mapping of sections (extract, generate, …)")
+    return data
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each non-blank line; a malformed line raises InputError naming it."""
+    p = Path(path)
+    try:
+        f = p.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(p, "file not found") from None
+    with f:
+        lineno = 0
+        try:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InputError(p, f"malformed JSON: {e.msg} at column {e.colno}", lineno) from None
+                if not isinstance(obj, dict):
+                    raise InputError(p, f"expected a JSON object, got {type(obj).__name__}", lineno)
+                yield lineno, obj
+        except UnicodeDecodeError as e:
+            raise InputError(p, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)", lineno + 1) from None
+
+
+def load_jsonl(path: str | os.PathLike) -> list[dict]:
+    return [obj for _, obj in read_jsonl(path)]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; on success it replaces `path`, on any error it is removed.
+
+    The temporary lives in the same directory so the final rename is atomic, and DVC never sees a half-written out.
+    """
+    dst = Path(path)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+        os.close(fd)
+        tmp = Path(name)
+    # mkstemp/mkdtemp create owner-only files; give the output the permissions a plain open() would have.
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod((0o777 if is_dir else 0o666) & ~umask)
+    try:
+        yield tmp
+        if is_dir:
+            if dst.exists():
+                # A directory cannot be replaced by rename in one step: move the old one aside first.
+                old = dst.with_name(f".{dst.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                dst.rename(old)
+                tmp.rename(dst)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(dst)
+        else:
+            os.replace(tmp, dst)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
+    n = 0
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False, sort_keys=False) + "\n")
+            n += 1
+    return n
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,435 @@
+"""`finetune extract`: raw documents in, one Block record per table, procedure, wiring note set, prose section,
+catalog row and imported conversation out (the contract is in stages/schema.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from stages.extract import cli, run, split_value_unit
+from stages.io import InputError
+from stages.schema import BLOCK_KINDS, message_problems
+
+REPO = Path(__file__).resolve().parents[1]
+
+MANUAL_MD = """\
+# Acme Manual
+
+Short intro.
+
+## Boilers
+
+### Specifications — B-24
+
+| Parameter | Value | Unit |
+|---|---|---|
+| Rated   output | 24 | kW |
+| Weight (empty) | 32 | kg |
+| COP | 4.9 | – |
+
+### Procedure — Annual service
+
+Follow these steps:
+
+1. Isolate the gas and electrical supplies.
+2. Clean the   burner with the *brush*.
+
+### Wiring — External controls
+
+All controls connect to the terminal strip behind the lower cover.
+
+- Terminal X4 pins 1-2: room thermostat, volt-free.
+- Terminal X5: 230 V supply, fused at 3 A.
+
+### Troubleshooting — B-24
+
+| Symptom | Cause | Remedy |
+|---|---|---|
+| F22 low pressure | Leak or air in the system | Top up to 1.5 bar and bleed |
+"""
+
+# The same manual as HTML: it must give the same blocks (bar the file name in `source`).
+MANUAL_HTML = """\
+<!DOCTYPE html><html><head><title>ignored</title><style>td { color: red }</style></head><body>
+<h1>Acme Manual</h1><p>Short intro.</p>
+<h2>Boilers</h2>
+<h3>Specifications &mdash; B-24</h3>
+<table><thead><tr><th>Parameter</th><th>Value</th><th>Unit</th></tr></thead><tbody>
+<tr><td>Rated
+    output</td><td>24</td><td>kW</td></tr>
+<tr><td>Weight (empty)<td>32<td>kg
+<tr><td>COP</td><td>4.9</td><td>&ndash;</td></tr>
+</tbody></table>
+<h3>Procedure — Annual service</h3>
+<p>Follow these steps:</p>
+<ol><li>Isolate the gas and electrical supplies.<li>Clean the burner with the <em>brush</em>.</ol>
+<h3>Wiring — External controls</h3>
+<p>All controls connect to the terminal strip behind the lower cover.
+<ul>
+<li>Terminal X4 pins 1-2: room thermostat, volt-free.</li>
+<li>Terminal X5: 230 V supply, fused at 3 A.</li>
+</ul>
+<h3>Troubleshooting — B-24</h3>
+<table><tr><th>Symptom</th><th>Cause</th><th>Remedy</th></tr>
+<tr><td>F22 low pressure</td><td>Leak or air in the system</td><td>Top up to 1.5 bar and bleed</td></tr></table>
+</body></html>
+"""
+
+CATALOG_CSV = """\
+model_code,family,name,rating,unit
+CA-24C,Calora,Brenntal Calora CA-24C combi boiler,24,kW
+SV-08A,Solvia,"Brenntal Solvia SV-08A heat pump, monobloc",8,kW
+"""
+
+QA_JSONL = "\n".join(
+    json.dumps(r)
+    for r in [
+        {
+            "messages": [
+                {"role": "user", "content": "What does F22 mean?"},
+                {"role": "assistant", "content": "Low pressure."},
+            ]
+        },
+        {"instruction": "Convert to bar.", "input": "1500 mbar", "output": "1.5 bar"},
+        {
+            "conversations": [
+                {"from": "system", "value": "You are a service assistant."},
+                {"from": "human", "value": "How often is the anode checked?"},
+                {"from": "gpt", "value": "Every two years."},
+            ]
+        },
+        {"instruction": "Name the Calora refrigerant.", "input": "", "output": "Calora boilers burn gas; none."},
+    ]
+)
+
+PDF_PAGES = [
+    ["Aquis - Specifications - AQ-200", "Rated volume: 200 L", "Standing heat loss: 1.4 kWh/24h",
+     "Dimensions (H x D): 1290 x 560 mm", "Gas type: natural gas"],
+    ["Aquis - Procedure - Inspecting the anode", "Inspect the anode every two years; in soft water every year.",
+     "1. Switch off the immersion heater.", "2. Refit the anode with new PTFE tape and", "refill the cylinder."],
+    ["Aquis - Troubleshooting - AQ-100 to AQ-500", "Symptom: H1 sensor fault", "Cause: Sensor open circuit",
+     "Remedy: Replace the sensor", "Symptom: H3 overheat cut-out tripped", "Cause: Zone valve stuck open",
+     "Remedy: Reset the cut-out"],
+    ["Aquis - Wiring - Cylinder thermostat", "- Terminal C: common, switched live (230 V).",
+     "- Terminal 1: call for heat.", "The overheat cut-out must interrupt every heat source."],
+    ["Aquis - Explanation - Why 60 deg C", "Legionella bacteria multiply in water between 25 and 45 deg C",
+     "and are killed within minutes at 60 deg C."],
+]  # fmt: skip
+
+
+def write_pdf(path: Path, pages: list[list[str]]) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=10)
+    for lines in pages:
+        pdf.add_page()
+        for line in lines:
+            pdf.cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
+    pdf.output(str(path))
+
+
+def extract(tmp_path, monkeypatch, files: dict, *args: str):
+    """Write `files` under tmp_path/raw and run the command there; (result, blocks, metrics)."""
+    monkeypatch.chdir(tmp_path)
+    for name, content in files.items():
+        p = tmp_path / "raw" / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, list):  # PDF pages, each a list of text lines
+            write_pdf(p, content)
+        else:
+            p.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    argv = ["--input", "raw", "--output", "out/blocks.jsonl", "--metrics", "out/extract.json", *args]
+    result = CliRunner().invoke(cli, argv)
+    out = tmp_path / "out"
+    blocks = [json.loads(line) for line in (out / "blocks.jsonl").open()] if (out / "blocks.jsonl").exists() else None
+    metrics = json.loads((out / "extract.json").read_text()) if (out / "extract.json").exists() else None
+    return result, blocks, metrics
+
+
+def by_kind(blocks, kind):
+    return [b for b in blocks if b["kind"] == kind]
+
+
+def test_markdown_sections_become_typed_blocks(tmp_path, monkeypatch):
+    result, blocks, _ = extract(tmp_path, monkeypatch, {"manual.md": MANUAL_MD})
+    assert result.exit_code == 0, result.output
+    assert [b["kind"] for b in blocks] == ["spec_table", "procedure", "wiring", "troubleshooting"]
+
+    spec = by_kind(blocks, "spec_table")[0]
+    assert spec["title"] == "Acme Manual / Boilers / Specifications — B-24"
+    assert spec["source"] == "raw/manual.md#h=Boilers/Specifications — B-24"  # the H1 is left out of the location
+    assert spec["rows"][0] == {"Parameter": "Rated output", "Value": "24", "Unit": "kW"}
+    assert spec["text"] == "Rated output: 24 kW\nWeight (empty): 32 kg\nCOP: 4.9"  # "–" = no unit
+
+    proc = by_kind(blocks, "procedure")[0]
+    assert proc["items"] == ["Isolate the gas and electrical supplies.", "Clean the burner with the brush."]
+    assert proc["text"] == "1. Isolate the gas and electrical supplies.\n2. Clean the burner with the brush."
+
+    wiring = by_kind(blocks, "wiring")[0]
+    assert wiring["items"] == [
+        "Terminal X4 pins 1-2: room thermostat, volt-free.",
+        "Terminal X5: 230 V supply, fused at 3 A.",
+    ]
+    assert wiring["text"].startswith("All controls connect to the terminal strip")  # the intro stays in the text
+
+    trouble = by_kind(blocks, "troubleshooting")[0]
+    assert trouble["rows"] == [{"Symptom": "F22 low pressure", "Cause": "Leak or air in the system",
+                                "Remedy": "Top up to 1.5 bar and bleed"}]  # fmt: skip
+    assert (
+        trouble["text"]
+        == "Symptom: F22 low pressure; Cause: Leak or air in the system; Remedy: Top up to 1.5 bar and bleed"
+    )
+
+
+def test_prose_shorter_than_min_chars_is_dropped_and_the_knob_comes_from_params(tmp_path, monkeypatch):
+    # "Short intro." and "Follow these steps:" are below the default 40 characters.
+    (tmp_path / "params.yaml").write_text("extract:\n  min_chars: 5\n")
+    _, blocks, _ = extract(tmp_path, monkeypatch, {"manual.md": MANUAL_MD}, "--params", "params.yaml")
+    prose = by_kind(blocks, "prose")
+    assert [(b["text"], b["source"]) for b in prose] == [
+        ("Short intro.", "raw/manual.md#h=Acme Manual"),  # under the H1 alone, the location is the H1
+        ("Follow these steps:", "raw/manual.md#h=Boilers/Procedure — Annual service"),
+    ]
+
+
+def test_html_gives_the_same_blocks_as_markdown(tmp_path, monkeypatch):
+    _, blocks, _ = extract(tmp_path, monkeypatch, {"manual.md": MANUAL_MD, "manual.html": MANUAL_HTML})
+
+    def shape(suffix):
+        return [(b["kind"], b["title"], b["source"].split("#")[1], b["text"], b.get("rows"), b.get("items"))
+                for b in blocks if b["source"].startswith(f"raw/manual.{suffix}#")]  # fmt: skip
+
+    assert shape("html") == shape("md")
+    assert len(shape("md")) == 4
+
+
+def test_pdf_pages_become_blocks_by_their_heading_line(tmp_path, monkeypatch):
+    result, blocks, _ = extract(tmp_path, monkeypatch, {"manual.pdf": PDF_PAGES})
+    assert result.exit_code == 0, result.output
+    kinds = [(b["source"], b["kind"]) for b in blocks]
+    assert kinds == [
+        ("raw/manual.pdf#page=1", "spec_table"),
+        ("raw/manual.pdf#page=2", "prose"),
+        ("raw/manual.pdf#page=2", "procedure"),
+        ("raw/manual.pdf#page=3", "troubleshooting"),
+        ("raw/manual.pdf#page=4", "wiring"),
+        ("raw/manual.pdf#page=5", "prose"),
+    ]
+    spec, intro, proc, trouble, wiring, prose = blocks
+    assert spec["title"] == "Aquis / Specifications / AQ-200"
+    assert intro["text"] == "Inspect the anode every two years; in soft water every year."
+    assert spec["rows"] == [
+        {"Parameter": "Rated volume", "Value": "200", "Unit": "L"},
+        {"Parameter": "Standing heat loss", "Value": "1.4", "Unit": "kWh/24h"},
+        {"Parameter": "Dimensions (H x D)", "Value": "1290 x 560", "Unit": "mm"},
+        {"Parameter": "Gas type", "Value": "natural gas", "Unit": ""},
+    ]
+    assert proc["items"] == [
+        "Switch off the immersion heater.",
+        "Refit the anode with new PTFE tape and refill the cylinder.",
+    ]
+    assert trouble["rows"] == [
+        {"Symptom": "H1 sensor fault", "Cause": "Sensor open circuit", "Remedy": "Replace the sensor"},
+        {"Symptom": "H3 overheat cut-out tripped", "Cause": "Zone valve stuck open", "Remedy": "Reset the cut-out"},
+    ]
+    assert wiring["items"] == ["Terminal C: common, switched live (230 V).", "Terminal 1: call for heat."]
+    assert wiring["text"].endswith("The overheat cut-out must interrupt every heat source.")
+    assert prose["title"] == "Aquis / Explanation / Why 60 deg C"
+    assert prose["text"] == (
+        "Legionella bacteria multiply in water between 25 and 45 deg C and are killed within minutes at 60 deg C."
+    )
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("24 kW", ("24", "kW")), ("1290 x 560 mm", ("1290 x 560", "mm")), ("4.8–24 kW", ("4.8–24", "kW")),
+     ("6 bar", ("6", "bar")), ("natural gas G20", ("natural gas G20", "")), ("94 %", ("94", "%"))],
+)  # fmt: skip
+def test_split_value_unit_takes_the_unit_after_the_last_number(value, expected):
+    assert split_value_unit(value) == expected
+
+
+def test_pdf_page_without_a_text_layer_is_an_error_naming_the_page(tmp_path, monkeypatch):
+    result, blocks, _ = extract(tmp_path, monkeypatch, {"scan.pdf": [PDF_PAGES[0], []]})
+    assert isinstance(result.exception, InputError)
+    assert str(result.exception).startswith("raw/scan.pdf (page 2): no text layer")
+    assert blocks is None
+
+
+def test_a_file_that_is_not_a_pdf_is_an_error_naming_it(tmp_path, monkeypatch):
+    result, _, _ = extract(tmp_path, monkeypatch, {"broken.pdf": b"%PDF-1.4 this is not really a PDF"})
+    assert isinstance(result.exception, InputError)
+    assert str(result.exception).startswith("raw/broken.pdf: unreadable PDF")
+
+
+def test_an_encrypted_pdf_is_an_error_naming_it(tmp_path, monkeypatch):
+    from pypdf import PdfReader, PdfWriter
+
+    write_pdf(tmp_path / "plain.pdf", PDF_PAGES[:1])
+    writer = PdfWriter(clone_from=PdfReader(tmp_path / "plain.pdf"))
+    writer.encrypt("secret", algorithm="RC4-128")
+    (tmp_path / "raw").mkdir()
+    writer.write(tmp_path / "raw" / "locked.pdf")
+    result, _, _ = extract(tmp_path, monkeypatch, {})
+    assert isinstance(result.exception, InputError)
+    assert str(result.exception) == "raw/locked.pdf: the PDF is encrypted with a password; save a decrypted copy"
+
+
+def test_csv_gives_one_catalog_row_block_per_data_row(tmp_path, monkeypatch):
+    _, blocks, _ = extract(tmp_path, monkeypatch, {"catalog.csv": CATALOG_CSV})
+    assert [(b["kind"], b["source"], b["title"]) for b in blocks] == [
+        ("catalog_row", "raw/catalog.csv#row=1", "Brenntal Calora CA-24C combi boiler"),
+        ("catalog_row", "raw/catalog.csv#row=2", "Brenntal Solvia SV-08A heat pump, monobloc"),
+    ]
+    assert blocks[0]["rows"] == [
+        {"model_code": "CA-24C", "family": "Calora", "name": "Brenntal Calora CA-24C combi boiler", "rating": "24",
+         "unit": "kW"}
+    ]  # fmt: skip
+    assert blocks[0]["text"].splitlines()[:2] == ["model_code: CA-24C", "family: Calora"]
+
+
+def test_csv_row_with_too_many_fields_names_the_file_and_line(tmp_path, monkeypatch):
+    bad = CATALOG_CSV + "PL-15,Pellora,Brenntal Pellora PL-15,15,kW,extra\n"
+    result, _, _ = extract(tmp_path, monkeypatch, {"catalog.csv": bad})
+    assert isinstance(result.exception, InputError)
+    assert str(result.exception) == "raw/catalog.csv:4: row has 6 fields, the header has 5"
+
+
+def test_jsonl_chat_alpaca_and_sharegpt_become_openai_messages(tmp_path, monkeypatch):
+    _, blocks, _ = extract(tmp_path, monkeypatch, {"qa.jsonl": QA_JSONL})
+    assert [b["kind"] for b in blocks] == ["qa"] * 4
+    assert [b["source"] for b in blocks] == [f"raw/qa.jsonl#line={n}" for n in (1, 2, 3, 4)]
+    chat, alpaca, sharegpt, alpaca_no_input = (b["messages"] for b in blocks)
+    assert chat[0] == {"role": "user", "content": "What does F22 mean?"}
+    assert alpaca == [
+        {"role": "user", "content": "Convert to bar.\n\n1500 mbar"},
+        {"role": "assistant", "content": "1.5 bar"},
+    ]
+    assert [m["role"] for m in sharegpt] == ["system", "user", "assistant"]
+    assert sharegpt[1]["content"] == "How often is the anode checked?"
+    assert alpaca_no_input[0] == {
+        "role": "user",
+        "content": "Name the Calora refrigerant.",
+    }  # empty input: no blank line
+    assert all(message_problems(m) == [] for m in (chat, alpaca, sharegpt, alpaca_no_input))
+    assert blocks[2]["title"] == "How often is the anode checked?"  # the first user message, not the system prompt
+    assert blocks[1]["text"] == "user: Convert to bar.\n\n1500 mbar\nassistant: 1.5 bar"
+
+
+def test_qa_title_is_the_first_user_message_cut_to_80_characters(tmp_path, monkeypatch):
+    long = {"messages": [{"role": "user", "content": "word " * 40}, {"role": "assistant", "content": "ok"}]}
+    _, blocks, _ = extract(tmp_path, monkeypatch, {"qa.jsonl": json.dumps(long)})
+    assert len(blocks[0]["title"]) == 80 and blocks[0]["title"].endswith("…")
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"messages": [{"role": "user", "content": "hi"}', "raw/qa.jsonl:2: malformed JSON"),
+        ('{"messages": [{"role": "assistant", "content": "hi"}]}', "raw/qa.jsonl:2: roles must alternate"),
+        ('{"conversations": [{"from": "bot", "value": "hi"}]}', "raw/qa.jsonl:2: conversations[0] has from 'bot'"),
+        ('{"question": "hi", "answer": "ho"}', "raw/qa.jsonl:2: unknown record shape (keys: answer, question)"),
+    ],
+)
+def test_bad_jsonl_line_is_an_error_naming_the_file_and_line(tmp_path, monkeypatch, line, message):
+    good = json.dumps({"instruction": "a", "output": "b"})
+    result, _, _ = extract(tmp_path, monkeypatch, {"qa.jsonl": f"{good}\n{line}\n"})
+    assert isinstance(result.exception, InputError)
+    assert str(result.exception).startswith(message)
+
+
+def test_txt_paragraphs_become_prose(tmp_path, monkeypatch):
+    text = (
+        "First paragraph, long enough to be kept as a block.\nSecond line.\n\nToo short.\n\n\n"
+        "Third paragraph, after two blank lines, is long enough as well."
+    )
+    _, blocks, _ = extract(tmp_path, monkeypatch, {"notes/site.txt": text})
+    assert [(b["source"], b["kind"]) for b in blocks] == [
+        ("raw/notes/site.txt#para=1", "prose"),
+        ("raw/notes/site.txt#para=3", "prose"),
+    ]
+    assert blocks[0]["text"] == "First paragraph, long enough to be kept as a block.\nSecond line."
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("spec.docx", b"PK\x03\x04", "raw/spec.docx: unsupported file type '.docx' (supported: "),
+        ("latin1.md", b"# Title\n\nCaf\xe9 au lait\n", "raw/latin1.md:3: not valid UTF-8"),
+        ("empty.csv", b"", "raw/empty.csv: empty file"),
+    ],
+)
+def test_unreadable_files_are_errors_naming_the_file(tmp_path, monkeypatch, name, content, message):
+    result, _, _ = extract(tmp_path, monkeypatch, {"catalog.csv": CATALOG_CSV, name: content})
+    assert isinstance(result.exception, InputError)
+    assert str(result.exception).startswith(message)
+
+
+def test_the_console_script_prints_an_error_as_one_line_and_exits_1(tmp_path, monkeypatch, capsys):
+    from stages.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "x.docx").write_bytes(b"PK")
+    with pytest.raises(SystemExit) as exit_:
+        main(["extract", "--input", "raw", "--output", "out/blocks.jsonl", "--metrics", "out/m.json"])
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: raw/x.docx: unsupported file type")
+
+
+def test_a_failed_run_leaves_the_previous_output_untouched_and_no_temp_files(tmp_path, monkeypatch):
+    result, blocks, _ = extract(tmp_path, monkeypatch, {"catalog.csv": CATALOG_CSV})
+    assert result.exit_code == 0 and len(blocks) == 2
+    before = (tmp_path / "out" / "blocks.jsonl").read_bytes()
+    # A later file in sorted order fails after the CSV was read.
+    result, blocks, _ = extract(tmp_path, monkeypatch, {"qa.jsonl": "{not json}\n"})
+    assert isinstance(result.exception, InputError)
+    assert (tmp_path / "out" / "blocks.jsonl").read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["blocks.jsonl", "extract.json"]
+
+
+def test_a_failed_first_run_writes_nothing(tmp_path, monkeypatch):
+    result, _, _ = extract(tmp_path, monkeypatch, {"catalog.csv": CATALOG_CSV, "qa.jsonl": "{not json}\n"})
+    assert isinstance(result.exception, InputError)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_ids_are_stable_content_hashes_and_unique(tmp_path, monkeypatch):
+    files = {"manual.md": MANUAL_MD, "catalog.csv": CATALOG_CSV, "qa.jsonl": QA_JSONL, "manual.pdf": PDF_PAGES}
+    _, first, _ = extract(tmp_path, monkeypatch, files)
+    _, second, _ = extract(tmp_path, monkeypatch, files)
+    assert [b["id"] for b in first] == [b["id"] for b in second]
+    assert len({b["id"] for b in first}) == len(first)
+
+
+def test_metrics_count_files_per_format_and_blocks_per_kind(tmp_path, monkeypatch):
+    files = {"manual.md": MANUAL_MD, "manual.html": MANUAL_HTML, "catalog.csv": CATALOG_CSV, "qa.jsonl": QA_JSONL}
+    _, blocks, metrics = extract(tmp_path, monkeypatch, files)
+    assert metrics["files"] == {"csv": 1, "html": 1, "jsonl": 1, "md": 1, "pdf": 0, "txt": 0}
+    assert metrics["blocks"]["catalog_row"] == 2 and metrics["blocks"]["qa"] == 4 and metrics["blocks"]["wiring"] == 2
+    assert metrics["total_blocks"] == len(blocks) == sum(metrics["blocks"].values())
+    assert list(metrics) == sorted(metrics) and list(metrics["blocks"]) == sorted(metrics["blocks"])
+
+
+REQUIRED = {"spec_table": "rows", "troubleshooting": "rows", "catalog_row": "rows", "procedure": "items",
+            "wiring": "items", "qa": "messages", "prose": None}  # fmt: skip
+
+
+@pytest.mark.skipif(not (REPO / "data" / "raw").is_dir(), reason="the sample corpus is not there yet")
+def test_the_sample_corpus_gives_blocks_from_every_file_with_every_field(monkeypatch):
+    monkeypatch.chdir(REPO)
+    blocks, counts = run("data/raw")
+    files = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "data" / "raw").rglob("*") if p.is_file())
+    assert sorted({b["source"].split("#")[0] for b in blocks}) == files  # every file produced blocks
+    assert len({b["id"] for b in blocks}) == len(blocks) == counts["total_blocks"]
+    for b in blocks:
+        assert b["kind"] in BLOCK_KINDS
+        for field in ("id", "source", "kind", "title", "text"):
+            assert isinstance(b[field], str) and b[field].strip(), (field, b)
+        if extra := REQUIRED[b["kind"]]:
+            assert b[extra], (extra, b)
+        assert "#" in b["source"] and b["source"].startswith("data/raw/")

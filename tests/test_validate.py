@@ -1,0 +1,234 @@
+"""The validate stage: a clean tiny dataset passes; one run with every kind of breakage fails each expectation by name.
+
+Great Expectations takes seconds to import, so the broken cases share one run (module-scoped fixtures).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from stages.validate import answer_of, cli, copy_number, render_prompt, split_share
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SYSTEM = "You answer questions about Calora heat pumps."
+EXPECTATIONS = [
+    f"{split}_{name}"
+    for split in ("train", "val")
+    for name in (
+        "required_columns",
+        "well_formed",
+        "task_known",
+        "fits_max_seq_len",
+        "unique_ids",
+        "unique_prompt_answer",
+    )
+] + ["val_source_not_in_train", "val_prompt_not_in_train", "train_task_ratio", "val_share"]
+
+
+def save_tiny_tokenizer(path):
+    """A byte-level BPE trained on a few sentences, with a ChatML-like template: fast, offline, real."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        show_progress=False,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    sentences = ["What is the rated power of the CA-24C?", "The CA-24C draws 2.4 kW.", SYSTEM, "user assistant system"]
+    tok.train_from_iterator(sentences * 10, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(path)
+    return path
+
+
+def example(i, task, question=None, answer=None, source=None, messages=None):
+    question = question or f"[{task.upper()}] Question {i} about model CA-{i}?"
+    messages = messages or [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": answer or f"Answer {i}."},
+    ]
+    return {
+        "id": f"ex{i}",
+        "task": task,
+        "source": source or f"data/raw/manual.md#h=Section {i}",
+        "block_id": f"b{i}",
+        "messages": messages,
+        "meta": {},
+    }
+
+
+def upsampled(record, k):
+    return {**record, "id": f"{record['id']}~{k}"}
+
+
+def clean_splits():
+    """10 unique train examples (spec 6, qa 4 plus 2 up-sampled copies) and 2 val: val share 2/12, task ratio 1."""
+    spec = [example(i, "spec") for i in range(6)]
+    qa = [example(i, "qa") for i in range(6, 10)]
+    train = spec + qa + [upsampled(qa[0], 2), upsampled(qa[1], 2)]
+    val = [example(20, "spec"), example(21, "qa")]
+    return train, val
+
+
+def write_case(root, train, val, max_seq_len=64):
+    root.mkdir(parents=True, exist_ok=True)
+    params = {
+        "generate": {"tasks": ["spec", "qa"]},
+        "model": {"max_seq_len": max_seq_len},
+        "balance": {"max_ratio": 2.0},
+        "split": {"val_fraction": 0.15},
+        "validate": {"val_fraction_tolerance": 0.05},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    for name, records in (("train", train), ("val", val)):
+        (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return root
+
+
+def invoke(root, model):
+    args = ["--train", root / "train.jsonl", "--val", root / "val.jsonl", "--model", model]
+    args += ["--metrics", root / "metrics.json", "--docs", root / "docs", "--params", root / "params.yaml"]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    metrics = json.loads((root / "metrics.json").read_text()) if (root / "metrics.json").exists() else None
+    return result, metrics
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return save_tiny_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory, model):
+    root = write_case(tmp_path_factory.mktemp("clean"), *clean_splits())
+    return root, *invoke(root, model)
+
+
+@pytest.fixture(scope="module")
+def broken_run(tmp_path_factory, model):
+    train, val = clean_splits()
+    train[1]["messages"] = [train[1]["messages"][0], train[1]["messages"][2], train[1]["messages"][1]]  # role order
+    train[2]["messages"][2]["content"] = "   "  # empty assistant turn
+    train[3]["task"] = "poetry"  # unknown task
+    train[4]["messages"][2]["content"] = "The CA-24C draws 2.4 kW. " * 40  # too long for max_seq_len 64
+    train.append({**train[5], "question": "x"})  # duplicate id (and pair)
+    train += [example(30 + i, "spec") for i in range(12)]  # spec now 18+ vs qa 6: ratio > 2; 2 of 23 sources in val < 10%
+    val[0]["source"] = train[0]["source"]  # source in both splits
+    val[1]["messages"] = [dict(m) for m in train[6]["messages"]]  # same prompt as a train example
+    root = write_case(tmp_path_factory.mktemp("broken"), train, val)
+    # A stray file from an earlier build must disappear: the docs directory is replaced whole.
+    (root / "docs").mkdir()
+    (root / "docs" / "stale.html").write_text("old")
+    return root, *invoke(root, model)
+
+
+def test_clean_data_passes_and_writes_every_expectation(clean_run):
+    _, result, metrics = clean_run
+    assert result.exit_code == 0, result.output
+    assert metrics["success"] is True
+    assert (metrics["n_train"], metrics["n_val"]) == (12, 2)
+    assert list(metrics["expectations"]) == EXPECTATIONS
+    assert all(e["success"] and e["unexpected_count"] == 0 for e in metrics["expectations"].values())
+    assert metrics["expectations"]["val_share"]["observed"] == pytest.approx(2 / 12, abs=1e-4)  # 2 of 12 sources
+    assert metrics["expectations"]["train_task_ratio"]["observed"] == 1.0
+    assert "[validate]" in result.stderr
+
+
+def test_data_docs_are_built(clean_run, broken_run):
+    for root, _, _ in (clean_run, broken_run):
+        assert (root / "docs" / "index.html").is_file()
+        assert list((root / "docs" / "validations").rglob("*.html"))
+    assert not (broken_run[0] / "docs" / "stale.html").exists()
+
+
+def test_metrics_are_deterministic(clean_run, tmp_path, model):
+    root = write_case(tmp_path, *clean_splits())
+    invoke(root, model)
+    assert (root / "metrics.json").read_text() == (clean_run[0] / "metrics.json").read_text()
+
+
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("train_well_formed", "roles must alternate"),
+        ("train_well_formed", "has empty content"),
+        ("train_task_known", "'poetry'"),
+        ("train_fits_max_seq_len", "model.max_seq_len is 64"),
+        ("train_unique_ids", "train.jsonl:6: id=ex5"),
+        ("train_unique_prompt_answer", "same prompt and answer"),
+        ("val_source_not_in_train", "source is also in train"),
+        ("val_prompt_not_in_train", "prompt also occurs in train"),
+        ("train_task_ratio", "'spec' has 18 examples"),
+        ("val_share", "expected 15% ± 5%"),
+    ],
+)
+def test_each_breakage_fails_its_expectation(broken_run, name, words):
+    _, result, metrics = broken_run
+    assert result.exit_code != 0
+    assert metrics["success"] is False
+    assert metrics["expectations"][name]["success"] is False
+    assert f"FAILED {name}:" in result.stderr
+    section = result.stderr.split(f"FAILED {name}:", 1)[1].split("FAILED", 1)[0]
+    assert words in section
+
+
+def test_broken_run_keeps_checking_and_passes_what_is_fine(broken_run):
+    _, result, metrics = broken_run
+    assert list(metrics["expectations"]) == EXPECTATIONS
+    for name in ("train_required_columns", "val_well_formed", "val_task_known", "val_unique_ids"):
+        assert metrics["expectations"][name]["success"] is True, name
+    assert metrics["expectations"]["train_fits_max_seq_len"]["observed"] > 64
+    assert "validation failed" in result.stderr
+
+
+def test_missing_column_and_odd_types_are_reported_not_crashed_on(tmp_path, model):
+    train, val = clean_splits()
+    train[0]["source"] = ["not", "a", "string"]
+    train[1]["messages"] = "not a list"
+    train[2]["task"] = None
+    for record in val:
+        del record["source"]
+    result, metrics = invoke(write_case(tmp_path, train, val), model)
+    assert result.exit_code == 1
+    expectations = metrics["expectations"]
+    assert expectations["val_required_columns"] == {"success": False, "unexpected_count": 1, "missing": ["source"]}
+    assert "missing columns: source" in result.stderr
+    assert expectations["train_well_formed"]["unexpected_count"] == 3
+    assert "`messages` must be a non-empty list" in result.stderr
+
+
+def test_derived_columns():
+    messages = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "[SPEC] Q"},
+        {"role": "assistant", "content": "A"},
+    ]
+    assert render_prompt(messages) == "system: S\nuser: [SPEC] Q"
+    assert answer_of(messages) == "A"
+    assert answer_of(messages[:2]) == ""
+    assert [copy_number(i) for i in ("abc", "abc~2", "abc~x", None)] == [0, 2, 1, 0]
+
+
+def test_val_share_counts_unique_train_examples_only():
+    import pandas as pd
+
+    train = pd.DataFrame({"copy": [0] * 8 + [2] * 8})
+    val = pd.DataFrame({"copy": [0] * 2})
+    assert split_share(train, val)["val_share"].iloc[0] == 0.2
