@@ -1,7 +1,9 @@
 """`finetune base`: materialise the base model into models/base, so every later stage depends on exact bytes.
 
 `model.name: tiny` builds a small Llama-architecture model from `model.tiny` with a byte-level BPE tokenizer trained
-on the extracted corpus and a ChatML chat template. Any other name is a hub id or a local path: it is loaded once
+on the extracted corpus and a ChatML chat template, then pretrains it for `model.tiny.pretrain_steps` on the corpus
+text. That makes it what a real base model is to its users: it knows the domain's language but not the tasks, so
+the baseline-vs-adapter comparison measures what fine-tuning adds, not LoRA's struggle against random weights. Any other name is a hub id or a local path: it is loaded once
 (safetensors only) and saved, so the DVC cache pins it and a teammate never needs hub access to reproduce.
 """
 
@@ -61,9 +63,38 @@ def build_tiny(tokenizer, cfg: dict, max_seq_len: int):
     torch.manual_seed(cfg.get("seed", 0))
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        do_sample=False,
     )
     return model
+
+
+def pretrain(model, tokenizer, texts: list[str], cfg: dict, seq_len: int) -> list[float]:
+    """Causal-LM training of all weights on the corpus cut into `seq_len`-token windows; returns the losses."""
+    import sys
+
+    import torch
+    from tqdm import tqdm
+
+    ids = [t for text in texts for t in tokenizer(text + tokenizer.eos_token)["input_ids"]]
+    windows = torch.tensor(ids[: len(ids) // seq_len * seq_len]).view(-1, seq_len)
+    gen = torch.Generator().manual_seed(cfg.get("seed", 0))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["pretrain_lr"], weight_decay=0.01)
+    steps = cfg["pretrain_steps"]
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg["pretrain_lr"], total_steps=max(steps, 1), pct_start=0.1)
+    model.train()
+    losses = []
+    for _ in tqdm(range(steps), desc="[base] pretrain", file=sys.stderr, unit="step"):
+        batch = windows[torch.randint(len(windows), (cfg["pretrain_batch_size"],), generator=gen)]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    model.eval()
+    return losses
 
 
 def fetch_pretrained(name: str, revision: str, trust_remote_code: bool):
@@ -90,6 +121,9 @@ def run(blocks: list[dict], model_params: dict):
     if model_params["name"] == "tiny":
         tokenizer = train_tokenizer(corpus_texts(blocks), model_params["tiny"]["vocab_size"])
         model = build_tiny(tokenizer, model_params["tiny"], model_params["max_seq_len"])
+        losses = pretrain(model, tokenizer, corpus_texts(blocks), model_params["tiny"], seq_len=128)
+        if losses:
+            log("base", f"pretrained {len(losses)} steps: loss {losses[0]:.2f} -> {losses[-1]:.2f}")
     else:
         tokenizer, model = fetch_pretrained(
             model_params["name"], model_params.get("revision", "main"), model_params.get("trust_remote_code", False)

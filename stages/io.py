@@ -54,24 +54,26 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; a malformed line raises InputError naming it."""
     p = Path(path)
     try:
-        f = p.open(encoding="utf-8")
+        f = p.open("rb")
     except FileNotFoundError:
         raise InputError(p, "file not found") from None
+    # Bytes, decoded line by line: a text-mode file decodes in chunks, so a bad byte would be blamed on the line
+    # being read when its chunk was decoded, not on the line that holds it.
     with f:
-        lineno = 0
-        try:
-            for lineno, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(p, f"malformed JSON: {e.msg} at column {e.colno}", lineno) from None
-                if not isinstance(obj, dict):
-                    raise InputError(p, f"expected a JSON object, got {type(obj).__name__}", lineno)
-                yield lineno, obj
-        except UnicodeDecodeError as e:
-            raise InputError(p, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)", lineno + 1) from None
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(p, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)", lineno) from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(p, f"malformed JSON: {e.msg} at column {e.colno}", lineno) from None
+            if not isinstance(obj, dict):
+                raise InputError(p, f"expected a JSON object, got {type(obj).__name__}", lineno)
+            yield lineno, obj
 
 
 def load_jsonl(path: str | os.PathLike) -> list[dict]:

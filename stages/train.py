@@ -176,7 +176,15 @@ def summarise(trainer, result, n_tokens: int, train: dict) -> dict:
     return metrics
 
 
-def run(train_path, val_path, base_path, params: dict, checkpoints: Path, live):
+def fingerprint(params: dict, train_path, val_path, base_path) -> str:
+    """What a checkpoint must match to be resumed: the params train reads, both splits and the base weights."""
+    weights = Path(base_path) / "model.safetensors"
+    p = {k: params[k] for k in PARAM_SECTIONS}
+    return content_id(json.dumps(p, sort_keys=True), file_md5(train_path), file_md5(val_path),
+                      file_md5(weights) if weights.exists() else "")
+
+
+def run(train_path, val_path, base_path, params: dict, checkpoints: Path, live, resume: bool = False):
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -186,9 +194,6 @@ def run(train_path, val_path, base_path, params: dict, checkpoints: Path, live):
     p = {k: params[k] for k in PARAM_SECTIONS}
     train_set = Dataset.from_list([to_prompt_completion(e) for e in load_jsonl(train_path)])
     val_set = Dataset.from_list([to_prompt_completion(e) for e in load_jsonl(val_path)])
-    fingerprint = content_id(json.dumps(p, sort_keys=True), file_md5(train_path), file_md5(val_path),
-                             file_md5(Path(base_path) / "model.safetensors") if (Path(base_path) / "model.safetensors").exists() else "")
-    resume = prepare_checkpoints(checkpoints, fingerprint)
     if resume:
         log("train", f"resuming from the last checkpoint in {checkpoints}")
 
@@ -228,8 +233,10 @@ def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live
 
     params = load_params(params_path)
     checkpoints = Path(checkpoints)
-    with Live(live_dir, dvcyaml=False, save_dvc_exp=False, resume=any(checkpoints.glob("checkpoint-*"))) as live:
-        trainer, tokenizer, metrics = run(train_path, val_path, base_path, params, checkpoints, live)
+    resume = prepare_checkpoints(checkpoints, fingerprint(params, train_path, val_path, base_path))
+    # DVCLive continues the old curves only when the trainer continues the old run; otherwise it starts them afresh.
+    with Live(live_dir, dvcyaml=False, save_dvc_exp=False, resume=resume) as live:
+        trainer, tokenizer, metrics = run(train_path, val_path, base_path, params, checkpoints, live, resume)
     with atomic_path(output, is_dir=True) as tmp:
         trainer.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
