@@ -116,5 +116,8 @@ def cli(input_path, train_path, val_path, metrics_path, plot_path, params_path):
         for when in ("before", "after"):
             rows.append(f"{task} {when},{task},{when},{report[f'train_{when}'][task]}")
     write_text(plot_path, "\n".join(rows) + "\n")
-    log("balance", f"train {len(train)} (ratio {report['ratio_before']:.2f} -> {report['ratio_after']:.2f}), "
-                   f"val {len(val)} ({report['val_share']:.0%} of unique examples)")
+    log(
+        "balance",
+        f"train {len(train)} (ratio {report['ratio_before']:.2f} -> {report['ratio_after']:.2f}), "
+        f"val {len(val)} ({report['val_share']:.0%} of unique examples)",
+    )

@@ -3,8 +3,10 @@
 `model.name: tiny` builds a small Llama-architecture model from `model.tiny` with a byte-level BPE tokenizer trained
 on the extracted corpus and a ChatML chat template, then pretrains it for `model.tiny.pretrain_steps` on the corpus
 text. That makes it what a real base model is to its users: it knows the domain's language but not the tasks, so
-the baseline-vs-adapter comparison measures what fine-tuning adds, not LoRA's struggle against random weights. Any other name is a hub id or a local path: it is loaded once
-(safetensors only) and saved, so the DVC cache pins it and a teammate never needs hub access to reproduce.
+the baseline-vs-adapter comparison measures what fine-tuning adds, not LoRA's struggle against random weights.
+
+Any other name is a hub id or a local path: it is loaded once (safetensors only) and saved, so the DVC cache pins
+it and a teammate never needs hub access to reproduce.
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ def build_tiny(tokenizer, cfg: dict, max_seq_len: int):
     torch.manual_seed(cfg.get("seed", 0))
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         do_sample=False,
     )
     return model

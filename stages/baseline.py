@@ -17,8 +17,12 @@ def predict(model, tokenizer, examples: list[dict], eval_params: dict, refusal: 
     from stages.metrics import scored_rows
 
     gens = generate(
-        model, tokenizer, [prompt_messages(e) for e in examples], eval_params["batch_size"],
-        eval_params["max_new_tokens"], desc,
+        model,
+        tokenizer,
+        [prompt_messages(e) for e in examples],
+        eval_params["batch_size"],
+        eval_params["max_new_tokens"],
+        desc,
     )
     return scored_rows(examples, gens, refusal)
 
@@ -42,5 +46,8 @@ def cli(base_path, val_path, predictions, scores, params_path):
     result = score(rows)
     write_jsonl(predictions, rows)
     write_json(scores, result)
-    log("baseline", f"{len(rows)} val examples: rouge_l {result['overall']['rouge_l']:.3f}, "
-                    f"exact_match {result['overall']['exact_match']:.3f}")
+    log(
+        "baseline",
+        f"{len(rows)} val examples: rouge_l {result['overall']['rouge_l']:.3f}, "
+        f"exact_match {result['overall']['exact_match']:.3f}",
+    )

@@ -23,7 +23,7 @@ tags: [lora, qlora, trl, dvc]
 ---
 # {adapter_name}
 
-A LoRA adapter for `{base}` (model.name: `{name}`, revision `{params['model'].get('revision', 'main')}`),
+A LoRA adapter for `{base}` (model.name: `{name}`, revision `{params["model"].get("revision", "main")}`),
 trained by `finetune train` in a DVC pipeline (`dvc repro`).
 
 ## Data

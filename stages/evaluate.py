@@ -24,8 +24,18 @@ from stages.io import atomic_path, load_jsonl, load_params, log, write_json, wri
 @click.option("--report", "report_path", default="reports/eval.md", show_default=True)
 @click.option("--plot", "plot_path", default="reports/eval_tasks.csv", show_default=True)
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
-def cli(base_path, adapter, val_path, baseline_predictions, baseline_scores, predictions, metrics_path, report_path,
-        plot_path, params_path):
+def cli(
+    base_path,
+    adapter,
+    val_path,
+    baseline_predictions,
+    baseline_scores,
+    predictions,
+    metrics_path,
+    report_path,
+    plot_path,
+    params_path,
+):
     """Score the fine-tuned model on val and compare with the baseline."""
     import json
 
@@ -50,8 +60,12 @@ def cli(base_path, adapter, val_path, baseline_predictions, baseline_scores, pre
     png = report.with_suffix(".png")
     with atomic_path(png) as tmp:
         chart(result, tmp)
-    write_text(report, markdown(result, load_jsonl(baseline_predictions), rows, params["eval"]["examples_per_task"],
-                                png.name))
+    write_text(
+        report, markdown(result, load_jsonl(baseline_predictions), rows, params["eval"]["examples_per_task"], png.name)
+    )
     o, d = finetuned["overall"], result["delta"]["overall"]
-    log("evaluate", f"rouge_l {o['rouge_l']:.3f} ({d['rouge_l']:+.3f} vs base), "
-                    f"exact_match {o['exact_match']:.3f} ({d['exact_match']:+.3f})")
+    log(
+        "evaluate",
+        f"rouge_l {o['rouge_l']:.3f} ({d['rouge_l']:+.3f} vs base), "
+        f"exact_match {o['exact_match']:.3f} ({d['exact_match']:+.3f})",
+    )

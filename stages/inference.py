@@ -6,7 +6,9 @@ import sys
 import time
 
 
-def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int, max_new_tokens: int, desc: str) -> list[dict]:
+def generate(
+    model, tokenizer, prompts: list[list[dict]], batch_size: int, max_new_tokens: int, desc: str
+) -> list[dict]:
     """Answer each prompt (a list of chat messages); returns {prediction, latency_ms, new_tokens} per prompt.
 
     Left padding so every sequence in a batch ends at its generation prompt; greedy so results are reproducible.
@@ -35,9 +37,11 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int, max_n
         new = gen[:, enc["input_ids"].shape[1] :]
         for row in new:
             n_new = int((row != tokenizer.pad_token_id).sum())
-            out.append({
-                "prediction": tokenizer.decode(row, skip_special_tokens=True).strip(),
-                "latency_ms": elapsed_ms / len(batch),
-                "new_tokens": n_new,
-            })
+            out.append(
+                {
+                    "prediction": tokenizer.decode(row, skip_special_tokens=True).strip(),
+                    "latency_ms": elapsed_ms / len(batch),
+                    "new_tokens": n_new,
+                }
+            )
     return out

@@ -44,7 +44,9 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
         raise InputError(p, "params file not found (run from the repository root or pass --params)") from None
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise InputError(p, f"not valid YAML: {getattr(e, 'problem', e)}", None if line is None else line + 1) from None
+        raise InputError(
+            p, f"not valid YAML: {getattr(e, 'problem', e)}", None if line is None else line + 1
+        ) from None
     if not isinstance(data, dict):
         raise InputError(p, "expected a mapping of sections (extract, generate, …)")
     return data

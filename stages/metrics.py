@@ -60,8 +60,8 @@ def score_group(rows: list[dict]) -> dict:
     others = [r for r in rows if r["task"] != "REFUSAL"]
     out = {
         "n": len(rows),
-        "exact_match": statistics.fmean(exact_match(p, r) for p, r in zip(preds, refs)),
-        "rouge_l": statistics.fmean(rouge_l(p, r) for p, r in zip(preds, refs)),
+        "exact_match": statistics.fmean(exact_match(p, r) for p, r in zip(preds, refs, strict=True)),
+        "rouge_l": statistics.fmean(rouge_l(p, r) for p, r in zip(preds, refs, strict=True)),
         "bleu": sacrebleu.corpus_bleu(preds, [refs]).score / 100,
         "chrf": sacrebleu.corpus_chrf(preds, [refs]).score / 100,
         "format_valid": statistics.fmean(float(r["format_valid"]) for r in rows),
@@ -122,18 +122,20 @@ def scored_rows(examples: list[dict], generations: list[dict], refusal: str) -> 
     for ex, gen in zip(examples, generations, strict=True):
         pred, meta = gen["prediction"], ex.get("meta", {})
         task = TASKS.get(ex["task"])
-        rows.append({
-            "id": ex["id"],
-            "task": ex["task"],
-            "prompt": user_prompt(ex),
-            "reference": reference_answer(ex),
-            "prediction": pred,
-            "format_valid": bool(task and task.check(pred, {**meta, "refusal": refusal})),
-            "refused": normalise(refusal) in normalise(pred),
-            "keypoint_coverage": keypoint_coverage(pred, meta["keypoints"])
-            if ex["task"] in ("PROCEDURE", "EXPLANATION") and meta.get("keypoints")
-            else None,
-            "latency_ms": gen["latency_ms"],
-            "new_tokens": gen["new_tokens"],
-        })
+        rows.append(
+            {
+                "id": ex["id"],
+                "task": ex["task"],
+                "prompt": user_prompt(ex),
+                "reference": reference_answer(ex),
+                "prediction": pred,
+                "format_valid": bool(task and task.check(pred, {**meta, "refusal": refusal})),
+                "refused": normalise(refusal) in normalise(pred),
+                "keypoint_coverage": keypoint_coverage(pred, meta["keypoints"])
+                if ex["task"] in ("PROCEDURE", "EXPLANATION") and meta.get("keypoints")
+                else None,
+                "latency_ms": gen["latency_ms"],
+                "new_tokens": gen["new_tokens"],
+            }
+        )
     return rows

@@ -32,8 +32,11 @@ def check_safetensors(path: str | Path) -> None:
     if not p.is_dir():
         raise InputError(p, "model directory not found (run `finetune base` or `dvc repro base`)")
     if not any(p.glob("*.safetensors")) and any(p.glob("*.bin")):
-        raise InputError(p, "only pickled .bin weights found; refusing to load them (they can run code). "
-                            "Convert to safetensors first.")
+        raise InputError(
+            p,
+            "only pickled .bin weights found; refusing to load them (they can run code). "
+            "Convert to safetensors first.",
+        )
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False, padding_side: str = "right"):

@@ -46,7 +46,12 @@ def chart(result: dict, path: Path) -> None:
 def markdown(result: dict, base_rows: list[dict], tuned_rows: list[dict], per_task: int, png_name: str) -> str:
     lines = ["# Evaluation: base model vs fine-tuned adapter", ""]
     n = result["finetuned"]["overall"]["n"]
-    lines += [f"Greedy generation on the {n} val examples. Δ = fine-tuned − baseline.", "", f"![ROUGE-L per task]({png_name})", ""]
+    lines += [
+        f"Greedy generation on the {n} val examples. Δ = fine-tuned − baseline.",
+        "",
+        f"![ROUGE-L per task]({png_name})",
+        "",
+    ]
     header = "| task | n | " + " | ".join(f"{m} base | {m} tuned | Δ" for m in SHOWN) + " |"
     lines += [header, "|" + "---|" * (2 + 3 * len(SHOWN))]
     for task, tuned in result["finetuned"].items():
@@ -56,10 +61,17 @@ def markdown(result: dict, base_rows: list[dict], tuned_rows: list[dict], per_ta
     overall = result["finetuned"]["overall"]
     extra = [k for k in ("refusal_accuracy", "false_refusal", "keypoint_coverage") if k in overall]
     if extra:
-        lines += ["", "Overall: " + ", ".join(
-            f"{k} {result['baseline']['overall'].get(k, 0):.3f} → {overall[k]:.3f}" for k in extra)]
-    lines += ["", f"Latency (fine-tuned, batched): p50 {overall['latency_p50_ms']:.1f} ms, "
-                  f"p95 {overall['latency_p95_ms']:.1f} ms per example, {overall['tokens_per_second']:.0f} tokens/s", ""]
+        lines += [
+            "",
+            "Overall: "
+            + ", ".join(f"{k} {result['baseline']['overall'].get(k, 0):.3f} → {overall[k]:.3f}" for k in extra),
+        ]
+    lines += [
+        "",
+        f"Latency (fine-tuned, batched): p50 {overall['latency_p50_ms']:.1f} ms, "
+        f"p95 {overall['latency_p95_ms']:.1f} ms per example, {overall['tokens_per_second']:.0f} tokens/s",
+        "",
+    ]
     lines += ["## Examples", ""]
     by_id = {r["id"]: r for r in base_rows}
     for task in [t for t in result["finetuned"] if t != "overall"]:

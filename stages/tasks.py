@@ -68,7 +68,9 @@ def spec_items(block: dict) -> list[Item]:
         if not (param and value):
             continue
         answer = f"{value} {unit}".strip()
-        out.append(Item({"parameter": _lower_first(param), "subject": topic, "family": family}, answer, {"unit": unit}))
+        out.append(
+            Item({"parameter": _lower_first(param), "subject": topic, "family": family}, answer, {"unit": unit})
+        )
     return out
 
 
@@ -103,7 +105,9 @@ def troubleshooting_items(block: dict) -> list[Item]:
     for row in block["rows"]:
         symptom, cause, remedy = row.get("Symptom", ""), row.get("Cause", ""), row.get("Remedy", "")
         if symptom and cause and remedy:
-            out.append(Item({"symptom": symptom.rstrip("."), "family": family}, f"Cause: {cause}\nRemedy: {remedy}", {}))
+            out.append(
+                Item({"symptom": symptom.rstrip("."), "family": family}, f"Cause: {cause}\nRemedy: {remedy}", {})
+            )
     return out
 
 

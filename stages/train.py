@@ -180,8 +180,12 @@ def fingerprint(params: dict, train_path, val_path, base_path) -> str:
     """What a checkpoint must match to be resumed: the params train reads, both splits and the base weights."""
     weights = Path(base_path) / "model.safetensors"
     p = {k: params[k] for k in PARAM_SECTIONS}
-    return content_id(json.dumps(p, sort_keys=True), file_md5(train_path), file_md5(val_path),
-                      file_md5(weights) if weights.exists() else "")
+    return content_id(
+        json.dumps(p, sort_keys=True),
+        file_md5(train_path),
+        file_md5(val_path),
+        file_md5(weights) if weights.exists() else "",
+    )
 
 
 def run(train_path, val_path, base_path, params: dict, checkpoints: Path, live, resume: bool = False):
@@ -247,4 +251,6 @@ def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live
     # The adapter is saved: the checkpoints have done their job, leave only the stamp.
     for ckpt in checkpoints.glob("checkpoint-*"):
         shutil.rmtree(ckpt)
-    log("train", f"adapter -> {output}; eval_loss {metrics['eval_loss']:.4f}, {metrics['tokens_per_second']:.0f} tok/s")
+    log(
+        "train", f"adapter -> {output}; eval_loss {metrics['eval_loss']:.4f}, {metrics['tokens_per_second']:.0f} tok/s"
+    )

@@ -19,8 +19,18 @@ STAGES = ["extract", "base", "generate", "balance", "validate", "train", "baseli
 SMALL = {
     # A smaller vocabulary cuts text into more tokens: 512 keeps the longest example inside max_seq_len.
     # bitsandbytes packs 4-bit weights for CPU in blocks of 64 inputs, so 64 is the narrowest width it takes.
-    "model": {"max_seq_len": 512, "tiny": {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "num_key_value_heads": 1, "pretrain_steps": 20}},
+    "model": {
+        "max_seq_len": 512,
+        "tiny": {
+            "vocab_size": 512,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "pretrain_steps": 20,
+        },
+    },
     "train": {"epochs": 1, "logging_steps": 10},
     "eval": {"max_new_tokens": 16, "batch_size": 64},
 }
@@ -34,12 +44,24 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}
+    # PYTHONPATH: `finetune` must run the copy's stages/, not the editable install's, or edits to the copy
+    # would change DVC's view of the code without changing the code that runs.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(cwd),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@localhost",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@localhost",
+    }
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -70,11 +92,24 @@ def repo(tmp_path_factory) -> Path:
 
 
 def test_repro_writes_every_output(repo):
-    for path in ["data/interim/blocks.jsonl", "data/interim/examples.jsonl", "data/processed/train.jsonl",
-                 "data/processed/val.jsonl", "metrics/validation.json", "reports/validation/index.html",
-                 "models/base/model.safetensors", "models/base/tokenizer.json", "models/adapter/adapter_config.json",
-                 "models/adapter/adapter_model.safetensors", "models/adapter/README.md", "metrics/train.json",
-                 "metrics/train/plots/metrics/loss.tsv", "metrics/eval.json", "reports/eval.md", "reports/eval.png"]:
+    for path in [
+        "data/interim/blocks.jsonl",
+        "data/interim/examples.jsonl",
+        "data/processed/train.jsonl",
+        "data/processed/val.jsonl",
+        "metrics/validation.json",
+        "reports/validation/index.html",
+        "models/base/model.safetensors",
+        "models/base/tokenizer.json",
+        "models/adapter/adapter_config.json",
+        "models/adapter/adapter_model.safetensors",
+        "models/adapter/README.md",
+        "metrics/train.json",
+        "metrics/train/plots/metrics/loss.tsv",
+        "metrics/eval.json",
+        "reports/eval.md",
+        "reports/eval.png",
+    ]:
         assert (repo / path).is_file(), path
     assert json.loads((repo / "metrics/validation.json").read_text())["success"] is True
     assert not list((repo / "models/checkpoints").glob("checkpoint-*")), "a finished run leaves only the adapter"
@@ -89,7 +124,8 @@ def test_eval_metrics_have_baseline_finetuned_and_delta_per_task(repo):
         for group in result[side].values():
             assert {"exact_match", "rouge_l"} <= set(group)
     assert result["delta"]["overall"]["rouge_l"] == pytest.approx(
-        result["finetuned"]["overall"]["rouge_l"] - result["baseline"]["overall"]["rouge_l"])
+        result["finetuned"]["overall"]["rouge_l"] - result["baseline"]["overall"]["rouge_l"]
+    )
 
 
 def test_second_repro_runs_nothing(repo):
@@ -108,7 +144,9 @@ def test_lora_rank_experiment_reruns_train_and_evaluate_only(repo):
 def test_editing_a_generate_template_reruns_generate_onwards_only(repo):
     tasks = repo / "stages/tasks.py"
     original = tasks.read_text()
-    edited = original.replace('"Tell me the {parameter} for the {subject}."', '"Give me the {parameter} for the {subject}."')
+    edited = original.replace(
+        '"Tell me the {parameter} for the {subject}."', '"Give me the {parameter} for the {subject}."'
+    )
     assert edited != original
     tasks.write_text(edited)
     out = sh(["dvc", "repro"], repo).stdout

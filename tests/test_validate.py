@@ -129,7 +129,7 @@ def broken_run(tmp_path_factory, model):
     train[3]["task"] = "poetry"  # unknown task
     train[4]["messages"][2]["content"] = "The CA-24C draws 2.4 kW. " * 40  # too long for max_seq_len 64
     train.append({**train[5], "question": "x"})  # duplicate id (and pair)
-    train += [example(30 + i, "spec") for i in range(12)]  # spec now 18+ vs qa 6: ratio > 2; 2 of 23 sources in val < 10%
+    train += [example(30 + i, "spec") for i in range(12)]  # spec 18+ vs qa 6: ratio > 2; val 2 of 23 sources
     val[0]["source"] = train[0]["source"]  # source in both splits
     val[1]["messages"] = [dict(m) for m in train[6]["messages"]]  # same prompt as a train example
     root = write_case(tmp_path_factory.mktemp("broken"), train, val)
