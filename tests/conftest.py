@@ -1,0 +1,312 @@
+"""Shared fixtures: params shrunk for tests, a tiny corpus of blocks, and a tiny base model and adapter built once.
+
+The model is a one-layer Llama of about 60 k parameters, so building, training and evaluating it takes seconds on
+2 CPU cores. hidden_size and intermediate_size are multiples of 64 because bitsandbytes' CPU 4-bit kernels quantise
+the input features of every Linear layer in blocks of 64 (hidden_size 32 fails inside bitsandbytes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from stages.extract import block
+from stages.io import load_jsonl, load_params, write_jsonl
+
+# No test may reach the network: with these set, the hub clients fail at once instead of trying.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_MODEL = {
+    "vocab_size": 300,  # 256 byte symbols + 3 special tokens + ~40 merges
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "seed": 0,
+    "pretrain_steps": 5,  # 5 steps x 4 windows x 128 tokens: enough to exercise pretraining, not to learn much
+    "pretrain_batch_size": 4,
+    "pretrain_lr": 0.003,
+}
+
+HEATING = "Brenntal Service Manual — Heating / Calora gas condensing boilers"
+CALORA_NAMES = "calora combi 20;Brenntal Kombitherme 20 kW;20kW Brenntal gas combi;ca20c boiler"
+
+# One or two blocks of every kind, shaped like extract's output for the sample corpus (Markdown and PDF titles).
+TINY_BLOCKS = [
+    block(
+        "data/raw/catalog.csv#row=1",
+        "catalog_row",
+        "Brenntal Calora CA-20C combi boiler",
+        f"model_code: CA-20C\nname: Brenntal Calora CA-20C combi boiler\nrating: 20\nunit: kW\n{CALORA_NAMES}",
+        rows=[
+            {
+                "model_code": "CA-20C",
+                "family": "Calora",
+                "name": "Brenntal Calora CA-20C combi boiler",
+                "rating": "20",
+                "unit": "kW",
+                "informal_names": CALORA_NAMES,
+            }
+        ],
+    ),
+    block(
+        "data/raw/catalog.csv#row=2",
+        "catalog_row",
+        "Brenntal Aquis AQ-200 hot-water cylinder",
+        "model_code: AQ-200\nname: Brenntal Aquis AQ-200 hot-water cylinder\nrating: 200\nunit: l",
+        rows=[
+            {
+                "model_code": "AQ-200",
+                "family": "Aquis",
+                "name": "Brenntal Aquis AQ-200 hot-water cylinder",
+                "rating": "200",
+                "unit": "l",
+                "informal_names": "aquis 200 tank; Warmwasserspeicher 200 Liter",
+            }
+        ],
+    ),
+    block(
+        "data/raw/manual.md#h=Calora/Specifications — CA-24C",
+        "spec_table",
+        f"{HEATING} / Specifications — CA-24C",
+        "Rated output: 24 kW\nWeight: 32 kg\nGas inlet pressure: 20 mbar",
+        rows=[
+            {"Parameter": "Rated output", "Value": "24", "Unit": "kW"},
+            {"Parameter": "Weight", "Value": "32", "Unit": "kg"},
+            {"Parameter": "Gas inlet pressure", "Value": "20", "Unit": "mbar"},
+        ],
+    ),
+    block(
+        "data/raw/manual.pdf#page=3",
+        "spec_table",
+        "Aquis / Specifications / AQ-200",
+        "Nominal volume: 200 l\nMaximum operating pressure: 10 bar",
+        rows=[
+            {"Parameter": "Nominal volume", "Value": "200", "Unit": "l"},
+            {"Parameter": "Maximum operating pressure", "Value": "10", "Unit": "bar"},
+        ],
+    ),
+    block(
+        "data/raw/manual.md#h=Calora/Procedure — Annual service",
+        "procedure",
+        f"{HEATING} / Procedure — Annual service",
+        "1. Isolate the gas and electrical supplies.\n2. Clean the burner with the brush.\n3. Check the flue seals.",
+        items=[
+            "Isolate the gas and electrical supplies.",
+            "Clean the burner with the brush.",
+            "Check the flue seals.",
+        ],
+    ),
+    block(
+        "data/raw/manual.pdf#page=5",
+        "procedure",
+        "Aquis / Procedure / Inspecting the magnesium anode",
+        "1. Close the cold-water inlet.\n2. Drain two litres from the cylinder.\n3. Unscrew and measure the anode.",
+        items=["Close the cold-water inlet.", "Drain two litres from the cylinder.", "Unscrew and measure the anode."],
+    ),
+    block(
+        "data/raw/manual.md#h=Calora/Explanation — Why condensing saves gas",
+        "prose",
+        f"{HEATING} / Explanation — Why condensing saves gas",
+        "A condensing boiler cools its flue gas below the dew point. The water vapour condenses and releases its "
+        "latent heat into the heating water, so less gas is burnt for the same output.",
+    ),
+    block(
+        "data/raw/manual.md#h=Brenntal Service Manual — Heating",
+        "prose",
+        "Brenntal Service Manual — Heating",
+        "This manual covers the Calora boilers. Work on gas appliances may only be done by a registered engineer.",
+    ),
+    block(
+        "data/raw/manual.md#h=Calora/Wiring — External controls",
+        "wiring",
+        f"{HEATING} / Wiring — External controls",
+        "- Terminal X4 pins 1-2: room thermostat, volt-free.\n- Terminal X5: 230 V supply, fused at 3 A.",
+        items=["Terminal X4 pins 1-2: room thermostat, volt-free.", "Terminal X5: 230 V supply, fused at 3 A."],
+    ),
+    block(
+        "data/raw/manual.md#h=Calora/Troubleshooting — CA-24C",
+        "troubleshooting",
+        f"{HEATING} / Troubleshooting — CA-24C",
+        "Symptom: F22 low pressure; Cause: Leak or air in the system; Remedy: Top up to 1.5 bar and bleed\n"
+        "Symptom: F28 no ignition; Cause: Gas supply closed; Remedy: Open the gas valve and reset",
+        rows=[
+            {
+                "Symptom": "F22 low pressure",
+                "Cause": "Leak or air in the system",
+                "Remedy": "Top up to 1.5 bar and bleed",
+            },
+            {"Symptom": "F28 no ignition.", "Cause": "Gas supply closed", "Remedy": "Open the gas valve and reset"},
+        ],
+    ),
+    block(
+        "data/raw/qa.jsonl#line=1",
+        "qa",
+        "What's the difference between the CA-24C and the CA-24S?",
+        "user: What's the difference between the CA-24C and the CA-24S?\nassistant: The CA-24C is a combi boiler.",
+        messages=[
+            {"role": "user", "content": "What's the difference between the CA-24C and the CA-24S?"},
+            {"role": "assistant", "content": "The CA-24C is a combi boiler; the CA-24S is a system boiler."},
+        ],
+    ),
+    block(
+        "data/raw/qa.jsonl#line=2",
+        "qa",
+        "Kann ich den Aquis-Speicher mit einer Wärmepumpe betreiben?",
+        "user: Kann ich den Aquis-Speicher mit einer Wärmepumpe betreiben?\nassistant: Ja, mit dem AQ-300.",
+        messages=[
+            {"role": "system", "content": "Imported."},
+            {"role": "user", "content": "Kann ich den Aquis-Speicher mit einer Wärmepumpe betreiben?"},
+            {"role": "assistant", "content": "Ja, der AQ-300 hat eine große Wärmetauscherfläche dafür."},
+        ],
+    ),
+]
+
+
+def repo_params() -> dict:
+    return load_params(REPO / "params.yaml")
+
+
+def shrink(params: dict) -> dict:
+    """The repo's params with the model, training and evaluation cut down to test size; the rest as in the repo."""
+    params = copy.deepcopy(params)
+    params["model"]["tiny"] = dict(TINY_MODEL)
+    params["train"].update(
+        epochs=1,
+        per_device_train_batch_size=4,  # 12 examples: 3 optimiser steps
+        eval_strategy="epoch",
+        warmup_steps=0,
+        logging_steps=1,
+    )
+    params["eval"].update(batch_size=8, max_new_tokens=16)
+    return params
+
+
+def write_params(path: Path, params: dict) -> Path:
+    path.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def invoke(command, args) -> Result:
+    """Run a stage's click command in-process; exceptions stay on the result for the test to inspect."""
+    return CliRunner().invoke(command, [str(a) for a in args], catch_exceptions=True)
+
+
+def assert_ok(result) -> None:
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def small_params() -> dict:
+    """A fresh copy of the shrunk params for a test to modify."""
+    return shrink(repo_params())
+
+
+@pytest.fixture(scope="session")
+def tiny_blocks_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "blocks.jsonl"
+    write_jsonl(path, TINY_BLOCKS)
+    return path
+
+
+@pytest.fixture(scope="session")
+def session_params_file(tmp_path_factory) -> Path:
+    return write_params(tmp_path_factory.mktemp("params") / "params.yaml", shrink(repo_params()))
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, tiny_blocks_file, session_params_file) -> Path:
+    """models/base as `finetune base` builds it from the tiny corpus with the tiny model params."""
+    from stages.base import cli
+
+    out = tmp_path_factory.mktemp("models") / "base"
+    assert_ok(invoke(cli, ["--blocks", tiny_blocks_file, "--output", out, "--params", session_params_file]))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_splits(tmp_path_factory, session_params_file) -> SimpleNamespace:
+    """val.jsonl: the first example of every task; train.jsonl: 12 of the others, taken from the tasks in turn."""
+    from stages.generate import run
+
+    examples = run(TINY_BLOCKS, load_params(session_params_file)["generate"])
+    by_task: dict[str, list[dict]] = {}
+    for e in examples:
+        by_task.setdefault(e["task"], []).append(e)
+    val = [group[0] for group in by_task.values()]
+    rest = [group[1:] for group in by_task.values()]
+    train = []
+    while len(train) < 12 and any(rest):
+        for group in rest:
+            if group and len(train) < 12:
+                train.append(group.pop(0))
+    root = tmp_path_factory.mktemp("processed")
+    write_jsonl(root / "train.jsonl", train)
+    write_jsonl(root / "val.jsonl", val)
+    return SimpleNamespace(train=root / "train.jsonl", val=root / "val.jsonl", tasks=sorted(by_task))
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> SimpleNamespace:
+    """One `finetune train` run on the tiny base, shared by the train and evaluate tests.
+
+    It starts where `dvc repro` after a params change would: the persistent checkpoints folder still holds a
+    checkpoint of an earlier run (stamped with another fingerprint) and the DVCLive folder that run's curve.
+    `stages.models.load_base` is wrapped so the tests can inspect the very model the trainer trained.
+    """
+    import stages.models
+    from stages.train import cli
+
+    root = tmp_path_factory.mktemp("train")
+    checkpoints, live = root / "models" / "checkpoints", root / "metrics" / "train"
+    stale = checkpoints / "checkpoint-99"
+    stale.mkdir(parents=True)
+    (stale / "trainer_state.json").write_text('{"global_step": 99}')  # resuming from it would crash
+    (checkpoints / "run.json").write_text('{"fingerprint": "of-another-run"}\n')
+    old_curve = live / "plots" / "metrics" / "train" / "loss.tsv"
+    old_curve.parent.mkdir(parents=True)
+    old_curve.write_text("step\tloss\n99\t9.99\n")
+
+    loaded = []
+    real_load_base = stages.models.load_base
+
+    def spy(path, model_params, quant=None):
+        model = real_load_base(path, model_params, quant)
+        loaded.append(SimpleNamespace(path=Path(path), quant=quant, model=model))
+        return model
+
+    args = ["--train", tiny_splits.train, "--val", tiny_splits.val, "--model", tiny_base]
+    args += ["--output", root / "models" / "adapter", "--checkpoints", checkpoints]
+    args += ["--metrics", root / "metrics" / "train.json", "--live-dir", live, "--params", session_params_file]
+    with pytest.MonkeyPatch.context() as mp, contextlib.chdir(root):  # DVCLive looks for a repo from the cwd
+        mp.setattr(stages.models, "load_base", spy)
+        result = invoke(cli, args)
+    assert_ok(result)
+    return SimpleNamespace(
+        result=result,
+        adapter=root / "models" / "adapter",
+        checkpoints=checkpoints,
+        metrics=root / "metrics" / "train.json",
+        live=live,
+        loaded=loaded,
+        base=tiny_base,
+        splits=tiny_splits,
+        params_file=session_params_file,
+        val=load_jsonl(tiny_splits.val),
+    )

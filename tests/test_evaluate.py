@@ -1,0 +1,128 @@
+"""`finetune baseline` then `finetune evaluate` on the tiny base and adapter: per-task scores for both models and
+their difference in metrics/eval.json, a Markdown report with a PNG chart, and the CSV behind `dvc plots`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from stages.baseline import cli as baseline_cli
+from stages.evaluate import cli as evaluate_cli
+from stages.io import load_jsonl
+from tests.conftest import assert_ok, invoke
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, trained):
+    root = tmp_path_factory.mktemp("eval")
+    out = SimpleNamespace(
+        base_predictions=root / "data/eval/baseline_predictions.jsonl",
+        base_scores=root / "data/eval/baseline_scores.json",
+        predictions=root / "data/eval/finetuned_predictions.jsonl",
+        metrics=root / "metrics/eval.json",
+        report=root / "reports/eval.md",
+        plot=root / "reports/eval_tasks.csv",
+        val=trained.val,
+        tasks={e["task"] for e in trained.val},
+    )
+    assert len(out.tasks) == 8  # val holds every task, so the checks below are about every task
+    common = ["--val", trained.splits.val, "--params", trained.params_file]
+    assert_ok(
+        invoke(
+            baseline_cli,
+            ["--model", trained.base, "--predictions", out.base_predictions, "--scores", out.base_scores, *common],
+        )
+    )
+    assert_ok(
+        invoke(
+            evaluate_cli,
+            [
+                "--model",
+                trained.base,
+                "--adapter",
+                trained.adapter,
+                "--baseline-predictions",
+                out.base_predictions,
+                "--baseline-scores",
+                out.base_scores,
+                "--predictions",
+                out.predictions,
+                "--metrics",
+                out.metrics,
+                "--report",
+                out.report,
+                "--plot",
+                out.plot,
+                *common,
+            ],
+        )
+    )
+    out.result = json.loads(out.metrics.read_text())
+    return out
+
+
+def test_eval_json_has_baseline_finetuned_and_delta_each_with_overall_and_every_val_task(evaluated):
+    result = evaluated.result
+    assert set(result) == {"baseline", "finetuned", "delta"}
+    for part in result.values():
+        assert set(part) == {"overall"} | evaluated.tasks
+    overall = result["finetuned"]["overall"]
+    assert {"exact_match", "rouge_l", "format_valid", "refusal_accuracy", "false_refusal"} <= set(overall)
+    assert overall["n"] == len(evaluated.val)
+    assert sum(result["finetuned"][t]["n"] for t in evaluated.tasks) == len(evaluated.val)
+
+
+def test_baseline_in_eval_json_is_the_baseline_stage_s_scores(evaluated):
+    assert evaluated.result["baseline"] == json.loads(evaluated.base_scores.read_text())
+
+
+def test_delta_is_finetuned_minus_baseline(evaluated):
+    result = evaluated.result
+    for group, metrics in result["delta"].items():
+        for key, value in metrics.items():
+            assert value == pytest.approx(result["finetuned"][group][key] - result["baseline"][group][key]), key
+
+
+def test_predictions_hold_one_scored_row_per_val_example_for_each_model(evaluated):
+    for path in (evaluated.base_predictions, evaluated.predictions):
+        rows = load_jsonl(path)
+        assert [r["id"] for r in rows] == [e["id"] for e in evaluated.val]
+        assert [r["reference"] for r in rows] == [e["messages"][-1]["content"] for e in evaluated.val]
+        assert all(isinstance(r["prediction"], str) and r["latency_ms"] > 0 for r in rows)
+
+
+def test_evaluate_runs_the_base_with_the_adapter_merged_in(trained, small_params):
+    import torch
+
+    from stages.models import load_base, load_merged, load_tokenizer
+
+    ids = load_tokenizer(trained.base)("[SPEC] CA-24C: rated output?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        base = load_base(trained.base, small_params["model"])(ids).logits
+        merged = load_merged(trained.base, trained.adapter, small_params["model"])
+        tuned = merged(ids).logits
+    assert not any("lora" in name for name, _ in merged.named_modules())  # merged: plain layers, no LoRA matmuls
+    assert not torch.allclose(base, tuned)
+
+
+def test_report_is_markdown_with_a_png_chart_and_a_row_per_task(evaluated):
+    md = evaluated.report.read_text(encoding="utf-8")
+    png = evaluated.report.with_suffix(".png")
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "![ROUGE-L per task](eval.png)" in md  # relative, so the report renders where it lies
+    for task in evaluated.tasks:
+        assert f"\n| {task} | 1 | " in md and f"\n### {task}\n" in md
+
+
+def test_plot_csv_has_one_rouge_l_row_per_task_and_model(evaluated):
+    with evaluated.plot.open() as f:
+        rows = list(csv.DictReader(f))
+    pairs = [(r["task"], r["model"]) for r in rows]
+    assert len(pairs) == len(set(pairs))
+    assert set(pairs) == {(t, m) for t in evaluated.tasks | {"overall"} for m in ("baseline", "finetuned")}
+    for r in rows:
+        assert float(r["rouge_l"]) == pytest.approx(evaluated.result[r["model"]][r["task"]]["rouge_l"], abs=1e-4)
+        assert r["label"] == f"{r['task']} {r['model']}"

@@ -1,0 +1,195 @@
+"""`finetune train`: a QLoRA adapter saved with its tokenizer and model card, the run's metrics and curves, and
+checkpoints that only the run which wrote them may resume.
+
+The training run itself is the session fixture `trained` (tests/conftest.py), shared with test_evaluate.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+
+import pytest
+import yaml
+
+from stages.models import load_base
+from stages.train import prepare_checkpoints
+from tests.conftest import REPO
+
+LINEAR_LAYERS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+METRIC_KEYS = (
+    "train_loss",
+    "eval_loss",
+    "best_eval_loss",
+    "best_epoch",
+    "mean_token_accuracy",
+    "entropy",
+    "tokens_processed",
+    "tokens_per_second",
+    "train_runtime",
+    "trainable_params",
+    "trainable_percent",
+    "peak_memory_mb",
+)
+
+
+def md5(path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def test_train_writes_adapter_weights_tokenizer_and_model_card(trained):
+    names = {p.name for p in trained.adapter.iterdir()}
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+    } <= names
+    assert not [n for n in names if n.endswith(".bin")]
+
+
+def test_adapter_is_lora_on_every_linear_layer_of_the_base(trained):
+    config = json.loads((trained.adapter / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA"
+    assert (config["r"], config["lora_alpha"]) == (16, 32)  # lora.r and lora.alpha in params.yaml
+    assert {
+        m.rsplit(".", 1)[-1] for m in config["target_modules"]
+    } == LINEAR_LAYERS  # target_modules: all-linear (lm_head excluded)
+
+
+def test_adapter_weights_were_trained(trained):
+    from safetensors.torch import load_file
+
+    weights = load_file(trained.adapter / "adapter_model.safetensors")
+    lora_b = [t for name, t in weights.items() if "lora_B" in name]
+    assert len(lora_b) == len(LINEAR_LAYERS)  # one per linear layer of the one-layer tiny model
+    assert any(t.abs().max() > 0 for t in lora_b)  # LoRA's B starts at zero: non-zero means the optimiser moved it
+
+
+def test_adapter_tokenizer_keeps_the_base_chat_template(trained):
+    from transformers import AutoTokenizer
+
+    assert (
+        AutoTokenizer.from_pretrained(trained.adapter).chat_template
+        == AutoTokenizer.from_pretrained(trained.base).chat_template
+    )
+
+
+def test_model_card_holds_the_vllm_serve_command_and_the_data_digests(trained):
+    card = (trained.adapter / "README.md").read_text(encoding="utf-8")
+    # model.name tiny exists only as a local directory, so vLLM is pointed at it.
+    assert f"vllm serve {trained.base} --enable-lora --lora-modules adapter={trained.adapter}" in card
+    assert md5(trained.splits.train) in card and md5(trained.splits.val) in card
+    assert card.startswith("---\nlibrary_name: peft\n")
+
+
+def test_train_metrics_report_loss_accuracy_throughput_and_size(trained):
+    metrics = json.loads(trained.metrics.read_text())
+    missing = [k for k in METRIC_KEYS if k not in metrics]
+    assert not missing
+    for key in METRIC_KEYS:
+        assert isinstance(metrics[key], (int, float)) and math.isfinite(metrics[key]), key
+    assert metrics["best_epoch"] == 1.0  # one epoch, evaluated once
+    assert metrics["global_step"] == 3  # 12 examples / batch size 4
+    assert metrics["eval_loss"] == pytest.approx(metrics["best_eval_loss"], rel=1e-3)  # the best model is the one kept
+    assert 0 <= metrics["mean_token_accuracy"] <= 1
+    assert metrics["tokens_processed"] > 12
+    assert metrics["tokens_per_second"] == pytest.approx(metrics["tokens_processed"] / metrics["train_runtime"])
+    assert metrics["trainable_params"] > 0 and 0 < metrics["trainable_percent"] < 100
+    assert metrics["peak_memory_mb"] > 0
+
+
+def test_train_logs_every_curve_that_dvc_yaml_plots(trained):
+    plots = yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]
+    files = [f for plot in plots for spec in plot.values() for f in spec["y"] if f.startswith("metrics/train/")]
+    assert files
+    for f in files:
+        path = trained.live / f.removeprefix("metrics/train/")
+        with path.open() as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        assert rows, f
+
+
+def test_the_trainer_trains_on_a_bitsandbytes_4bit_base(trained):
+    import bitsandbytes as bnb
+
+    [loaded] = [m for m in trained.loaded if m.quant]  # the model train loaded for training
+    assert loaded.quant["load_in_4bit"] is True
+    lora_bases = {
+        name: module.base_layer for name, module in loaded.model.named_modules() if hasattr(module, "lora_A")
+    }
+    assert {name.rsplit(".", 1)[-1] for name in lora_bases} == LINEAR_LAYERS
+    assert all(isinstance(layer, bnb.nn.Linear4bit) for layer in lora_bases.values())
+
+
+@pytest.mark.parametrize("load_in_4bit", [True, False])
+def test_load_base_quantises_the_linear_layers_to_4bit_only_when_asked(tiny_base, small_params, load_in_4bit):
+    import bitsandbytes as bnb
+    import torch
+
+    quant = {**small_params["quant"], "load_in_4bit": load_in_4bit}
+    model = load_base(tiny_base, small_params["model"], quant)
+    linear = {name.rsplit(".", 1)[-1]: m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert LINEAR_LAYERS <= set(linear)
+    four_bit = {name for name, m in linear.items() if isinstance(m, bnb.nn.Linear4bit)}
+    assert four_bit == (LINEAR_LAYERS if load_in_4bit else set())
+
+
+def test_a_finished_run_leaves_no_checkpoint_only_its_own_stamp(trained):
+    assert not list(trained.checkpoints.glob("checkpoint-*"))  # the stale checkpoint-99 included
+    stamp = json.loads((trained.checkpoints / "run.json").read_text())
+    assert stamp["fingerprint"] != "of-another-run"
+
+
+def test_a_new_run_does_not_continue_the_curve_of_another_run(trained):
+    with (trained.live / "plots" / "metrics" / "train" / "loss.tsv").open() as fh:
+        steps = [int(row["step"]) for row in csv.DictReader(fh, delimiter="\t")]
+    assert 99 not in steps  # the old run's row is gone
+    assert steps and max(steps) <= json.loads(trained.metrics.read_text())["global_step"]
+
+
+def stamped(folder, fingerprint, checkpoint="checkpoint-4"):
+    (folder / checkpoint).mkdir(parents=True)
+    (folder / checkpoint / "trainer_state.json").write_text("{}")
+    (folder / "run.json").write_text(json.dumps({"fingerprint": fingerprint}))
+    return folder
+
+
+def test_prepare_checkpoints_discards_checkpoints_stamped_with_another_fingerprint(tmp_path):
+    folder = stamped(tmp_path / "checkpoints", "old-params")
+    assert prepare_checkpoints(folder, "new-params") is False
+    assert [p.name for p in folder.iterdir()] == ["run.json"]
+    assert json.loads((folder / "run.json").read_text()) == {"fingerprint": "new-params"}
+
+
+def test_prepare_checkpoints_resumes_checkpoints_stamped_with_the_same_fingerprint(tmp_path):
+    folder = stamped(tmp_path / "checkpoints", "same")
+    assert prepare_checkpoints(folder, "same") is True
+    assert (folder / "checkpoint-4" / "trainer_state.json").exists()
+
+
+def test_prepare_checkpoints_discards_unstamped_checkpoints_and_creates_a_missing_folder(tmp_path):
+    folder = tmp_path / "checkpoints"
+    (folder / "checkpoint-7").mkdir(parents=True)
+    assert prepare_checkpoints(folder, "fp") is False
+    assert not (folder / "checkpoint-7").exists()
+    assert prepare_checkpoints(tmp_path / "new", "fp") is False
+    assert (tmp_path / "new" / "run.json").exists()
+
+
+def test_fingerprint_changes_with_the_train_params_and_the_data_and_nothing_else(tmp_path, tiny_base, small_params):
+    from stages.train import fingerprint
+
+    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
+    train.write_text('{"id": "a"}\n')
+    val.write_text('{"id": "b"}\n')
+    first = fingerprint(small_params, train, val, tiny_base)
+    assert fingerprint(small_params, train, val, tiny_base) == first
+    assert fingerprint({**small_params, "eval": {"batch_size": 1}}, train, val, tiny_base) == first  # not train's
+    changed = {**small_params, "train": {**small_params["train"], "learning_rate": 0.1}}
+    assert fingerprint(changed, train, val, tiny_base) != first
+    val.write_text('{"id": "c"}\n')
+    assert fingerprint(small_params, train, val, tiny_base) != first
