@@ -13,10 +13,6 @@ from click.testing import CliRunner
 
 from stages.validate import answer_of, cli, copy_number, render_prompt, split_share
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 SYSTEM = "You answer questions about Calora heat pumps."
 EXPECTATIONS = [
     f"{split}_{name}"
@@ -33,27 +29,13 @@ EXPECTATIONS = [
 
 
 def save_tiny_tokenizer(path):
-    """A byte-level BPE trained on a few sentences, with a ChatML-like template: fast, offline, real."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """The pipeline's own tokenizer builder (byte-level BPE + ChatML) on a few sentences: fast, offline, real."""
+    from stages.base import train_tokenizer
 
-    specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
+    train_tokenizer(
+        ["What is the rated power of the CA-24C?", "The CA-24C draws 2.4 kW.", SYSTEM, "user assistant system"] * 10,
         vocab_size=400,
-        show_progress=False,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    sentences = ["What is the rated power of the CA-24C?", "The CA-24C draws 2.4 kW.", SYSTEM, "user assistant system"]
-    tok.train_from_iterator(sentences * 10, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|im_end|>", bos_token="<|im_start|>"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(path)
+    ).save_pretrained(path)
     return path
 
 

@@ -10,11 +10,6 @@ from click.testing import CliRunner
 
 from stages.cli import group
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
 
 def chat(question="What is the rated power of the CA-24C?", answer="2.4 kW."):
     return {
@@ -82,24 +77,12 @@ def test_each_problem_is_reported_with_its_line_and_checking_goes_on(tmp_path):
 
 
 def save_tiny_tokenizer(path):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    """The pipeline's own tokenizer builder (byte-level BPE + ChatML) on a few sentences: fast, offline, real."""
+    from stages.base import train_tokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        show_progress=False,
-        special_tokens=["<|pad|>", "<|im_start|>", "<|im_end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(["What is the rated power of the CA-24C?", "It draws 2.4 kW."] * 10, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|im_end|>", bos_token="<|im_start|>"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(path)
+    train_tokenizer(
+        ["What is the rated power of the CA-24C?", "It draws 2.4 kW."] * 10, vocab_size=400
+    ).save_pretrained(path)
     return path
 
 
