@@ -3,87 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-STAGES = ["extract", "base", "generate", "balance", "validate", "train", "baseline", "evaluate"]
-
-SMALL = {
-    # A smaller vocabulary cuts text into more tokens: 512 keeps the longest example inside max_seq_len.
-    # bitsandbytes packs 4-bit weights for CPU in blocks of 64 inputs, so 64 is the narrowest width it takes.
-    "model": {
-        "max_seq_len": 512,
-        "tiny": {
-            "vocab_size": 512,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "pretrain_steps": 20,
-        },
-    },
-    "train": {"epochs": 1, "logging_steps": 10},
-    "eval": {"max_new_tokens": 16, "batch_size": 64},
-}
-
-
-def merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for k, v in override.items():
-        out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return out
-
-
-def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    # PYTHONPATH: `finetune` must run the copy's stages/, not the editable install's, or edits to the copy
-    # would change DVC's view of the code without changing the code that runs.
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(cwd),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@localhost",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@localhost",
-    }
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc
-
-
-def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([\w-]+)'", output))
+from tests.dvcrepo import STAGES, copy_repo, ran_stages, sh
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A fresh git+DVC repo holding what a clone of ours holds, with small params, after one `dvc repro`."""
-    dst = tmp_path_factory.mktemp("pipeline") / "repo"
-    files = sh(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout.split()
-    for rel in files:
-        if (REPO / rel).is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dst / rel)
-    (dst / "dvc.lock").unlink(missing_ok=True)  # a clean slate: every stage must run
-    params = merge(yaml.safe_load((dst / "params.yaml").read_text()), SMALL)
-    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(["git", "init", "-q"], dst)
-    sh(["git", "add", "-A"], dst)
-    sh(["git", "commit", "-qm", "copy"], dst)
+    dst = copy_repo(tmp_path_factory.mktemp("pipeline") / "repo")
     first = sh(["dvc", "repro"], dst)
     assert ran_stages(first.stdout) == set(STAGES), first.stdout
     sh(["git", "add", "-A"], dst)
