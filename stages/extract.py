@@ -1,10 +1,13 @@
 """Extract stage: cut every document under data/raw into blocks (data/interim/blocks.jsonl), one JSON record each.
 
-    finetune extract --input data/raw --output data/interim/blocks.jsonl --metrics metrics/extract.json
+    finetune extract --input data/raw --output data/interim/blocks.jsonl --metrics metrics/extract.json \
+        --rejects metrics/rejects.json
 
-Markdown and HTML are cut at headings, a PDF page by page, a CSV row by row, a JSONL of training data line by line;
-the Block contract is in stages/schema.py. A file that cannot be read raises InputError, and nothing is written before
-every file has been read, so a failed run leaves the previous blocks.jsonl as it was.
+Markdown and HTML are cut at headings, a PDF page or a scanned page (PNG/JPEG, read by Tesseract OCR) page by page,
+a CSV row by row, a JSONL of training data line by line; the Block contract is in stages/schema.py. Bad input is an
+InputError naming the file and its line, row or page. With `extract.on_error: fail` the first one stops the stage;
+with `skip` the bad file or record is left out and listed in metrics/rejects.json. Nothing is written before every
+file has been read, so a failed run leaves the previous outputs as they were.
 """
 
 from __future__ import annotations
@@ -13,18 +16,29 @@ import csv
 import io
 import os
 import re
+import shutil
+import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import click
 
-from stages.io import InputError, content_id, load_params, log, read_jsonl, write_json, write_jsonl
-from stages.schema import BLOCK_KINDS, message_problems
+from stages.io import InputError, content_id, load_params, log, write_json, write_jsonl
+from stages.lines import check_text_file, conversation, raw_lines, read_text, too_long
+from stages.pages import page_section
+from stages.schema import BLOCK_KINDS
 
 FORMATS = {f".{x}": x for x in ("md", "html", "pdf", "csv", "jsonl", "txt")} | {".htm": "html", ".markdown": "md"}
+FORMATS |= {".png": "image", ".jpg": "image", ".jpeg": "image"}  # scanned pages, read by OCR
 DEFAULT_MIN_CHARS = 40  # shorter prose is a lead-in like "Follow these steps:", nothing to train on
+ON_ERROR = ("fail", "skip")
 NO_UNIT = {"", "-", "–", "—"}  # a unit cell saying "dimensionless" (the COP rows); left out of the rendered text
+# A CSV with either of the first two columns is a product catalog: TERMINOLOGY (stages/tasks.py) asks about each
+# informal name and answers `name (model_code, rating unit)`, so a catalog needs all five columns.
+CATALOG_COLUMNS = ("model_code", "informal_names", "name", "rating", "unit")
+CATALOG_CELLS = ("model_code", "name", "rating", "unit")  # informal_names may be empty: no questions, still a product
 
 
 def clean(text: str) -> str:
@@ -39,17 +53,6 @@ def one_line(text: str) -> str:
 def block(source: str, kind: str, title: str, text: str, **extra) -> dict:
     record = {"id": content_id(source, kind, title, text), "source": source, "kind": kind, "title": title}
     return record | {"text": text, **extra}
-
-
-def read_text(path: Path, rel: str) -> str:
-    data = path.read_bytes()
-    if not data.strip():
-        raise InputError(rel, "empty file")
-    try:
-        return data.decode("utf-8-sig").replace("\r\n", "\n")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise InputError(rel, f"not valid UTF-8 ({e.reason} at byte {e.start}); save it as UTF-8", line) from None
 
 
 # --- one section (a heading's content or a PDF page) -> blocks; shared by Markdown, HTML and PDF --------------------
@@ -92,6 +95,8 @@ def section_blocks(source: str, title: str, heading: str, elements: list[tuple],
             notes += items
             prose.append("\n".join(f"- {i}" for i in items) if kind == "ul" else clean(content[0]))
     text = "\n\n".join(p for p in prose if p)
+    if not text:
+        return out  # no prose at all: nothing to place, even with min_chars 0
     if wiring and (notes or len(text) >= min_chars):
         # The bullets are the wiring notes; an intro or a warning paragraph around them stays in `text`.
         out.insert(prose_at, block(source, "wiring", title, text, items=notes or [p for p in prose if p]))
@@ -132,67 +137,15 @@ def markdown_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS) -> 
     return html_blocks(MarkdownIt("commonmark").enable("table").render(text), rel, min_chars)
 
 
-# --- PDF: one section per page, the first line 'Aquis - Specifications - AQ-200' (family, heading word, topic) ------
-
-_NUMBER = re.compile(r"[-+−~≈<>≤≥]?\d[\d.,]*(?:[-–]\d[\d.,]*)?%?")
-_STEP, _BULLET = re.compile(r"(\d+)[.)]\s+(.*)"), re.compile(r"[-•*–]\s+(.*)")
-_TROUBLE = re.compile(r"(symptom|cause|remedy)\s*:\s*(.*)", re.IGNORECASE)
-_SPEC = re.compile(r"([^:]{1,60}):\s+(.+)")
-_TROUBLE_HEAD, _SPEC_HEAD = ["Symptom", "Cause", "Remedy"], ["Parameter", "Value", "Unit"]
+# --- pages: a PDF page's text layer or a scanned page's OCR text, cut by the line rules of stages/pages.py ----------
 
 
-def split_value_unit(value: str) -> tuple[str, str]:
-    """'24 kW' -> ('24', 'kW'); '1050 x 560 mm' -> ('1050 x 560', 'mm'): the unit is what follows the last number."""
-    tokens = value.split()
-    last = max((i for i, t in enumerate(tokens) if _NUMBER.fullmatch(t)), default=None)
-    return (value, "") if last is None else (" ".join(tokens[: last + 1]), " ".join(tokens[last + 1 :]))
+def page_blocks(source: str, lines: list[str], min_chars: int) -> list[dict]:
+    title, word, elements = page_section(lines)
+    return section_blocks(source, title, word, elements, min_chars)
 
 
-def pdf_line(line: str, specs_page: bool) -> tuple[str, tuple]:
-    """What a line of a page is: ("ol", step), ("ul", note), ("trouble", field, text), ("spec", key, value), prose."""
-    if m := _STEP.fullmatch(line):
-        return "ol", (m[2],)
-    if m := _BULLET.fullmatch(line):
-        return "ul", (m[1],)
-    if m := _TROUBLE.fullmatch(line):
-        return "trouble", (m[1].lower(), m[2])
-    # 'Volume: 150 L' is a spec line, 'Note: set it to 3 bar.' is prose; off a Specifications page values are numbers.
-    if (m := _SPEC.fullmatch(line)) and ". " not in m[1] and m[2][-1] != "." and (specs_page or m[2][0].isdigit()):
-        return "spec", (m[1], m[2])
-    return "para", (line,)
-
-
-def pdf_page_elements(lines: list[str], specs_page: bool) -> list[tuple]:
-    merged: list[str] = []
-    for line in lines:
-        prev = merged and pdf_line(merged[-1], specs_page)[0]
-        wrapped = line[:1].islower() or not re.search(r"[.!?)]$", merged[-1] if merged else ".")
-        if prev in ("ol", "ul", "trouble") and pdf_line(line, specs_page)[0] == "para" and wrapped:
-            merged[-1] += " " + line  # a step or note the layout wrapped onto the next line
-        else:
-            merged.append(line)
-    groups: list[list] = []  # [kind, values] for each run of lines of one kind
-    for kind, found in (pdf_line(line, specs_page) for line in merged):
-        if not groups or groups[-1][0] != kind:
-            groups.append([kind, []])
-        values = groups[-1][1]
-        if kind == "trouble":
-            field = ("symptom", "cause", "remedy").index(found[0])
-            if field == 0 or not values or values[-1][field]:  # a Symptom line starts the next row
-                values.append(["", "", ""])
-            values[-1][field] = found[1]
-        elif kind == "spec":
-            values.append([found[0], *split_value_unit(found[1])])
-        else:
-            values.append(found[0])
-    heads = {"trouble": _TROUBLE_HEAD, "spec": _SPEC_HEAD}
-    # The text layer has no paragraph breaks, so a page's prose lines make one paragraph.
-    return [
-        ("table", heads[k], v) if k in heads else ("para", " ".join(v)) if k == "para" else (k, v) for k, v in groups
-    ]
-
-
-def pdf_blocks(path: Path, rel: str, min_chars: int = DEFAULT_MIN_CHARS) -> list[dict]:
+def pdf_blocks(path: Path, rel: str, min_chars: int, reject) -> list[dict]:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -212,88 +165,99 @@ def pdf_blocks(path: Path, rel: str, min_chars: int = DEFAULT_MIN_CHARS) -> list
         try:
             lines = [one_line(line) for line in (page.extract_text() or "").splitlines() if line.strip()]
         except broken as e:
-            raise InputError(rel, f"cannot read the text layer ({type(e).__name__}: {e})", where=f"page {n}") from None
+            reject(InputError(rel, f"cannot read the text layer ({type(e).__name__}: {e})", where=f"page {n}"))
+            continue
         if not lines:
-            raise InputError(rel, "no text layer (a scanned page?); run OCR on the PDF first", where=f"page {n}")
-        parts = re.split(r"\s+[-–—]\s+", lines[0])  # spaced dashes only: model codes like AQ-200 keep theirs
-        word = parts[1] if len(parts) > 1 else parts[0]
-        elements = pdf_page_elements(lines[1:], word.lower().startswith("spec"))
-        out += section_blocks(f"{rel}#page={n}", " / ".join(parts), word, elements, min_chars)
+            reject(InputError(rel, "no text layer (a scanned page?); run OCR on the PDF first", where=f"page {n}"))
+            continue
+        out += page_blocks(f"{rel}#page={n}", lines, min_chars)
     return out
+
+
+def image_blocks(path: Path, rel: str, min_chars: int) -> list[dict]:
+    """A scanned page: Tesseract's text, cut like a PDF page (source `#page=1`, so both read the same downstream)."""
+    exe = shutil.which("tesseract")
+    if exe is None:
+        raise InputError(
+            rel, "a scanned page needs OCR, but `tesseract` is not installed: apt-get install tesseract-ocr"
+        )
+    t0 = time.perf_counter()
+    # One OpenMP thread: on a page Tesseract's threads cost more than they save (0.7 s vs 2-3 s on 2 cores).
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    proc = subprocess.run([exe, str(path), "stdout", "-l", "eng"], capture_output=True, env=env)
+    if proc.returncode != 0:
+        said = [ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        raise InputError(rel, f"OCR failed: tesseract says {' / '.join(said[-2:]) or 'nothing'}")
+    lines = [one_line(ln) for ln in proc.stdout.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+    log("extract", f"OCR {rel}: {len(lines)} lines in {time.perf_counter() - t0:.2f} s")
+    if not lines:
+        raise InputError(rel, "OCR found no text (a blank page, or a scan below ~200 dpi?)", where="page 1")
+    return page_blocks(f"{rel}#page=1", lines, min_chars)
 
 
 # --- CSV, JSONL, plain text -----------------------------------------------------------------------------------------
 
 
-def csv_blocks(text: str, rel: str) -> list[dict]:
+def csv_blocks(text: str, rel: str, reject) -> list[dict]:
+    """A product catalog (see CATALOG_COLUMNS) gives catalog_row blocks; any other CSV is a table like one in a
+    document, a spec_table (or troubleshooting, with a Symptom column) block per row."""
     reader = csv.reader(io.StringIO(text, newline=""))
-    out = []
+    out, n = [], 0
     try:
         header = [one_line(h) for h in next(reader)]
         if not all(header) or len(set(header)) != len(header):
             raise InputError(rel, f"the header needs distinct, non-empty column names, got {header}", 1)
+        catalog = bool(set(CATALOG_COLUMNS[:2]) & set(header))
+        if catalog and (missing := [c for c in CATALOG_COLUMNS if c not in header]):
+            raise InputError(
+                rel, f"a catalog CSV needs the columns {', '.join(CATALOG_COLUMNS)}; missing {', '.join(missing)}", 1
+            )
+        kind = "catalog_row" if catalog else "troubleshooting" if "symptom" in map(str.lower, header) else "spec_table"
         title_col = next((h for h in header if h.lower() == "name"), header[0])
         for row in reader:
             if not any(c.strip() for c in row):
                 continue
+            n += 1  # data rows are numbered whether kept or not, so a skipped row never renumbers the rest
+            where = f"row {n}"
             if len(row) != len(header):
-                raise InputError(rel, f"row has {len(row)} fields, the header has {len(header)}", reader.line_num)
+                reject(InputError(rel, f"has {len(row)} fields, the header has {len(header)}", reader.line_num, where))
+                continue
             record = {h: one_line(c) for h, c in zip(header, row, strict=True)}
+            if catalog and (empty := [c for c in CATALOG_CELLS if not record[c]]):
+                why = f"empty {', '.join(empty)}: every catalog row needs {', '.join(CATALOG_CELLS)}"
+                reject(InputError(rel, why, reader.line_num, where))
+                continue
             text_ = "\n".join(f"{h}: {v}" for h, v in record.items() if v)
-            title = record[title_col] or record[header[0]]
-            out.append(block(f"{rel}#row={len(out) + 1}", "catalog_row", title, text_, rows=[record]))
+            # A table's rows share one subject, the file (`aq400.csv`: "the rated volume of the aq400").
+            title = (record[title_col] or record[header[0]]) if catalog else Path(rel).stem
+            out.append(block(f"{rel}#row={n}", kind, title, text_, rows=[record]))
     except csv.Error as e:
         raise InputError(rel, f"malformed CSV: {e}", reader.line_num) from None
+    except StopIteration:
+        raise InputError(rel, "empty file") from None
     return out
 
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
-
-
-def normalise_conversation(obj: dict) -> list:
-    """A chat-messages, alpaca or sharegpt record as OpenAI messages; ValueError for any other shape.
-
-    What is wrong inside the messages (roles, empty content) is left to schema.message_problems."""
-    if isinstance(msgs := obj.get("messages"), list):
-        return [{"role": m.get("role"), "content": m.get("content")} if isinstance(m, dict) else m for m in msgs]
-    if "messages" in obj:
-        return msgs
-    if isinstance(turns := obj.get("conversations"), list):
-        for i, t in enumerate(turns):
-            if not isinstance(t, dict) or t.get("from") not in SHAREGPT_ROLES:
-                got = t.get("from") if isinstance(t, dict) else t
-                raise ValueError(f"conversations[{i}] has from {got!r}, expected one of human, gpt, system")
-        return [{"role": SHAREGPT_ROLES[t["from"]], "content": t.get("value")} for t in turns]
-    if "conversations" in obj:
-        raise ValueError("`conversations` must be a list of {from, value} turns")
-    if "instruction" in obj and "output" in obj:
-        user, extra = obj["instruction"], obj.get("input")
-        if isinstance(user, str) and isinstance(extra, str) and extra.strip():
-            user = f"{user}\n\n{extra}"
-        system = [{"role": "system", "content": obj["system"]}] if obj.get("system") else []
-        return [*system, {"role": "user", "content": user}, {"role": "assistant", "content": obj["output"]}]
-    raise ValueError(
-        f"unknown record shape (keys: {', '.join(sorted(obj)) or 'none'}); "
-        "expected `messages`, `conversations` (sharegpt) or `instruction` + `output` (alpaca)"
-    )
-
-
-def jsonl_blocks(path: Path, rel: str) -> list[dict]:
-    if path.stat().st_size == 0:
-        raise InputError(rel, "empty file")
-    out = []
-    for lineno, obj in read_jsonl(path):
+def jsonl_blocks(path: Path, rel: str, reject) -> list[dict]:
+    check_text_file(path, rel)
+    out, records = [], 0
+    for lineno, raw in raw_lines(path):
+        if raw is not None and not raw.strip():
+            continue
+        records += 1
+        if raw is None:
+            reject(too_long(rel, lineno))
+            continue
         try:
-            messages = normalise_conversation(obj)
+            messages = conversation(raw)
         except ValueError as e:
-            raise InputError(rel, str(e), lineno) from None
-        if problems := message_problems(messages):
-            raise InputError(rel, "; ".join(problems), lineno)
+            reject(InputError(rel, str(e), lineno))
+            continue
         first = one_line(next(m["content"] for m in messages if m["role"] == "user"))
         title = first if len(first) <= 80 else first[:79] + "…"
         text = "\n".join(f"{m['role']}: {m['content'].strip()}" for m in messages)
         out.append(block(f"{rel}#line={lineno}", "qa", title, text, messages=messages))
-    if not out:
+    if not records:
         raise InputError(rel, "no records, only blank lines")
     return out
 
@@ -307,20 +271,27 @@ def txt_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS) -> list[
 # --- the stage ------------------------------------------------------------------------------------------------------
 
 
-def file_blocks(path: Path, min_chars: int = DEFAULT_MIN_CHARS) -> tuple[str, list[dict]]:
-    """(format, blocks) of one file. Sources are relative to the working directory: the repo root under DVC."""
+def fail(error: InputError) -> None:
+    raise error
+
+
+def file_blocks(path: Path, min_chars: int = DEFAULT_MIN_CHARS, reject=fail) -> tuple[str, list[dict]]:
+    """(format, blocks) of one file. A bad file raises InputError; a bad record (line, row, page) goes to `reject`,
+    which raises it too unless the caller skips bad records. Sources are relative to the working directory."""
     rel = Path(os.path.relpath(path)).as_posix()
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         supported = " ".join(sorted(FORMATS))
         raise InputError(rel, f"unsupported file type {path.suffix or '(none)'!r} (supported: {supported})")
     if fmt == "pdf":
-        return fmt, pdf_blocks(path, rel, min_chars)
+        return fmt, pdf_blocks(path, rel, min_chars, reject)
+    if fmt == "image":
+        return fmt, image_blocks(path, rel, min_chars)
     if fmt == "jsonl":
-        return fmt, jsonl_blocks(path, rel)
+        return fmt, jsonl_blocks(path, rel, reject)
     text = read_text(path, rel)
     if fmt == "csv":
-        return fmt, csv_blocks(text, rel)
+        return fmt, csv_blocks(text, rel, reject)
     if fmt == "txt":
         return fmt, txt_blocks(text, rel, min_chars)
     return fmt, (markdown_blocks if fmt == "md" else html_blocks)(text, rel, min_chars)
@@ -337,13 +308,39 @@ def input_files(input_dir: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(input_dir).as_posix())
 
 
-def run(input_dir: str | os.PathLike, min_chars: int = DEFAULT_MIN_CHARS, progress: bool = False):
-    """(blocks, counts): every block of every file under input_dir in sorted file order, and the metrics."""
+def reject_entry(error: InputError, what: str) -> dict:
+    """{path, line, row|page, rule, skipped} for metrics/rejects.json."""
+    entry: dict = {"path": error.path}
+    if error.line is not None:
+        entry["line"] = error.line
+    if error.where:
+        key, _, n = error.where.partition(" ")  # "row 4", "page 2"
+        entry[key] = int(n) if n.isdigit() else error.where
+    return entry | {"rule": error.message, "skipped": what}
+
+
+def run(input_dir, min_chars: int = DEFAULT_MIN_CHARS, progress: bool = False, on_error: str = "fail", rejects=None):
+    """(blocks, counts): every block of every file under input_dir in sorted file order, and the metrics.
+
+    on_error="fail" raises the first InputError; "skip" leaves the bad file or record out, appends its reject_entry
+    to the `rejects` list (if given) and goes on."""
     from tqdm import tqdm
+
+    rejects = [] if rejects is None else rejects
+
+    def skip(error: InputError, what: str = "record") -> None:
+        if on_error == "fail":
+            raise error
+        log("extract", f"skipped {what}: {error}")
+        rejects.append(reject_entry(error, what))
 
     blocks, seen, formats = [], set(), Counter()
     for path in tqdm(input_files(Path(input_dir)), desc="[extract] files", file=sys.stderr, disable=not progress):
-        fmt, found = file_blocks(path, min_chars)
+        try:
+            fmt, found = file_blocks(path, min_chars, skip)
+        except InputError as e:
+            skip(e, "file")
+            continue
         formats[fmt] += 1
         for b in found:
             if b["id"] in seen:  # the same text under the same heading twice would only duplicate examples
@@ -351,37 +348,48 @@ def run(input_dir: str | os.PathLike, min_chars: int = DEFAULT_MIN_CHARS, progre
                 continue
             seen.add(b["id"])
             blocks.append(b)
-    kinds = Counter(b["kind"] for b in blocks)
+    kinds, skipped = Counter(b["kind"] for b in blocks), Counter(r["skipped"] for r in rejects)
     counts = {
         "blocks": {k: kinds[k] for k in sorted(BLOCK_KINDS)},
         "files": {f: formats[f] for f in sorted(set(FORMATS.values()))},
+        "rejected": {"files": skipped["file"], "records": skipped["record"]},
         "total_blocks": len(blocks),
     }
     return blocks, counts
 
 
-def read_min_chars(params_path: Path, required: bool) -> int:
-    """extract.min_chars; a missing params file (unless named on the command line) or section means the default."""
+def read_params(params_path: Path, required: bool) -> tuple[int, str]:
+    """(extract.min_chars, extract.on_error); a missing params file (unless named) or key means the default."""
     if not required and not params_path.exists():
-        return DEFAULT_MIN_CHARS
+        return DEFAULT_MIN_CHARS, "fail"
     section = load_params(params_path).get("extract") or {}
-    value = section.get("min_chars", DEFAULT_MIN_CHARS) if isinstance(section, dict) else None
+    section = section if isinstance(section, dict) else {"min_chars": None}
+    value, on_error = section.get("min_chars", DEFAULT_MIN_CHARS), section.get("on_error", "fail")
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise InputError(params_path, f"extract.min_chars must be a whole number >= 0, got {value!r}")
-    return value
+    if on_error not in ON_ERROR:
+        raise InputError(params_path, f"extract.on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
+    return value, on_error
 
 
 @click.command(name="extract")
 @click.option("--input", "input_dir", default="data/raw", show_default=True, type=click.Path(path_type=Path))
 @click.option("--output", default="data/interim/blocks.jsonl", show_default=True, type=click.Path(path_type=Path))
 @click.option("--metrics", default="metrics/extract.json", show_default=True, type=click.Path(path_type=Path))
+@click.option("--rejects", default="metrics/rejects.json", show_default=True, type=click.Path(path_type=Path),
+              help="Where extract.on_error: skip lists what it left out (an empty list otherwise).")  # fmt: skip
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
 @click.pass_context
-def cli(ctx, input_dir, output, metrics, params_path):
+def cli(ctx, input_dir, output, metrics, rejects, params_path):
     """Cut raw documents into blocks: spec tables, procedures, wiring, troubleshooting, prose, catalog rows, Q&A."""
     named = ctx.get_parameter_source("params_path") != click.core.ParameterSource.DEFAULT
-    blocks, counts = run(input_dir, read_min_chars(params_path, required=named), progress=True)
+    min_chars, on_error = read_params(params_path, required=named)
+    rejected: list[dict] = []
+    blocks, counts = run(input_dir, min_chars, progress=True, on_error=on_error, rejects=rejected)
     write_jsonl(output, blocks)
     write_json(metrics, counts)
+    write_json(rejects, rejected)
     kinds = ", ".join(f"{k} {n}" for k, n in counts["blocks"].items() if n)
     log("extract", f"{len(blocks)} blocks from {sum(counts['files'].values())} files ({kinds}) -> {output}")
+    if rejected:
+        log("extract", f"left out {len(rejected)} bad files or records (extract.on_error: skip), listed in {rejects}")

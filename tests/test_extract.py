@@ -4,13 +4,15 @@ catalog row and imported conversation out (the contract is in stages/schema.py).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from stages.extract import cli, run, split_value_unit
+from stages.extract import cli, run
 from stages.io import InputError
+from stages.pages import split_value_unit
 from stages.schema import BLOCK_KINDS, message_problems
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,9 +81,9 @@ MANUAL_HTML = """\
 """
 
 CATALOG_CSV = """\
-model_code,family,name,rating,unit
-CA-24C,Calora,Brenntal Calora CA-24C combi boiler,24,kW
-SV-08A,Solvia,"Brenntal Solvia SV-08A heat pump, monobloc",8,kW
+model_code,family,name,rating,unit,informal_names
+CA-24C,Calora,Brenntal Calora CA-24C combi boiler,24,kW,calora 24 combi
+SV-08A,Solvia,"Brenntal Solvia SV-08A heat pump, monobloc",8,kW,
 """
 
 QA_JSONL = "\n".join(
@@ -196,6 +198,14 @@ def test_prose_shorter_than_min_chars_is_dropped_and_the_knob_comes_from_params(
     ]
 
 
+def test_a_section_without_prose_gives_no_prose_block_even_with_min_chars_0(tmp_path, monkeypatch):
+    (tmp_path / "params.yaml").write_text("extract:\n  min_chars: 0\n")
+    files = {"steps.md": "## Procedure — Bleeding\n\n1. Open the vent.\n2. Close it.\n"}
+    result, blocks, _ = extract(tmp_path, monkeypatch, files, "--params", "params.yaml")
+    assert result.exit_code == 0, result.output
+    assert [b["kind"] for b in blocks] == ["procedure"]
+
+
 def test_html_gives_the_same_blocks_as_markdown(tmp_path, monkeypatch):
     _, blocks, _ = extract(tmp_path, monkeypatch, {"manual.md": MANUAL_MD, "manual.html": MANUAL_HTML})
 
@@ -279,6 +289,64 @@ def test_an_encrypted_pdf_is_an_error_naming_it(tmp_path, monkeypatch):
     assert str(result.exception) == "raw/locked.pdf: the PDF is encrypted with a password; save a decrypted copy"
 
 
+needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed")
+
+
+@needs_tesseract
+def test_a_scanned_page_is_read_by_ocr_and_cut_like_a_pdf_page(tmp_path, monkeypatch):
+    scan = (REPO / "data" / "raw" / "manual_scan.png").read_bytes()  # a noisy, skewed 200-dpi page
+    result, blocks, _ = extract(tmp_path, monkeypatch, {"manual_scan.png": scan})
+    assert result.exit_code == 0, result.output
+    assert [(b["source"], b["kind"], b["title"]) for b in blocks] == [
+        ("raw/manual_scan.png#page=1", "spec_table", "Aquis / Specifications / AQ-400"),
+        ("raw/manual_scan.png#page=1", "prose", "Aquis / Specifications / AQ-400"),
+    ]
+    spec, note = blocks
+    assert len(spec["rows"]) == 10
+    assert spec["rows"][0] == {"Parameter": "Rated volume", "Value": "400", "Unit": "L"}
+    assert spec["rows"][-1] == {"Parameter": "Dimensions (H x D)", "Value": "1690 x 750", "Unit": "mm"}
+    assert note["text"].endswith("on its own 16 A circuit with a double-pole isolator.")  # two lines, one paragraph
+
+
+@needs_tesseract
+def test_ocr_text_follows_the_pdf_line_rules(tmp_path, monkeypatch):
+    from PIL import Image, ImageDraw, ImageFont
+
+    lines = ["Solvia - Procedure - Commissioning the SV-16A",
+             "Commission the heat pump only after the heating circuit has been filled and bled.",
+             "1. Check that the outdoor unit stands level on its brackets.",
+             "2. Fill the heating circuit to 1.5 bar and bleed all radiators and the",
+             "hydraulic module.",
+             "3. Switch on the supply and enter installer code 1605."]  # fmt: skip
+    img = Image.new("L", (1654, 500), 255)  # A4 width at 200 dpi
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default(size=30)  # Pillow's own font: no font package needed
+    for i, line in enumerate(lines):
+        draw.text((150, 100 + 52 * i), line, font=font, fill=20)
+    img.save(tmp_path / "page.jpg", dpi=(200, 200))
+    _, blocks, _ = extract(tmp_path, monkeypatch, {"scan.jpg": (tmp_path / "page.jpg").read_bytes()})
+    assert [b["kind"] for b in blocks] == ["prose", "procedure"]
+    assert blocks[1]["items"] == [
+        "Check that the outdoor unit stands level on its brackets.",
+        "Fill the heating circuit to 1.5 bar and bleed all radiators and the hydraulic module.",
+        "Switch on the supply and enter installer code 1605.",
+    ]
+
+
+def test_without_tesseract_a_scan_is_an_error_naming_it_and_the_install_step(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    result, blocks, _ = extract(tmp_path, monkeypatch, {"catalog.csv": CATALOG_CSV, "scan.png": b"\x89PNG"})
+    assert str(result.exception) == (
+        "raw/scan.png: a scanned page needs OCR, but `tesseract` is not installed: apt-get install tesseract-ocr"
+    )
+    assert blocks is None
+
+
+def test_on_error_must_be_fail_or_skip(tmp_path, monkeypatch):
+    (tmp_path / "params.yaml").write_text("extract:\n  on_error: ignore\n")
+    result, _, _ = extract(tmp_path, monkeypatch, {"catalog.csv": CATALOG_CSV}, "--params", "params.yaml")
+    assert str(result.exception) == "params.yaml: extract.on_error must be one of fail, skip, got 'ignore'"
+
+
 def test_csv_gives_one_catalog_row_block_per_data_row(tmp_path, monkeypatch):
     _, blocks, _ = extract(tmp_path, monkeypatch, {"catalog.csv": CATALOG_CSV})
     assert [(b["kind"], b["source"], b["title"]) for b in blocks] == [
@@ -287,16 +355,16 @@ def test_csv_gives_one_catalog_row_block_per_data_row(tmp_path, monkeypatch):
     ]
     assert blocks[0]["rows"] == [
         {"model_code": "CA-24C", "family": "Calora", "name": "Brenntal Calora CA-24C combi boiler", "rating": "24",
-         "unit": "kW"}
+         "unit": "kW", "informal_names": "calora 24 combi"}
     ]  # fmt: skip
     assert blocks[0]["text"].splitlines()[:2] == ["model_code: CA-24C", "family: Calora"]
 
 
 def test_csv_row_with_too_many_fields_names_the_file_and_line(tmp_path, monkeypatch):
-    bad = CATALOG_CSV + "PL-15,Pellora,Brenntal Pellora PL-15,15,kW,extra\n"
+    bad = CATALOG_CSV + "PL-15,Pellora,Brenntal Pellora PL-15,15,kW,,extra\n"
     result, _, _ = extract(tmp_path, monkeypatch, {"catalog.csv": bad})
     assert isinstance(result.exception, InputError)
-    assert str(result.exception) == "raw/catalog.csv:4: row has 6 fields, the header has 5"
+    assert str(result.exception) == "raw/catalog.csv:4 (row 3): has 7 fields, the header has 6"
 
 
 def test_jsonl_chat_alpaca_and_sharegpt_become_openai_messages(tmp_path, monkeypatch):
@@ -409,7 +477,8 @@ def test_ids_are_stable_content_hashes_and_unique(tmp_path, monkeypatch):
 def test_metrics_count_files_per_format_and_blocks_per_kind(tmp_path, monkeypatch):
     files = {"manual.md": MANUAL_MD, "manual.html": MANUAL_HTML, "catalog.csv": CATALOG_CSV, "qa.jsonl": QA_JSONL}
     _, blocks, metrics = extract(tmp_path, monkeypatch, files)
-    assert metrics["files"] == {"csv": 1, "html": 1, "jsonl": 1, "md": 1, "pdf": 0, "txt": 0}
+    assert metrics["files"] == {"csv": 1, "html": 1, "image": 0, "jsonl": 1, "md": 1, "pdf": 0, "txt": 0}
+    assert metrics["rejected"] == {"files": 0, "records": 0}
     assert metrics["blocks"]["catalog_row"] == 2 and metrics["blocks"]["qa"] == 4 and metrics["blocks"]["wiring"] == 2
     assert metrics["total_blocks"] == len(blocks) == sum(metrics["blocks"].values())
     assert list(metrics) == sorted(metrics) and list(metrics["blocks"]) == sorted(metrics["blocks"])

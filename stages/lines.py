@@ -1,0 +1,113 @@
+"""Input files line by line, for extract: text read with line-numbered errors (length limit, binary data, UTF-8),
+and JSONL training records as OpenAI messages.
+
+A JSONL line may be a chat-messages record (`{"messages": [...]}`), alpaca (`instruction`, `input`, `output`) or
+sharegpt (`conversations` of `{from, value}`); all three become `[{role, content}, ...]`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stages.io import InputError
+from stages.schema import message_problems
+
+# 1 MB: a long chat example is ~10 kB and minified HTML rarely has 100 kB lines. A longer line is generated or binary
+# data, and reading it in pieces keeps memory flat however long it is (a 50 MB one-line file is read 1 MB at a time).
+MAX_LINE_BYTES = 1_000_000
+
+
+def raw_lines(path: Path):
+    """(line number, bytes) of each line, reading at most MAX_LINE_BYTES at a time; None for a longer line."""
+    with path.open("rb") as f:
+        lineno = 0
+        while raw := f.readline(MAX_LINE_BYTES + 1):
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while (rest := f.readline(1 << 16)) and not rest.endswith(b"\n"):
+                    pass  # skip the rest of the line without holding it
+                raw = None
+            yield lineno, raw
+
+
+def too_long(rel: str, lineno: int) -> InputError:
+    return InputError(
+        rel, f"line longer than {MAX_LINE_BYTES:,} bytes: generated or binary data, not a document", lineno
+    )
+
+
+def check_text_file(path: Path, rel: str) -> None:
+    """Reject an empty or binary file before reading it as text."""
+    if path.stat().st_size == 0:
+        raise InputError(rel, "empty file")
+    with path.open("rb") as f:
+        head = f.read(8192)
+    if (nul := head.find(b"\0")) >= 0:  # text never holds NUL bytes; git and grep sniff binaries the same way
+        raise InputError(
+            rel, "binary data (a NUL byte), not text: is the file type right?", head[:nul].count(b"\n") + 1
+        )
+
+
+def read_text(path: Path, rel: str) -> str:
+    check_text_file(path, rel)
+    lines = []
+    for lineno, raw in raw_lines(path):
+        if raw is None:
+            raise too_long(rel, lineno)
+        try:  # line by line, so the error names the line; a UTF-8 sequence never spans a newline
+            lines.append(raw.decode("utf-8-sig" if lineno == 1 else "utf-8"))
+        except UnicodeDecodeError as e:
+            raise InputError(
+                rel, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line); save it as UTF-8", lineno
+            ) from None
+    if not (text := "".join(lines)).strip():
+        raise InputError(rel, "empty file (only white space)")
+    return text.replace("\r\n", "\n")
+
+
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def normalise_conversation(obj: dict) -> list:
+    """A chat-messages, alpaca or sharegpt record as OpenAI messages; ValueError for any other shape.
+
+    What is wrong inside the messages (roles, empty content) is left to schema.message_problems."""
+    if isinstance(msgs := obj.get("messages"), list):
+        return [{"role": m.get("role"), "content": m.get("content")} if isinstance(m, dict) else m for m in msgs]
+    if "messages" in obj:
+        return msgs
+    if isinstance(turns := obj.get("conversations"), list):
+        for i, t in enumerate(turns):
+            if not isinstance(t, dict) or t.get("from") not in SHAREGPT_ROLES:
+                got = t.get("from") if isinstance(t, dict) else t
+                raise ValueError(f"conversations[{i}] has from {got!r}, expected one of human, gpt, system")
+        return [{"role": SHAREGPT_ROLES[t["from"]], "content": t.get("value")} for t in turns]
+    if "conversations" in obj:
+        raise ValueError("`conversations` must be a list of {from, value} turns")
+    if "instruction" in obj and "output" in obj:
+        user, extra = obj["instruction"], obj.get("input")
+        if isinstance(user, str) and isinstance(extra, str) and extra.strip():
+            user = f"{user}\n\n{extra}"
+        system = [{"role": "system", "content": obj["system"]}] if obj.get("system") else []
+        return [*system, {"role": "user", "content": user}, {"role": "assistant", "content": obj["output"]}]
+    raise ValueError(
+        f"unknown record shape (keys: {', '.join(sorted(obj)) or 'none'}); "
+        "expected `messages`, `conversations` (sharegpt) or `instruction` + `output` (alpaca)"
+    )
+
+
+def conversation(raw: bytes) -> list:
+    """The messages of one JSONL line; ValueError saying what is wrong with it."""
+    try:
+        obj = json.loads(raw.decode("utf-8").rstrip("\r\n"))  # without the newline, a cut-off line's column is real
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"malformed JSON: {e.msg} at column {e.colno}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    messages = normalise_conversation(obj)
+    if problems := message_problems(messages):
+        raise ValueError("; ".join(problems))
+    return messages

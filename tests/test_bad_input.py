@@ -1,0 +1,217 @@
+"""Bad input, from the corpus in tests/data/bad/: each file goes into a raw folder beside a good document.
+
+With `extract.on_error: fail` the console script stops with one line, `error: PATH:LINE (row|page N): rule`, and
+writes nothing; with `skip` it extracts the rest and lists the bad file or record in metrics/rejects.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from stages.cli import group, main
+from stages.extract import run
+from stages.io import InputError
+from stages.lines import MAX_LINE_BYTES
+
+BAD = Path(__file__).parent / "data" / "bad"
+GOOD_MD = """\
+# Aquis
+
+## Explanation — Why the anode protects the cylinder
+
+The magnesium anode corrodes instead of the cylinder wall, so it is checked every two years.
+"""
+CHAT_RULES = {
+    "chat_wrong_role_order.jsonl": "roles must alternate user, assistant, …; got assistant, user",
+    "chat_empty_assistant.jsonl": "message 1 (assistant) has empty content",
+    "chat_system_only.jsonl": "no user or assistant turn (system message only)",
+    "chat_non_string_content.jsonl": "message 1 (assistant) content is dict, expected a string",
+}
+# file: (location in the message, its fields in rejects.json, the rule broken, what skip leaves out, blocks kept)
+CASES = {
+    "malformed.jsonl": (":2", {"line": 2}, "malformed JSON: Expecting ',' delimiter at column 86", "record", 2),
+    "invalid_utf8.jsonl": (
+        ":2",
+        {"line": 2},
+        "not valid UTF-8 (invalid continuation byte at byte 46 of the line)",
+        "record",
+        2,
+    ),
+    **{name: (":2", {"line": 2}, rule, "record", 2) for name, rule in CHAT_RULES.items()},
+    "invalid_utf8.md": (
+        ":5",
+        {"line": 5},
+        "not valid UTF-8 (invalid start byte at byte 52 of the line); save it as UTF-8",
+        "file",
+        0,
+    ),
+    "empty.md": ("", {}, "empty file", "file", 0),
+    "binary.md": (":3", {"line": 3}, "binary data (a NUL byte), not text: is the file type right?", "file", 0),
+    "catalog_missing_columns.csv": (
+        ":1",
+        {"line": 1},
+        "a catalog CSV needs the columns model_code, informal_names, name, rating, unit; "
+        "missing informal_names, rating, unit",
+        "file",
+        0,
+    ),
+    "catalog_empty_cell.csv": (
+        ":3 (row 2)",
+        {"line": 3, "row": 2},
+        "empty model_code: every catalog row needs model_code, name, rating, unit",
+        "record",
+        2,
+    ),
+    "corrupt.pdf": ("", {}, "unreadable PDF (PdfStreamError: Stream has ended unexpectedly)", "file", 0),
+    "encrypted.pdf": ("", {}, "the PDF is encrypted with a password; save a decrypted copy", "file", 0),
+    "pdf_page_without_text.pdf": (
+        " (page 2)",
+        {"page": 2},
+        "no text layer (a scanned page?); run OCR on the PDF first",
+        "record",
+        2,
+    ),
+}
+needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed")
+
+
+def raw_folder(tmp_path, monkeypatch, on_error: str, *names: str) -> list[str]:
+    """tmp_path/raw with good.md and the named bad files, params.yaml with on_error; the command's arguments."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "good.md").write_text(GOOD_MD, encoding="utf-8")
+    for name in names:
+        shutil.copy(BAD / name, tmp_path / "raw" / name)
+    (tmp_path / "params.yaml").write_text(f"extract:\n  on_error: {on_error}\n")
+    out = ["--output", "out/blocks.jsonl", "--metrics", "out/extract.json", "--rejects", "out/rejects.json"]
+    return ["extract", "--input", "raw", *out, "--params", "params.yaml"]
+
+
+def test_every_file_of_the_corpus_has_a_case():
+    assert sorted(p.name for p in BAD.iterdir()) == sorted([*CASES, "catalog_quoted_newline.csv", "corrupt.png"])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_on_error_fail_stops_with_one_line_naming_file_location_and_rule(tmp_path, monkeypatch, capsys, name):
+    where, _, rule, _, _ = CASES[name]
+    with pytest.raises(SystemExit) as exit_:
+        main(raw_folder(tmp_path, monkeypatch, "fail", name))
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert err.splitlines()[-1] == f"error: raw/{name}{where}: {rule}"
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # no partial outputs
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_on_error_skip_lists_the_reject_and_extracts_the_rest(tmp_path, monkeypatch, name):
+    _, location, rule, skipped, kept = CASES[name]
+    result = CliRunner().invoke(group, raw_folder(tmp_path, monkeypatch, "skip", name))
+    assert result.exit_code == 0, result.output
+    rejects = json.loads((tmp_path / "out" / "rejects.json").read_text())
+    assert rejects == [{"path": f"raw/{name}", **location, "rule": rule, "skipped": skipped}]
+    blocks = [json.loads(line) for line in (tmp_path / "out" / "blocks.jsonl").open()]
+    assert [b["source"] for b in blocks if b["source"].startswith("raw/good.md")] == [
+        "raw/good.md#h=Explanation — Why the anode protects the cylinder"
+    ]
+    assert len([b for b in blocks if b["source"].startswith(f"raw/{name}#")]) == kept
+    metrics = json.loads((tmp_path / "out" / "extract.json").read_text())
+    assert metrics["rejected"] == {"files": int(skipped == "file"), "records": int(skipped == "record")}
+
+
+def test_debug_shows_the_traceback_instead(tmp_path, monkeypatch):
+    args = raw_folder(tmp_path, monkeypatch, "fail", "malformed.jsonl")
+    with pytest.raises(InputError, match="malformed JSON"):
+        main(["--debug", *args])
+
+
+def test_skip_collects_every_bad_file_and_record_of_a_run(tmp_path, monkeypatch):
+    result = CliRunner().invoke(group, raw_folder(tmp_path, monkeypatch, "skip", *CASES))
+    assert result.exit_code == 0, result.output
+    rejects = json.loads((tmp_path / "out" / "rejects.json").read_text())
+    assert sorted(r["path"] for r in rejects) == [f"raw/{name}" for name in sorted(CASES)]  # in file order
+    assert [r["path"] for r in rejects] == sorted(r["path"] for r in rejects)
+
+
+@pytest.mark.parametrize("name", sorted(CHAT_RULES))
+def test_verify_data_reports_the_same_chat_problems_as_path_line(name):
+    result = CliRunner().invoke(group, ["verify", "data", str(BAD / name)])
+    assert result.exit_code == 1
+    assert result.stdout == f"{BAD / name}:2: {CHAT_RULES[name]}\n"
+    assert result.stderr.strip() == "3 examples, 1 problems"
+
+
+def test_a_quoted_newline_in_a_catalog_is_part_of_its_cell_and_later_errors_name_the_right_line(tmp_path, monkeypatch):
+    args = raw_folder(tmp_path, monkeypatch, "skip", "catalog_quoted_newline.csv")
+    with (tmp_path / "raw" / "catalog_quoted_newline.csv").open("a") as f:
+        f.write("AQ-160,Aquis,,160,L,\n")  # line 7: the record before it spans lines 3-5
+    result = CliRunner().invoke(group, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (tmp_path / "out" / "blocks.jsonl").open() if "catalog" in line]
+    assert [r["source"].split("#")[1] for r in rows] == ["row=1", "row=2", "row=3"]
+    assert rows[1]["rows"][0]["name"] == "Brenntal Aquis AQ-120 hot-water cylinder"
+    assert rows[1]["rows"][0]["informal_names"] == "aquis 120 litre; aq120 tank"
+    rejects = json.loads((tmp_path / "out" / "rejects.json").read_text())
+    assert [(r["line"], r["row"], r["rule"].split(":")[0]) for r in rejects] == [(7, 4, "empty name")]
+
+
+def test_a_generic_csv_is_a_table_not_a_catalog(tmp_path, monkeypatch):
+    args = raw_folder(tmp_path, monkeypatch, "fail")
+    (tmp_path / "raw" / "faults.csv").write_text("Symptom,Cause,Remedy\nH1 sensor fault,Sensor open,Replace it\n")
+    (tmp_path / "raw" / "aq400.csv").write_text("Parameter,Value,Unit\nRated volume,400,L\n")
+    result = CliRunner().invoke(group, args)
+    assert result.exit_code == 0, result.output
+    blocks = {b["source"]: b for b in map(json.loads, (tmp_path / "out" / "blocks.jsonl").open())}
+    assert blocks["raw/faults.csv#row=1"]["kind"] == "troubleshooting"
+    assert blocks["raw/aq400.csv#row=1"]["kind"] == "spec_table"
+    assert blocks["raw/aq400.csv#row=1"]["rows"] == [{"Parameter": "Rated volume", "Value": "400", "Unit": "L"}]
+    assert blocks["raw/aq400.csv#row=1"]["title"] == "aq400"  # the subject of a SPEC question about it
+
+
+@needs_tesseract
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_an_image_tesseract_cannot_read_is_one_line_naming_it(tmp_path, monkeypatch, on_error):
+    args = raw_folder(tmp_path, monkeypatch, on_error, "corrupt.png")
+    result = CliRunner().invoke(group, args)
+    if on_error == "fail":
+        assert str(result.exception).startswith("raw/corrupt.png: OCR failed: tesseract says ")
+        assert "\n" not in str(result.exception)
+    else:
+        [reject] = json.loads((tmp_path / "out" / "rejects.json").read_text())
+        assert reject["path"] == "raw/corrupt.png" and reject["rule"].startswith("OCR failed")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".md"])
+def test_a_50_mb_line_is_rejected_while_streaming(tmp_path, monkeypatch, suffix):
+    """The line is read 1 MB at a time and dropped: memory stays flat and it takes well under a second."""
+    raw_folder(tmp_path, monkeypatch, "skip")
+    good = json.dumps({"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hi."}]})
+    with (tmp_path / "raw" / f"huge{suffix}").open("wb") as f:
+        f.write(b'{"messages": "')
+        for _ in range(50):
+            f.write(b"x" * (1 << 20))
+        f.write(b'"}\n' + good.encode() + b"\n")
+    assert (tmp_path / "raw" / f"huge{suffix}").stat().st_size > 50 << 20
+    rejects: list = []
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    blocks, counts = run("raw", on_error="skip", rejects=rejects)
+    seconds, (_, peak) = time.perf_counter() - t0, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rule = f"line longer than {MAX_LINE_BYTES:,} bytes: generated or binary data, not a document"
+    skipped = "record" if suffix == ".jsonl" else "file"
+    assert rejects == [{"path": f"raw/huge{suffix}", "line": 1, "rule": rule, "skipped": skipped}]
+    assert [b["source"] for b in blocks if "huge" in b["source"]] == (
+        ["raw/huge.jsonl#line=2"] if skipped == "record" else []
+    )
+    assert peak < 8 * MAX_LINE_BYTES, f"peak {peak:,} bytes"
+    assert seconds < 5, f"{seconds:.1f} s"
+    with pytest.raises(InputError, match=rf"^raw/huge\{suffix}:1: line longer than"):
+        run("raw", on_error="fail")
