@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "stages.train:cli",
     "baseline": "stages.baseline:cli",
     "evaluate": "stages.evaluate:cli",
+    "export": "stages.export:cli",
     "verify": "stages.verify:cli",
 }
 

@@ -2,6 +2,15 @@
 
 Writes metrics/eval.json as {"baseline": {...}, "finetuned": {...}, "delta": {...}}, each with `overall` and one
 entry per task, so `dvc metrics diff` shows per-task deltas between experiments.
+
+With `--endpoint URL --model NAME` the fine-tuned answers come from a served model instead (vLLM, `transformers
+serve`, any OpenAI-compatible API; see `finetune export`), asked greedily `eval.concurrency` at a time, with the
+same scores and report. Its answers are cached in `--cache`, keyed by the request: a rerun asks only for what is
+missing. The key is the model *name*, so after serving new weights under the same name, empty the cache first.
+
+    finetune export                                   # models/base + models/adapter -> models/merged
+    transformers serve models/merged --port 8000 &    # or: vllm serve models/merged --port 8000
+    finetune evaluate --endpoint http://127.0.0.1:8000/v1 --model models/merged
 """
 
 from __future__ import annotations
@@ -13,9 +22,34 @@ import click
 from stages.io import atomic_path, load_jsonl, load_params, log, write_json, write_jsonl, write_text
 
 
+def endpoint_predict(url: str, name: str, examples: list[dict], eval_params: dict, refusal: str, cache) -> list[dict]:
+    """The served model's greedy answers, scored like local ones; latency is per request as the client saw it."""
+    from stages.chat import prompt_messages
+    from stages.endpoint import Client, chat_body
+    from stages.metrics import scored_rows
+
+    client = Client.from_params(url, eval_params, cache, stage="evaluate", section="eval")
+    bodies = [
+        chat_body(name, prompt_messages(e), temperature=0, max_tokens=eval_params["max_new_tokens"]) for e in examples
+    ]
+    answers = client.complete(bodies, "fine-tuned (endpoint)")
+    gens = [
+        # strip(): the local path strips decoded text too, so both score the same answer the same way.
+        {"prediction": a.content.strip(), "latency_ms": a.latency_ms, "new_tokens": a.completion_tokens or 0}
+        for a in answers
+    ]
+    return scored_rows(examples, gens, refusal)
+
+
 @click.command()
-@click.option("--model", "base_path", default="models/base", show_default=True)
-@click.option("--adapter", default="models/adapter", show_default=True)
+@click.option(
+    "--model",
+    "base_path",
+    default="models/base",
+    show_default=True,
+    help="The base model directory; with --endpoint, the served model's name.",
+)
+@click.option("--adapter", default="models/adapter", show_default=True, help="Ignored with --endpoint.")
 @click.option("--val", "val_path", default="data/processed/val.jsonl", show_default=True)
 @click.option("--baseline-predictions", default="data/eval/baseline_predictions.jsonl", show_default=True)
 @click.option("--baseline-scores", default="data/eval/baseline_scores.json", show_default=True)
@@ -24,7 +58,22 @@ from stages.io import atomic_path, load_jsonl, load_params, log, write_json, wri
 @click.option("--report", "report_path", default="reports/eval.md", show_default=True)
 @click.option("--plot", "plot_path", default="reports/eval_tasks.csv", show_default=True)
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
+@click.option(
+    "--endpoint",
+    default=None,
+    metavar="URL",
+    help="Ask a served model at this OpenAI-compatible URL (e.g. http://127.0.0.1:8000/v1) instead of loading one.",
+)
+@click.option(
+    "--cache",
+    "cache_dir",
+    default="data/eval/endpoint_cache",
+    show_default=True,
+    help="With --endpoint: one file per answer, so a rerun asks only for what is missing.",
+)
+@click.pass_context
 def cli(
+    ctx,
     base_path,
     adapter,
     val_path,
@@ -35,20 +84,29 @@ def cli(
     report_path,
     plot_path,
     params_path,
+    endpoint,
+    cache_dir,
 ):
     """Score the fine-tuned model on val and compare with the baseline."""
     import json
 
-    from stages.baseline import predict
     from stages.metrics import delta, score
-    from stages.models import load_merged, load_tokenizer
     from stages.report import chart, markdown, plot_rows
 
     params = load_params(params_path)
     examples = load_jsonl(val_path)
-    tokenizer = load_tokenizer(adapter, params["model"]["trust_remote_code"])
-    model = load_merged(base_path, adapter, params["model"])
-    rows = predict(model, tokenizer, examples, params["eval"], params["generate"]["refusal"], "fine-tuned")
+    refusal = params["generate"]["refusal"]
+    if endpoint:
+        if ctx.get_parameter_source("base_path") is click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--endpoint needs --model NAME: the model name the server answers to")
+        rows = endpoint_predict(endpoint, base_path, examples, params["eval"], refusal, cache_dir)
+    else:
+        from stages.baseline import predict
+        from stages.models import load_merged, load_tokenizer
+
+        tokenizer = load_tokenizer(adapter, params["model"]["trust_remote_code"])
+        model = load_merged(base_path, adapter, params["model"])
+        rows = predict(model, tokenizer, examples, params["eval"], refusal, "fine-tuned")
     baseline = json.loads(Path(baseline_scores).read_text(encoding="utf-8"))
     finetuned = score(rows)
     result = {"baseline": baseline, "finetuned": finetuned, "delta": delta(finetuned, baseline)}

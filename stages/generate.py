@@ -88,6 +88,13 @@ def cli(input_path, output, metrics_path, params_path):
     missing = [t for t in gparams["tasks"] if not counts[t]]
     if missing:
         raise InputError(input_path, f"no blocks for task(s) {missing}: the corpus has nothing they can be built from")
+    metrics = {}
+    if (gparams.get("teacher") or {}).get("endpoint"):  # optional teacher LLM: paraphrased questions
+        from stages import teacher
+
+        examples, metrics["teacher"] = teacher.run(examples, gparams)
+        counts = Counter(e["task"] for e in examples)
+        log("generate", f"teacher: {metrics['teacher']}")
     write_jsonl(output, examples)
-    write_json(metrics_path, {"examples": len(examples), "per_task": dict(sorted(counts.items()))})
+    write_json(metrics_path, {"examples": len(examples), "per_task": dict(sorted(counts.items())), **metrics})
     log("generate", f"{len(examples)} examples: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))

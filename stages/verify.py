@@ -26,7 +26,7 @@ def line_problems(raw: bytes) -> tuple[dict | None, list[str]]:
     except UnicodeDecodeError as e:
         return None, [f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)"]
     try:
-        record = json.loads(text)
+        record = json.loads(text.rstrip("\r\n"))  # with the newline, a cut-off line reports column 1
     except json.JSONDecodeError as e:
         return None, [f"malformed JSON: {e.msg} at column {e.colno}"]
     if not isinstance(record, dict):

@@ -1,0 +1,271 @@
+"""A client for OpenAI-compatible chat completions (vLLM, `transformers serve`, OpenAI) on the standard library.
+
+    client = Client("http://127.0.0.1:8000/v1", concurrency=4, timeout_s=60, max_retries=4, cache_dir="cache/")
+    answers = client.complete([chat_body("models/merged", messages, temperature=0, max_tokens=96)], "evaluate")
+
+Requests run on a bounded thread pool, each with a timeout, and are retried with exponential backoff when the fault
+may pass: connection refused or reset, timeout, HTTP 429 or 5xx, a reply that is not the JSON asked for. Any other
+HTTP error (400, 401, 404: a wrong model name, key or URL) fails at once, since asking again cannot fix it.
+
+Every answer is written to the cache the moment it arrives, one JSON file per request named by a hash of the request
+body (model, messages, sampling parameters), so a rerun, or a run after a crash, asks only for what is missing. The
+API key is read from the environment, sent as a Bearer header and never written to the cache, a log or an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import random
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from stages.io import InputError, log, write_json
+
+RETRY_AFTER_CAP_S = 60.0  # a server asking for a longer pause than this is not coming back within one run
+
+
+class EndpointError(InputError):
+    """A request that failed for good, as one line: the URL, the fault and what was tried."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    content: str
+    latency_ms: float  # wall time of the request that succeeded, as this client saw it (queueing included)
+    completion_tokens: int | None  # from the reply's `usage`, when the server sends it
+    cached: bool
+
+
+class _Transient(Exception):
+    """A fault worth another try; `retry_after` is the pause a 429/503 reply asked for, if any."""
+
+    def __init__(self, what: str, retry_after: float | None = None):
+        super().__init__(what)
+        self.what, self.retry_after = what, retry_after
+
+
+def chat_body(model: str, messages: list[dict], **sampling) -> dict:
+    """The request body; sampling parameters left as None are not sent (the server's defaults apply)."""
+    return {"model": model, "messages": messages, **{k: v for k, v in sampling.items() if v is not None}}
+
+
+def cache_key(body: dict) -> str:
+    # sort_keys: one request is one entry whatever its key order. The API key travels in a header, never here.
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def chat_url(url: str) -> str:
+    """Accept the API root as servers print it (`…/v1`) or the full `…/v1/chat/completions`."""
+    url = url.rstrip("/")
+    return url if url.endswith("/chat/completions") else url + "/chat/completions"
+
+
+def reply_content(reply) -> str:
+    """The answer text of a chat completion; KeyError/IndexError/TypeError when the reply is not one."""
+    content = reply["choices"][0]["message"]["content"]
+    if content is None:  # valid: e.g. a reasoning model that spent every token thinking
+        return ""
+    if not isinstance(content, str):
+        raise TypeError(f"content is {type(content).__name__}")
+    return content
+
+
+class Client:
+    def __init__(
+        self,
+        url: str,
+        *,
+        concurrency: int = 4,
+        timeout_s: float = 60.0,
+        max_retries: int = 4,
+        backoff_s: float = 1.0,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        cache_dir: str | os.PathLike | None = None,
+        stage: str = "endpoint",
+        section: str = "eval",
+    ):
+        self.url = chat_url(url)
+        if urllib.parse.urlsplit(self.url).scheme not in ("http", "https"):
+            raise EndpointError(url, "expected an http:// or https:// URL, such as http://127.0.0.1:8000/v1")
+        self.concurrency, self.timeout_s = max(1, int(concurrency)), float(timeout_s)
+        self.max_retries, self.backoff_s = max(0, int(max_retries)), float(backoff_s)
+        self.api_key_env = api_key_env
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.stage, self.section = stage, section  # for log lines and for naming the params in error messages
+
+    @classmethod
+    def from_params(cls, url: str, p: dict, cache_dir, stage: str, section: str) -> Client:
+        """From a params section holding concurrency, timeout_s, max_retries, backoff_s and api_key_env."""
+        return cls(
+            url,
+            concurrency=p["concurrency"],
+            timeout_s=p["timeout_s"],
+            max_retries=p["max_retries"],
+            backoff_s=p.get("backoff_s", 1.0),
+            api_key_env=p.get("api_key_env", "OPENAI_API_KEY"),
+            cache_dir=cache_dir,
+            stage=stage,
+            section=section,
+        )
+
+    # --- the cache ----------------------------------------------------------------------------------------------
+
+    def _cache_path(self, key: str) -> Path | None:
+        return self.cache_dir / f"{key}.json" if self.cache_dir is not None else None
+
+    def cached(self, body: dict) -> Answer | None:
+        path = self._cache_path(cache_key(body))
+        if path is None or not path.is_file():
+            return None
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            content = reply_content(entry["reply"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            # Entries are written atomically, so this is a hand-edited or foreign file: ask again, overwrite it.
+            log(self.stage, f"ignoring unreadable cache entry {path}")
+            return None
+        return Answer(content, entry["latency_ms"], _completion_tokens(entry["reply"]), cached=True)
+
+    # --- one request, with retries ------------------------------------------------------------------------------
+
+    def _headers(self) -> tuple[dict, str | None]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers, key
+
+    def _attempt(self, data: bytes, headers: dict, secret: str | None) -> tuple[dict, float]:
+        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+        t0 = time.perf_counter()
+        try:
+            # The timeout bounds the connect and each read, not their sum; a reply trickling in slower than that
+            # is rare enough from an inference server not to need a watchdog thread per request.
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as e:
+            what = f"HTTP {e.code} {e.reason}: {_snippet(e.read(), secret)}"
+            if e.code == 429 or e.code >= 500:
+                raise _Transient(what, _retry_after(e.headers.get("Retry-After"))) from None
+            hint = f" (is ${self.api_key_env} set to a valid key?)" if e.code in (401, 403) else ""
+            raise EndpointError(self.url, f"{what}{hint}; not retried, asking again would not change it") from None
+        except (OSError, http.client.HTTPException) as e:  # OSError covers URLError, timeouts, refused, reset
+            raise _Transient(self._describe(e)) from None
+        latency_ms = (time.perf_counter() - t0) * 1000
+        try:
+            reply = json.loads(raw)
+            reply_content(reply)
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise _Transient(f"malformed reply (not a chat completion): {_snippet(raw, secret)}") from None
+        return reply, latency_ms
+
+    def _describe(self, e: BaseException) -> str:
+        reason = e.reason if isinstance(e, urllib.error.URLError) else e
+        if isinstance(reason, ConnectionRefusedError):
+            return "connection refused (is the server running?)"
+        if isinstance(reason, TimeoutError):
+            return f"no reply within timeout_s={self.timeout_s:g} s"
+        if isinstance(reason, (ConnectionResetError, http.client.RemoteDisconnected)):
+            return "connection closed without a reply"
+        return f"{type(reason).__name__}: {reason}"
+
+    def ask(self, body: dict) -> Answer:
+        """One request: the cached answer if there is one, else the server's (retried), cached before returning."""
+        if (hit := self.cached(body)) is not None:
+            return hit
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        headers, secret = self._headers()
+        faults: list[str] = []
+        t0 = time.monotonic()
+        for attempt in range(self.max_retries + 1):
+            try:
+                reply, latency_ms = self._attempt(data, headers, secret)
+            except _Transient as e:
+                faults.append(e.what)
+                if attempt == self.max_retries:
+                    break
+                # 1, 2, 4, 8 … x backoff_s; the jitter keeps requests that failed together from retrying together.
+                delay = self.backoff_s * 2**attempt * random.uniform(1.0, 1.25)
+                if e.retry_after is not None:
+                    delay = max(delay, min(e.retry_after, RETRY_AFTER_CAP_S))
+                time.sleep(delay)
+                continue
+            if (path := self._cache_path(cache_key(body))) is not None:
+                write_json(path, {"request": body, "reply": reply, "latency_ms": latency_ms})
+            return Answer(reply_content(reply), latency_ms, _completion_tokens(reply), cached=False)
+        distinct = list(dict.fromkeys(faults))
+        raise EndpointError(
+            self.url,
+            f"{faults[-1]}; gave up after {len(faults)} attempts in {time.monotonic() - t0:.1f} s "
+            f"(backoff from {self.backoff_s:g} s doubling, timeout {self.timeout_s:g} s"
+            + (f"; faults seen: {' | '.join(distinct)}" if len(distinct) > 1 else "")
+            + f"). Raise {self.section}.max_retries or {self.section}.timeout_s if the server is just slow; "
+            "answers received so far are cached and will not be asked again",
+        )
+
+    # --- many requests ------------------------------------------------------------------------------------------
+
+    def complete(self, bodies: list[dict], desc: str) -> list[Answer]:
+        """Answers in the order of `bodies`; identical bodies are asked once. Raises EndpointError on a permanent
+        failure, after the requests already in flight have finished (and been cached)."""
+        from tqdm import tqdm
+
+        keys = [cache_key(b) for b in bodies]
+        answers: dict[str, Answer] = {}
+        for key, body in zip(keys, bodies, strict=True):
+            if key not in answers and (hit := self.cached(body)) is not None:
+                answers[key] = hit
+        todo = {key: body for key, body in zip(keys, bodies, strict=True) if key not in answers}
+        where = f", cache {self.cache_dir}" if self.cache_dir is not None else ""
+        log(
+            self.stage,
+            f"{len(bodies)} requests to {self.url}: {len(answers)} answered from the cache{where}, "
+            f"{len(todo)} to ask ({self.concurrency} at a time)",
+        )
+        if todo:
+            t0 = time.perf_counter()
+            pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="endpoint")
+            try:
+                futures = {pool.submit(self.ask, body): key for key, body in todo.items()}
+                with tqdm(total=len(futures), desc=desc, file=sys.stderr, unit="req") as bar:
+                    for future in as_completed(futures):
+                        answers[futures[future]] = future.result()
+                        bar.update()
+            finally:
+                # On a failure, drop what has not started; what is in flight finishes and lands in the cache.
+                pool.shutdown(wait=True, cancel_futures=True)
+            elapsed = max(time.perf_counter() - t0, 1e-9)
+            log(self.stage, f"asked {len(todo)} in {elapsed:.1f} s: {len(todo) / elapsed:.2f} requests/s")
+        return [answers[key] for key in keys]
+
+
+def _completion_tokens(reply: dict) -> int | None:
+    usage = reply.get("usage") or {}
+    n = usage.get("completion_tokens")
+    return int(n) if isinstance(n, (int, float)) else None
+
+
+def _retry_after(value: str | None) -> float | None:
+    # Seconds only; the HTTP-date form is rare from inference servers and falls back to the backoff.
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _snippet(raw: bytes, secret: str | None, limit: int = 200) -> str:
+    """A reply body fit for a one-line message: whitespace collapsed, cut short, the API key blanked out (some
+    servers echo a rejected key back)."""
+    text = " ".join(raw.decode("utf-8", errors="replace").split())
+    if secret:
+        text = text.replace(secret, "***")
+    return (text[: limit - 1] + "…" if len(text) > limit else text) or "(empty body)"
