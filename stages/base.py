@@ -106,13 +106,34 @@ def fetch_pretrained(name: str, revision: str, trust_remote_code: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from stages.chat import CHATML_TEMPLATE
+    from stages.models import check_safetensors
 
+    def refuse(why: str) -> InputError:
+        return InputError("params.yaml", f"model.name={name!r} could not be loaded: {why}".splitlines()[0])
+
+    if Path(name).is_dir():
+        # transformers only says "no file named model.safetensors"; say why a local .bin checkpoint is not used.
+        try:
+            check_safetensors(name)
+        except InputError as e:
+            raise refuse(e.message) from None
     kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(name, use_safetensors=True, dtype="auto", **kwargs)
     except OSError as e:
-        raise InputError("params.yaml", f"model.name={name!r} could not be loaded: {e}".splitlines()[0]) from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "safetensors" in why:  # a hub repo with only .bin weights
+            why += " (only safetensors weights are loaded: a pickled .bin can run code when it is loaded)"
+        raise refuse(why) from None
+    except ValueError as e:
+        if "trust_remote_code" not in str(e):
+            raise
+        # transformers' own message spans four lines and ends in a hub URL built from a local path.
+        raise refuse(
+            "it needs its own Python code to load, which is not run unless you set model.trust_remote_code: true "
+            "(read that code first)"
+        ) from None
     if tokenizer.chat_template is None:
         log("base", f"{name} has no chat template; using ChatML")
         tokenizer.chat_template = CHATML_TEMPLATE

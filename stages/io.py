@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -70,7 +71,7 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line.rstrip("\r\n"))  # with the newline, a cut-off line reports column 1
             except json.JSONDecodeError as e:
                 raise InputError(p, f"malformed JSON: {e.msg} at column {e.colno}", lineno) from None
             if not isinstance(obj, dict):
@@ -82,6 +83,23 @@ def load_jsonl(path: str | os.PathLike) -> list[dict]:
     return [obj for _, obj in read_jsonl(path)]
 
 
+def sweep_leftovers(dst: Path) -> None:
+    """Remove what a killed (SIGKILL, power cut) write of `dst` left behind: its temporaries and a moved-aside old dir.
+
+    No `except` runs on SIGKILL, so the temporary stays; for a model directory that can be gigabytes. The pattern is
+    mkstemp/mkdtemp's exact shape (8 characters of [a-z0-9_]), so another output's temporaries never match. Two
+    writers of one output at once would sweep each other's: DVC's lock allows one `dvc repro` per repository.
+    """
+    leftover = re.compile(rf"\.{re.escape(dst.name)}\.([a-z0-9_]{{8}}\.tmp|old)")
+    for p in dst.parent.iterdir():
+        if not leftover.fullmatch(p.name):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of `path`; on success it replaces `path`, on any error it is removed.
@@ -90,6 +108,7 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     """
     dst = Path(path)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(dst)
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
     else:

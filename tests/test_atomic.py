@@ -1,0 +1,195 @@
+"""No stage leaves a partial output: outputs are written to a hidden temporary sibling and renamed when complete.
+
+A stage killed while writing leaves its output as it was (the previous complete version, or absent). SIGINT (Ctrl-C)
+also removes the temporary; SIGKILL cannot run any cleanup, so there the contract is that the final path is never
+partial, the leftover `.NAME.xxxxxxxx.tmp` is hidden, DVC does not count it as an output, and the next write of that
+output sweeps it away.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stages.io import atomic_path, write_jsonl
+from tests.dvcrepo import sh
+
+ROWS = 12_000  # x ~1.6 kB of text: a ~20 MB block file that takes a few tenths of a second to write on 2 cores
+
+
+def env_for(cwd: Path, extra: dict | None = None) -> dict:
+    """The environment tests.dvcrepo.sh gives `dvc` and `finetune`, for processes a test starts with Popen."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(cwd),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        "HF_HUB_OFFLINE": "1",
+        **(extra or {}),
+    }
+
+
+def write_parts_table(path: Path, tag: str) -> None:
+    """A parts table (not a product catalog: no model_code column), one block per row, `tag` in every row."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["part", "note"])
+        w.writerows(
+            [f"P-{i}", f"{tag} " + "the flue seal is checked at every annual service " * 32] for i in range(ROWS)
+        )
+
+
+def temporaries(folder: Path, name: str) -> list[Path]:
+    return sorted(folder.glob(f".{name}.*.tmp"))
+
+
+def interrupt_while_writing(args: list[str], cwd: Path, out: Path, sig: int) -> subprocess.Popen:
+    """Start `args`, wait until the temporary of `out` appears (the write has begun), send `sig` to the process group.
+
+    Watching for the temporary instead of sleeping a fixed time makes the signal land inside the write on a fast or
+    a loaded machine alike; the write takes ~0.3 s and the poll wakes every millisecond.
+    """
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env_for(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while not temporaries(out.parent, out.name):
+        if proc.poll() is not None:
+            raise AssertionError(f"{args} ended before writing: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"{args} never started writing {out}")
+        time.sleep(0.001)
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=60)
+    return proc
+
+
+@pytest.fixture
+def previous(tmp_path) -> Path:
+    """A complete blocks.jsonl from an earlier run, which an interrupted run must leave as it is."""
+    out = tmp_path / "out" / "blocks.jsonl"
+    write_jsonl(out, [{"id": "old", "text": "from the previous run"}])
+    write_parts_table(tmp_path / "raw" / "parts.csv", "new")
+    return out
+
+
+def extract_args(out: Path) -> list[str]:
+    return ["finetune", "extract", "--input", "raw", "--output", str(out), "--metrics", str(out.parent / "m.json")]
+
+
+def test_ctrl_c_while_writing_leaves_the_previous_output_and_no_temporary(tmp_path, previous):
+    before = previous.read_bytes()
+    proc = interrupt_while_writing(extract_args(previous), tmp_path, previous, signal.SIGINT)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 130 and "aborted" in err, err  # stages/cli.py's answer to Ctrl-C
+    assert previous.read_bytes() == before
+    assert temporaries(previous.parent, previous.name) == []
+
+
+def test_sigkill_while_writing_never_leaves_a_partial_output_and_the_next_run_sweeps_the_temporary(tmp_path, previous):
+    before = previous.read_bytes()
+    proc = interrupt_while_writing(extract_args(previous), tmp_path, previous, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    assert previous.read_bytes() == before
+    # The half-written data went to the hidden temporary: that is what atomicity saved the output from.
+    [leftover] = temporaries(previous.parent, previous.name)
+    assert leftover.read_bytes().count(b"\n") < ROWS
+
+    sh(extract_args(previous), tmp_path)
+    assert sum(1 for _ in previous.open(encoding="utf-8")) == ROWS
+    assert temporaries(previous.parent, previous.name) == []
+
+
+def test_sigkill_of_dvc_repro_mid_write_leaves_dvc_a_consistent_workspace(tmp_path):
+    """Under `dvc repro`, killed mid-write: the out is absent, never partial; `dvc status` names the changed dep and
+    the missing outs and nothing else; `dvc checkout` brings the previous version back; the next `dvc repro` clears
+    the killed process's lock entry, finishes the job and sweeps the temporary."""
+    repo = tmp_path / "repo"
+    write_parts_table(repo / "data/raw/parts.csv", "first")
+    (repo / "params.yaml").write_text("extract:\n  min_chars: 40\n")
+    stage = {
+        "cmd": "finetune extract --input data/raw --output data/interim/blocks.jsonl --metrics metrics/extract.json",
+        "deps": ["data/raw"],
+        "params": ["extract.min_chars"],
+        "outs": ["data/interim/blocks.jsonl"],
+        "metrics": [{"metrics/extract.json": {"cache": False}}],
+    }
+    (repo / "dvc.yaml").write_text(json.dumps({"stages": {"extract": stage}}))  # JSON is YAML
+    sh(["git", "init", "-q"], repo)
+    sh(["dvc", "init", "-q"], repo)
+    sh(["dvc", "repro"], repo)
+    out = repo / "data/interim/blocks.jsonl"
+    first = out.read_bytes()
+
+    write_parts_table(repo / "data/raw/parts.csv", "second")
+    proc = interrupt_while_writing(["dvc", "repro"], repo, out, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    # DVC deletes a cached out before running its stage, so here "as it was" means absent, never partial.
+    assert not out.exists()
+    assert len(temporaries(out.parent, out.name)) == 1
+    status = json.loads(sh(["dvc", "status", "--json"], repo).stdout)
+    # The input changed and the outs are gone; the hidden temporary is no out of DVC's, so it is not listed.
+    assert status == {
+        "extract": [
+            {"changed deps": {"data/raw": "modified"}},
+            {"changed outs": {"data/interim/blocks.jsonl": "deleted", "metrics/extract.json": "deleted"}},
+        ]
+    }, status
+    # The previous complete version is one command away, in the cache.
+    sh(["dvc", "checkout", "data/interim/blocks.jsonl"], repo)
+    assert out.read_bytes() == first
+
+    again = sh(["dvc", "repro"], repo)
+    assert "Running stage 'extract'" in again.stdout
+    assert b"second" in out.read_bytes() and b"first" not in out.read_bytes()
+    assert temporaries(out.parent, out.name) == []
+    assert json.loads(sh(["dvc", "status", "--json"], repo).stdout) == {}
+
+
+# --- atomic_path itself ---------------------------------------------------------------------------------------------
+
+
+def fill(tmp: Path, is_dir: bool, text: str) -> None:
+    (tmp / "weights" if is_dir else tmp).write_text(text)
+
+
+@pytest.mark.parametrize("is_dir", [False, True], ids=["file", "dir"])
+def test_atomic_path_keeps_the_old_output_when_interrupted_and_leaves_nothing_behind(tmp_path, is_dir):
+    # KeyboardInterrupt is not an Exception: a handler written `except Exception` would leave the temporary.
+    out = tmp_path / ("model" if is_dir else "out.jsonl")
+    with atomic_path(out, is_dir=is_dir) as tmp:
+        fill(tmp, is_dir, "old")
+    with pytest.raises(KeyboardInterrupt), atomic_path(out, is_dir=is_dir) as tmp:
+        fill(tmp, is_dir, "half")
+        raise KeyboardInterrupt
+    assert ((out / "weights") if is_dir else out).read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+@pytest.mark.parametrize("is_dir", [False, True], ids=["file", "dir"])
+def test_atomic_path_sweeps_what_a_killed_write_of_the_same_output_left(tmp_path, is_dir):
+    out = tmp_path / ("model" if is_dir else "out.jsonl")
+    # What SIGKILL leaves: a temporary mid-write and, for a directory killed mid-swap, the old one moved aside.
+    leftover = tmp_path / f".{out.name}.k1ll3d_x.tmp"
+    if is_dir:
+        leftover.mkdir()
+    else:
+        leftover.touch()
+    (tmp_path / f".{out.name}.old").mkdir()
+    # Look-alikes that belong to other outputs or to the user are left alone.
+    keep = [f".{out.name}.x.k1ll3d_x.tmp", f".{out.name}.tmp", f"{out.name}.k1ll3d_x.tmp", ".other.k1ll3d_x.tmp"]
+    for name in keep:
+        (tmp_path / name).touch()
+    with atomic_path(out, is_dir=is_dir) as tmp:
+        fill(tmp, is_dir, "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, *keep])

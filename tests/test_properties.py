@@ -1,0 +1,196 @@
+"""Invariants checked on generated inputs (hypothesis): extract loses no text, balance keeps its ratio and its seed,
+the split never leaks a source into both sides.
+
+Example counts are kept small (the file runs in well under 20 s on 2 cores); hypothesis shrinks any failure to a
+minimal document or example list and prints it, so a failure here reads like a hand-written test case.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from stages.balance import balance, run, split, targets
+from stages.extract import file_blocks, markdown_blocks, one_line
+
+# deadline=None: the first example pays for importing markdown-it, which would trip the default 200 ms deadline.
+SETTINGS = settings(max_examples=60, deadline=None)
+
+# Lowercase ASCII words: nothing Markdown gives a meaning to (no *, |, #, digits that start a list), so every word
+# the generator writes is content the reader must keep.
+word = st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8)
+words = st.lists(word, min_size=1, max_size=6).map(" ".join)
+
+heading = st.tuples(st.just("h"), st.integers(1, 3), words)
+# A paragraph may wrap over several source lines: the reader joins them, it must not drop the later lines.
+paragraph = st.tuples(st.just("para"), st.lists(words, min_size=1, max_size=3))
+numbered = st.tuples(st.just("ol"), st.lists(words, min_size=1, max_size=5))
+bullets = st.tuples(st.just("ul"), st.lists(words, min_size=1, max_size=4))
+
+
+@st.composite
+def pipe_table(draw):
+    ncols = draw(st.integers(1, 4))
+    row = st.lists(words, min_size=ncols, max_size=ncols)
+    return "table", draw(row), draw(st.lists(row, min_size=1, max_size=4))
+
+
+document = st.lists(st.one_of(heading, paragraph, numbered, bullets, pipe_table()), min_size=1, max_size=10)
+
+
+def markdown(elements: list[tuple]) -> str:
+    parts = []
+    for kind, *content in elements:
+        if kind == "h":
+            parts.append(f"{'#' * content[0]} {content[1]}")
+        elif kind == "para":
+            parts.append("\n".join(content[0]))
+        elif kind == "ol":
+            parts.append("\n".join(f"{n}. {item}" for n, item in enumerate(content[0], 1)))
+        elif kind == "ul":
+            parts.append("\n".join(f"- {item}" for item in content[0]))
+        else:
+            header, rows = content
+            lines = [header, ["---"] * len(header), *rows]
+            parts.append("\n".join("| " + " | ".join(cells) + " |" for cells in lines))
+    # Blank lines between elements: without one, Markdown reads a list after a paragraph as part of it.
+    return "\n\n".join(parts) + "\n"
+
+
+def contains(haystack: str, needle: str) -> bool:
+    """`needle` as whole words inside `haystack` (so "ab" is not found inside "cab")."""
+    return f" {one_line(needle)} " in f" {one_line(haystack)} "
+
+
+@SETTINGS
+@given(document)
+def test_extract_keeps_every_paragraph_list_item_and_table_cell_of_a_markdown_file(elements):
+    # min_chars=0: by design extract drops prose shorter than min_chars; with 0 nothing may go missing.
+    blocks = markdown_blocks(markdown(elements), "doc.md", min_chars=0)
+    texts = [b["text"] for b in blocks]
+    items = {one_line(i) for b in blocks for i in b.get("items", [])}
+    rows = [list(r.values()) for b in blocks for r in b.get("rows", [])]
+    keys = {k for b in blocks for r in b.get("rows", []) for k in r}
+    for kind, *content in elements:
+        if kind == "para":
+            assert any(contains(t, " ".join(content[0])) for t in texts), content
+        elif kind in ("ol", "ul"):
+            for item in content[0]:
+                assert item in items or any(contains(t, item) for t in texts), item
+        elif kind == "table":
+            header, body = content
+            for cells in body:
+                assert [one_line(c) for c in cells] in rows, cells
+            # Header cells are the row keys (a repeated one gets " (2)" appended to stay a distinct key).
+            assert all(any(k == h or k.startswith(f"{h} (") for k in keys) for h in header), header
+
+
+# CSV cells: any printable text, including what CSV has to quote (commas, quotes, line breaks) and non-ASCII.
+cell = st.text(
+    st.characters(categories=("L", "N", "P", "S", "Zs"), include_characters=',"\n', exclude_characters="\ufeff"),
+    max_size=12,
+)
+header_name = st.text("abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8)
+
+
+@st.composite
+def csv_table(draw):
+    header = draw(st.lists(header_name, min_size=1, max_size=5, unique=True))
+    row = st.lists(cell, min_size=len(header), max_size=len(header))
+    return header, draw(st.lists(row, min_size=1, max_size=8))
+
+
+@SETTINGS
+@given(csv_table())
+def test_extract_keeps_every_cell_of_a_csv_in_its_own_row_s_block(table):
+    header, rows = table
+    kept = [r for r in rows if any(c.strip() for c in r)]  # all-empty rows are skipped by design
+    assume(kept)
+    with tempfile.TemporaryDirectory() as tmp:  # not tmp_path: hypothesis reruns the body, a fixture runs once
+        path = Path(tmp) / "table.csv"
+        with path.open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+        _, blocks = file_blocks(path, 0)
+    assert len(blocks) == len(kept)
+    for b, cells in zip(blocks, kept, strict=True):
+        assert b["rows"] == [{h: one_line(c) for h, c in zip(header, cells, strict=True)}]
+        for c in cells:
+            assert one_line(c) in b["text"], (c, b["text"])
+
+
+# --- balance and split ------------------------------------------------------------------------------------------
+
+counts = st.dictionaries(st.sampled_from("ABCDEFGH"), st.integers(1, 300), min_size=1)
+max_ratio = st.floats(1.0, 10.0)
+max_upsample = st.integers(1, 20)
+
+
+@SETTINGS
+@given(counts, max_ratio, max_upsample)
+def test_targets_keep_max_over_min_within_max_ratio_and_up_sampling_within_max_upsample(counts, max_ratio, up):
+    # Preconditions: max_ratio >= 1 and every task has an example. The ratio then always holds: where up-sampling
+    # alone cannot reach it (c * max_upsample < top / max_ratio), the majority is cut down instead.
+    sizes = targets(counts, max_ratio, up)
+    assert set(sizes) == set(counts)
+    assert max(sizes.values()) <= max_ratio * min(sizes.values())
+    for task, c in counts.items():
+        assert 1 <= sizes[task] <= c * up
+    # When every minority can be raised to within the ratio, nothing is thrown away.
+    if all(c * up >= max(counts.values()) / max_ratio for c in counts.values()):
+        assert all(sizes[t] >= c for t, c in counts.items())
+
+
+@st.composite
+def examples(draw, one_task_per_source: bool = False):
+    """Examples of a few tasks from a few sources; a source may feed several tasks unless told otherwise."""
+    n_sources = draw(st.integers(1, 12))
+    source_task = [draw(st.sampled_from("ABCD")) for _ in range(n_sources)]
+    out = []
+    for i in range(draw(st.integers(1, 60))):
+        s = draw(st.integers(0, n_sources - 1))
+        task = source_task[s] if one_task_per_source else draw(st.sampled_from("ABCD"))
+        out.append({"id": f"e{i}", "source": f"doc.md#h=S{s}", "task": task, "messages": []})
+    return out
+
+
+@SETTINGS
+@given(examples(), st.floats(0.0, 0.9), st.integers(0, 2**32 - 1))
+def test_split_never_puts_one_source_in_both_train_and_val(exs, val_fraction, seed):
+    train, val = split(exs, val_fraction, seed)
+    assert not {e["source"] for e in train} & {e["source"] for e in val}
+    # Nothing lost or doubled, and each side keeps the input order.
+    assert sorted(e["id"] for e in train + val) == sorted(e["id"] for e in exs)
+    assert [e["id"] for e in train] == [e["id"] for e in exs if e in train]
+
+
+@SETTINGS
+@given(examples(one_task_per_source=True), st.floats(0.0, 0.9), st.integers(0, 2**32 - 1))
+def test_split_leaves_every_task_in_train(exs, val_fraction, seed):
+    train, _ = split(exs, val_fraction, seed)
+    assert {e["task"] for e in train} == {e["task"] for e in exs}
+
+
+@SETTINGS
+@given(examples(), max_ratio, max_upsample, st.integers(0, 2**32 - 1))
+def test_balance_meets_its_targets_keeps_ids_unique_and_is_the_same_for_the_same_seed(exs, ratio, up, seed):
+    out = balance(exs, ratio, up, seed)
+    assert out == balance(exs, ratio, up, seed)
+    got = Counter(e["task"] for e in out)
+    assert got == targets(Counter(e["task"] for e in exs), ratio, up)
+    assert max(got.values()) <= ratio * min(got.values())
+    assert len({e["id"] for e in out}) == len(out)  # copies are renamed <id>~2, <id>~3, ...
+    originals = {e["id"]: e for e in exs}
+    assert all(originals[e["id"].split("~")[0]] | {"id": e["id"]} == e for e in out)  # copies, never edits
+
+
+@SETTINGS
+@given(examples(), st.integers(0, 2**32 - 1))
+def test_balance_run_is_deterministic_for_its_seeds(exs, seed):
+    bparams = {"max_ratio": 2.0, "max_upsample": 10, "seed": seed}
+    sparams = {"val_fraction": 0.2, "seed": seed}
+    assert run(exs, bparams, sparams) == run(exs, bparams, sparams)
