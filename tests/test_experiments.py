@@ -1,0 +1,131 @@
+"""DVC experiments over the pipeline: a queued two-point grid, the `dvc exp show` columns the README uses, and the
+diffs and overlaid plots between two experiments. One `dvc repro` and one queue serve every test here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.dvcrepo import SMALL, STAGES, copy_repo, merge, ran_stages, sh
+
+# SMALL, cut further (as in test_sharing): what is tested is DVC's bookkeeping, not what training learns.
+FAST = merge(
+    SMALL,
+    {
+        # bitsandbytes' 4-bit matmuls are the slowest part of a CPU run (3x here); test_pipeline covers QLoRA.
+        "quant": {"load_in_4bit": False},
+        # No minority upsampling: balance caps every task at 2x the smallest (WIRING, 5 examples), so train holds
+        # 75 examples instead of 750: 5 optimiser steps.
+        "balance": {"max_upsample": 1},
+        # Capping drops train sources, so val holds ~37% of the sources instead of 20%; the gate would stop there.
+        "validate": {"val_fraction_tolerance": 0.5},
+        "train": {"logging_steps": 1},  # 5 steps: a loss curve of 5 points, not 1
+        "eval": {"max_new_tokens": 8},
+    },
+)
+
+# The README's `dvc exp show` columns: the params people sweep and the headline metrics. DVC matches each
+# --keep pattern from the start of the column name (re.match), so `learning_rate` alone would keep nothing.
+KEEP = r"Experiment|rev$|lora\.r$|train\.learning_rate|eval_loss|finetuned\.overall\.rouge_l|delta\.overall\.rouge_l"
+SHOW = ["dvc", "exp", "show", "--drop", ".*", "--keep", KEEP]
+QUEUE_TIMEOUT_S = 600
+
+
+def exp_rows(repo: Path, *extra: str) -> list[dict]:
+    out = sh([*SHOW, "--csv", *extra], repo).stdout
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def wait_for_queue(repo: Path) -> str:
+    """Poll `dvc queue status` until nothing is queued or running; returns the last status table."""
+    deadline = time.monotonic() + QUEUE_TIMEOUT_S
+    while True:
+        status = sh(["dvc", "queue", "status"], repo).stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"queue still busy after {QUEUE_TIMEOUT_S} s:\n{status}")
+        time.sleep(3)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A committed `dvc repro` (lora.r 16) plus a grid lora.r=8,64 run through the queue with one worker."""
+    repo = copy_repo(tmp_path_factory.mktemp("experiments") / "repo", FAST)
+    out = sh(["dvc", "repro"], repo).stdout
+    assert ran_stages(out) == set(STAGES), out
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "repro"], repo)
+
+    # One quoted -S with a comma list queues one experiment per value. -j 1: parallel workers race (README).
+    sh(["dvc", "exp", "run", "--queue", "-S", "lora.r=8,64"], repo)
+    sh(["dvc", "queue", "start", "-j", "1"], repo)
+    try:
+        status = wait_for_queue(repo)
+        assert "Failed" not in status, status  # `dvc queue logs NAME` tells why
+        rows = {row["lora.r"]: row for row in exp_rows(repo) if row["Experiment"]}
+        yield SimpleNamespace(repo=repo, status=status, r8=rows["8"]["Experiment"], r64=rows["64"]["Experiment"])
+    finally:
+        # The worker shuts itself down 10 s after the queue empties; this only matters when a test failed early.
+        sh(["dvc", "queue", "stop", "--kill"], repo, check=False)
+
+
+def test_queue_runs_each_grid_point_as_its_own_experiment(sweep):
+    rows = [row for row in exp_rows(sweep.repo, "--keep", "trainable_params") if row["Experiment"]]
+    assert sorted(int(row["lora.r"]) for row in rows) == [8, 64]
+    assert sweep.status.count("Success") == 2, sweep.status
+    # Each point trained its own adapter: LoRA's trainable parameters grow linearly with the rank.
+    params = {int(row["lora.r"]): int(row["trainable_params"]) for row in rows}
+    assert params[64] == 8 * params[8]
+    # The queue ran in temporary copies: the workspace still holds the committed lora.r 16 and nothing changed.
+    assert sh(["git", "status", "--porcelain"], sweep.repo).stdout == ""
+
+
+def test_exp_show_keeps_the_swept_params_and_headline_metrics(sweep):
+    header = sh([*SHOW, "--csv"], sweep.repo).stdout.splitlines()[0].split(",")
+    assert sorted(header) == sorted(
+        [
+            "Experiment",
+            "rev",
+            "lora.r",
+            "train.learning_rate",
+            "eval_loss",
+            "finetuned.overall.rouge_l",
+            "delta.overall.rouge_l",
+        ]
+    )
+    # And the table form the README shows (wide tables are cut to the terminal; COLUMNS sets its width).
+    table = sh([*SHOW, "--precision", "3"], sweep.repo, env={"COLUMNS": "160"}).stdout
+    assert sweep.r8 in table and sweep.r64 in table
+
+
+def test_metrics_and_exp_diff_between_two_experiments_are_per_task(sweep):
+    val = (sweep.repo / "data/processed/val.jsonl").read_text().splitlines()
+    tasks = {json.loads(line)["task"] for line in val}
+    # --all: on the tiny model many scores tie, and a diff leaves out what did not change.
+    metrics = json.loads(sh(["dvc", "metrics", "diff", "--all", "--json", sweep.r8, sweep.r64], sweep.repo).stdout)
+    evals = metrics["metrics/eval.json"]
+    for task in tasks | {"overall"}:
+        for key in (f"finetuned.{task}.rouge_l", f"delta.{task}.rouge_l", f"baseline.{task}.rouge_l"):
+            assert {"old", "new"} <= set(evals[key]), key
+    assert metrics["metrics/train.json"]["trainable_params"]["diff"] > 0
+
+    exp = json.loads(sh(["dvc", "exp", "diff", "--all", "--json", sweep.r8, sweep.r64], sweep.repo).stdout)
+    assert exp["params"]["params.yaml"]["lora.r"] == {"old": 8, "new": 64, "diff": 56}
+    assert {f"finetuned.{task}.rouge_l" for task in tasks} <= set(exp["metrics"]["metrics/eval.json"])
+
+
+def test_plots_diff_overlays_both_loss_curves_and_both_task_bars(sweep):
+    out = sh(["dvc", "plots", "diff", "--json", sweep.r8, sweep.r64], sweep.repo).stdout
+    data = json.loads(out)["data"]
+    for plot in ("Loss", "ROUGE-L per task, baseline vs fine-tuned"):
+        (rendered,) = data[plot]
+        assert {sweep.r8, sweep.r64} <= set(rendered["revisions"]), (plot, rendered["revisions"])
+        rows = rendered["content"]["data"]["values"]
+        assert {row["rev"] for row in rows} >= {sweep.r8, sweep.r64}, plot
