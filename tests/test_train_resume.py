@@ -23,6 +23,9 @@ from tests.conftest import assert_ok, invoke, write_params
 from tests.dvcrepo import SMALL, copy_repo, merge, ran_stages, sh
 
 BATCH, EPOCHS = 5, 2
+# One torch thread in the stages this file runs: for this tiny model a second thread gains little on an idle machine,
+# and on a busy one (another job on the same 2 cores) spinning threads made training several times slower.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 RESUME = {
     # No upsampling and at most 2x the smallest task (5 WIRING examples): 75 train examples, 15 steps of 5 an epoch,
     # 30 steps in all, with a checkpoint (and a val evaluation) every 10. A tenth of the sources in val (~50
@@ -74,6 +77,7 @@ def start(args: list[str], repo: Path, log: Path) -> subprocess.Popen:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
         "HF_HUB_OFFLINE": "1",
+        **ONE_THREAD,
     }
     with log.open("w") as out:
         return subprocess.Popen(args, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -84,7 +88,7 @@ def killed(tmp_path_factory):
     """The repo after `dvc repro` up to validate and a `dvc repro train` killed between two checkpoints: once one is
     complete and the run has logged a step past it."""
     repo = copy_repo(tmp_path_factory.mktemp("resume") / "repo", merge(SMALL, RESUME))
-    sh(["dvc", "repro", "validate"], repo)
+    sh(["dvc", "repro", "validate"], repo, env=ONE_THREAD)
     log = repo.parent / "killed.log"
     proc = start(["dvc", "repro", "train"], repo, log)
     deadline = time.monotonic() + 90
@@ -105,7 +109,7 @@ def killed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def resumed(killed):
-    out = sh(["dvc", "repro", "train"], killed["repo"])
+    out = sh(["dvc", "repro", "train"], killed["repo"], env=ONE_THREAD)
     return {**killed, "log": out.stdout + out.stderr, "ran": ran_stages(out.stdout)}
 
 
