@@ -1,7 +1,7 @@
 """A real OpenSSH server on 127.0.0.1 for tests: Debian's `sshd` in the foreground, with throwaway keys.
 
 The server and the client share this machine and this user (DVC's SSH remote is a path on the same disk), but every
-byte goes through sshd's SFTP subsystem, key authentication and host key verification as it would to a team's server.
+byte goes through sshd's SFTP subsystem and public-key authentication as it would to a team's server.
 """
 
 from __future__ import annotations
@@ -102,8 +102,9 @@ def start(root: Path) -> Server:
 
     home = root / "home"
     (home / ".ssh").mkdir(parents=True)
-    # known_hosts spells a non-22 port as [host]:port. With the key pinned, the client verifies the server as it
-    # would a real one; no test turns host key checking off.
+    # What a teammate's machine would hold; known_hosts spells a non-22 port as [host]:port. OpenSSH's ssh accepts
+    # this server with it and refuses another key, but DVC's SSH remote never reads it
+    # (test_sharing.py::test_dvc_ssh_does_not_check_the_host_key): it is no gate here.
     (home / ".ssh" / "known_hosts").write_text(f"[127.0.0.1]:{port} {' '.join(host_pub.split()[:2])}\n")
 
     log = root / "sshd.log"
