@@ -12,23 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.dvcrepo import SMALL, STAGES, copy_repo, merge, ran_stages, sh
-
-# SMALL, cut further (as in test_sharing): what is tested is DVC's bookkeeping, not what training learns.
-FAST = merge(
-    SMALL,
-    {
-        # bitsandbytes' 4-bit matmuls are the slowest part of a CPU run (3x here); test_pipeline covers QLoRA.
-        "quant": {"load_in_4bit": False},
-        # No minority upsampling: balance caps every task at 2x the smallest (WIRING, 5 examples), so train holds
-        # 75 examples instead of 750: 5 optimiser steps.
-        "balance": {"max_upsample": 1},
-        # Capping drops train sources, so val holds ~37% of the sources instead of 20%; the gate would stop there.
-        "validate": {"val_fraction_tolerance": 0.5},
-        "train": {"logging_steps": 1},  # 5 steps: a loss curve of 5 points, not 1
-        "eval": {"max_new_tokens": 8},
-    },
-)
+from tests.dvcrepo import FAST, STAGES, copy_repo, ran_stages, sh
 
 # The README's `dvc exp show` columns: the params people sweep and the headline metrics. DVC matches each
 # --keep pattern from the start of the column name (re.match), so `learning_rate` alone would keep nothing.
