@@ -1,12 +1,7 @@
 """`finetune base`: materialise the base model into models/base, so every later stage depends on exact bytes.
 
-`model.name: tiny` builds a small Llama-architecture model from `model.tiny` with a byte-level BPE tokenizer trained
-on the extracted corpus and a ChatML chat template, then pretrains it for `model.tiny.pretrain_steps` on the corpus
-text. That makes it what a real base model is to its users: it knows the domain's language but not the tasks, so
-the baseline-vs-adapter comparison measures what fine-tuning adds, not LoRA's struggle against random weights.
-
-Any other name is a hub id or a local path: it is loaded once (safetensors only) and saved, so the DVC cache pins
-it and a teammate never needs hub access to reproduce.
+`model.name: tiny` builds a ~1 M-parameter Llama with a tokenizer trained on the corpus; any other name is a hub
+id or a local path, loaded once (safetensors only) and saved. See finetune.training.base_model.
 """
 
 from __future__ import annotations
@@ -15,145 +10,9 @@ from pathlib import Path
 
 import click
 
-from stages.io import InputError, atomic_path, load_jsonl, load_params, log
-
-
-def corpus_texts(blocks: list[dict]) -> list[str]:
-    return [f"{b['title']}\n{b['text']}" for b in blocks]
-
-
-def train_tokenizer(texts: list[str], vocab_size: int):
-    """A byte-level BPE (every byte is in the alphabet, so no input is ever unknown) with our chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    from stages.chat import CHATML_TEMPLATE, SPECIAL_TOKENS
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    pad, start, end = SPECIAL_TOKENS
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=pad, bos_token=start, eos_token=end)
-    fast.chat_template = CHATML_TEMPLATE
-    return fast
-
-
-def build_tiny(tokenizer, cfg: dict, max_seq_len: int):
-    import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=cfg["hidden_size"],
-        intermediate_size=cfg["intermediate_size"],
-        num_hidden_layers=cfg["num_hidden_layers"],
-        num_attention_heads=cfg["num_attention_heads"],
-        num_key_value_heads=cfg["num_key_value_heads"],
-        max_position_embeddings=max_seq_len,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(cfg.get("seed", 0))
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        do_sample=False,
-    )
-    return model
-
-
-def pretrain(model, tokenizer, texts: list[str], cfg: dict, seq_len: int) -> list[float]:
-    """Causal-LM training of all weights on the corpus cut into `seq_len`-token windows; returns the losses."""
-    import sys
-
-    import torch
-    from tqdm import tqdm
-
-    ids = [t for text in texts for t in tokenizer(text + tokenizer.eos_token)["input_ids"]]
-    windows = torch.tensor(ids[: len(ids) // seq_len * seq_len]).view(-1, seq_len)
-    gen = torch.Generator().manual_seed(cfg.get("seed", 0))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["pretrain_lr"], weight_decay=0.01)
-    steps = cfg["pretrain_steps"]
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg["pretrain_lr"], total_steps=max(steps, 1), pct_start=0.1)
-    model.train()
-    losses = []
-    for _ in tqdm(range(steps), desc="[base] pretrain", file=sys.stderr, unit="step"):
-        batch = windows[torch.randint(len(windows), (cfg["pretrain_batch_size"],), generator=gen)]
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        losses.append(loss.item())
-    model.eval()
-    return losses
-
-
-def fetch_pretrained(name: str, revision: str, trust_remote_code: bool):
-    """Load a hub id or local directory; refuses pickled weights (safetensors only)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from stages.chat import CHATML_TEMPLATE
-    from stages.models import check_safetensors
-
-    def refuse(why: str) -> InputError:
-        return InputError("params.yaml", f"model.name={name!r} could not be loaded: {why}".splitlines()[0])
-
-    if Path(name).is_dir():
-        # transformers only says "no file named model.safetensors"; say why a local .bin checkpoint is not used.
-        try:
-            check_safetensors(name)
-        except InputError as e:
-            raise refuse(e.message) from None
-    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(name, use_safetensors=True, dtype="auto", **kwargs)
-    except OSError as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "safetensors" in why:  # a hub repo with only .bin weights
-            why += " (only safetensors weights are loaded: a pickled .bin can run code when it is loaded)"
-        raise refuse(why) from None
-    except ValueError as e:
-        if "trust_remote_code" not in str(e):
-            raise
-        # transformers' own message spans four lines and ends in a hub URL built from a local path.
-        raise refuse(
-            "it needs its own Python code to load, which is not run unless you set model.trust_remote_code: true "
-            "(read that code first)"
-        ) from None
-    if tokenizer.chat_template is None:
-        log("base", f"{name} has no chat template; using ChatML")
-        tokenizer.chat_template = CHATML_TEMPLATE
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, model
-
-
-def run(blocks: list[dict], model_params: dict):
-    if model_params["name"] == "tiny":
-        tokenizer = train_tokenizer(corpus_texts(blocks), model_params["tiny"]["vocab_size"])
-        model = build_tiny(tokenizer, model_params["tiny"], model_params["max_seq_len"])
-        losses = pretrain(model, tokenizer, corpus_texts(blocks), model_params["tiny"], seq_len=128)
-        if losses:
-            log("base", f"pretrained {len(losses)} steps: loss {losses[0]:.2f} -> {losses[-1]:.2f}")
-    else:
-        tokenizer, model = fetch_pretrained(
-            model_params["name"], model_params.get("revision", "main"), model_params.get("trust_remote_code", False)
-        )
-    return tokenizer, model
+from finetune.io import atomic_path, load_jsonl, log
+from finetune.params import load_params
+from finetune.training.base_model import run
 
 
 @click.command()
@@ -162,10 +21,10 @@ def run(blocks: list[dict], model_params: dict):
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 def cli(blocks, output, params_path):
     """Build (tiny) or fetch (hub id / path) the base model and save it with its tokenizer."""
-    model_params = load_params(params_path)["model"]
+    model_params = load_params(params_path).model
     tokenizer, model = run(load_jsonl(blocks), model_params)
     with atomic_path(output, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     n = sum(p.numel() for p in model.parameters())
-    log("base", f"{model_params['name']}: {n / 1e6:.2f} M parameters, vocab {len(tokenizer)} -> {Path(output)}")
+    log("base", f"{model_params.name}: {n / 1e6:.2f} M parameters, vocab {len(tokenizer)} -> {Path(output)}")

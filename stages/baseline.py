@@ -8,23 +8,8 @@ from __future__ import annotations
 
 import click
 
-from stages.io import load_jsonl, load_params, log, write_json, write_jsonl
-
-
-def predict(model, tokenizer, examples: list[dict], eval_params: dict, refusal: str, desc: str) -> list[dict]:
-    from stages.chat import prompt_messages
-    from stages.inference import generate
-    from stages.metrics import scored_rows
-
-    gens = generate(
-        model,
-        tokenizer,
-        [prompt_messages(e) for e in examples],
-        eval_params["batch_size"],
-        eval_params["max_new_tokens"],
-        desc,
-    )
-    return scored_rows(examples, gens, refusal)
+from finetune.io import load_jsonl, log, write_json, write_jsonl
+from finetune.params import load_params
 
 
 @click.command()
@@ -35,14 +20,15 @@ def predict(model, tokenizer, examples: list[dict], eval_params: dict, refusal: 
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 def cli(base_path, val_path, predictions, scores, params_path):
     """Generate val answers with the untuned base model and score them."""
-    from stages.metrics import score
-    from stages.models import load_base, load_tokenizer
+    from finetune.evaluation.metrics import score
+    from finetune.evaluation.predict import predict
+    from finetune.training.models import load_base, load_tokenizer
 
     params = load_params(params_path)
     examples = load_jsonl(val_path)
-    tokenizer = load_tokenizer(base_path, params["model"]["trust_remote_code"])
-    model = load_base(base_path, params["model"])
-    rows = predict(model, tokenizer, examples, params["eval"], params["generate"]["refusal"], "baseline")
+    tokenizer = load_tokenizer(base_path, params.model.trust_remote_code)
+    model = load_base(base_path, params.model)
+    rows = predict(model, tokenizer, examples, params.eval, params.generate.refusal, "baseline")
     result = score(rows)
     write_jsonl(predictions, rows)
     write_json(scores, result)

@@ -19,26 +19,8 @@ from pathlib import Path
 
 import click
 
-from stages.io import atomic_path, load_jsonl, load_params, log, write_json, write_jsonl, write_text
-
-
-def endpoint_predict(url: str, name: str, examples: list[dict], eval_params: dict, refusal: str, cache) -> list[dict]:
-    """The served model's greedy answers, scored like local ones; latency is per request as the client saw it."""
-    from stages.chat import prompt_messages
-    from stages.endpoint import Client, chat_body
-    from stages.metrics import scored_rows
-
-    client = Client.from_params(url, eval_params, cache, stage="evaluate", section="eval")
-    bodies = [
-        chat_body(name, prompt_messages(e), temperature=0, max_tokens=eval_params["max_new_tokens"]) for e in examples
-    ]
-    answers = client.complete(bodies, "fine-tuned (endpoint)")
-    gens = [
-        # strip(): the local path strips decoded text too, so both score the same answer the same way.
-        {"prediction": a.content.strip(), "latency_ms": a.latency_ms, "new_tokens": a.completion_tokens or 0}
-        for a in answers
-    ]
-    return scored_rows(examples, gens, refusal)
+from finetune.io import atomic_path, load_jsonl, log, write_json, write_jsonl, write_text
+from finetune.params import load_params
 
 
 @click.command()
@@ -90,23 +72,25 @@ def cli(
     """Score the fine-tuned model on val and compare with the baseline."""
     import json
 
-    from stages.metrics import delta, score
-    from stages.report import chart, markdown, plot_rows
+    from finetune.evaluation.metrics import delta, score
+    from finetune.evaluation.report import chart, markdown, plot_rows
 
     params = load_params(params_path)
     examples = load_jsonl(val_path)
-    refusal = params["generate"]["refusal"]
+    refusal = params.generate.refusal
     if endpoint:
         if ctx.get_parameter_source("base_path") is click.core.ParameterSource.DEFAULT:
             raise click.UsageError("--endpoint needs --model NAME: the model name the server answers to")
-        rows = endpoint_predict(endpoint, base_path, examples, params["eval"], refusal, cache_dir)
-    else:
-        from stages.baseline import predict
-        from stages.models import load_merged, load_tokenizer
+        from finetune.evaluation.predict import endpoint_predict
 
-        tokenizer = load_tokenizer(adapter, params["model"]["trust_remote_code"])
-        model = load_merged(base_path, adapter, params["model"])
-        rows = predict(model, tokenizer, examples, params["eval"], refusal, "fine-tuned")
+        rows = endpoint_predict(endpoint, base_path, examples, params.eval, refusal, cache_dir)
+    else:
+        from finetune.evaluation.predict import predict
+        from finetune.training.models import load_merged, load_tokenizer
+
+        tokenizer = load_tokenizer(adapter, params.model.trust_remote_code)
+        model = load_merged(base_path, adapter, params.model)
+        rows = predict(model, tokenizer, examples, params.eval, refusal, "fine-tuned")
     baseline = json.loads(Path(baseline_scores).read_text(encoding="utf-8"))
     finetuned = score(rows)
     result = {"baseline": baseline, "finetuned": finetuned, "delta": delta(finetuned, baseline)}
@@ -119,7 +103,7 @@ def cli(
     with atomic_path(png) as tmp:
         chart(result, tmp)
     write_text(
-        report, markdown(result, load_jsonl(baseline_predictions), rows, params["eval"]["examples_per_task"], png.name)
+        report, markdown(result, load_jsonl(baseline_predictions), rows, params.eval.examples_per_task, png.name)
     )
     o, d = finetuned["overall"], result["delta"]["overall"]
     log(

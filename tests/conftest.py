@@ -17,8 +17,9 @@ import pytest
 import yaml
 from click.testing import CliRunner, Result
 
-from stages.extract import block
-from stages.io import load_jsonl, load_params, write_jsonl
+from finetune.documents.sections import block
+from finetune.io import load_jsonl, write_jsonl
+from finetune.params import Params, parse
 
 # No test may reach the network: with these set, the hub clients fail at once instead of trying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -178,7 +179,13 @@ TINY_BLOCKS = [
 
 
 def repo_params() -> dict:
-    return load_params(REPO / "params.yaml")
+    """params.yaml as plain data, for a test to change and write out (typed() checks and types it)."""
+    return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+def typed(params: dict) -> Params:
+    """Plain params as the typed object every command gets from params.yaml, validated the same way."""
+    return parse(params)
 
 
 def shrink(params: dict) -> dict:
@@ -194,6 +201,13 @@ def shrink(params: dict) -> dict:
     )
     params["eval"].update(batch_size=8, max_new_tokens=16)
     return params
+
+
+def params_file(path: Path, overrides: dict | None = None) -> Path:
+    """The repo's params.yaml with `overrides` (nested, only the keys that change) merged in, written to `path`."""
+    from tests.dvcrepo import merge
+
+    return write_params(path, merge(repo_params(), overrides or {}))
 
 
 def write_params(path: Path, params: dict) -> Path:
@@ -243,9 +257,9 @@ def tiny_base(tmp_path_factory, tiny_blocks_file, session_params_file) -> Path:
 @pytest.fixture(scope="session")
 def tiny_splits(tmp_path_factory, session_params_file) -> SimpleNamespace:
     """val.jsonl: the first example of every task; train.jsonl: 12 of the others, taken from the tasks in turn."""
-    from stages.generate import run
+    from finetune.generation.examples import run
 
-    examples = run(TINY_BLOCKS, load_params(session_params_file)["generate"])
+    examples = run(TINY_BLOCKS, typed(yaml.safe_load(session_params_file.read_text())).generate)
     by_task: dict[str, list[dict]] = {}
     for e in examples:
         by_task.setdefault(e["task"], []).append(e)
@@ -268,9 +282,10 @@ def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> Si
 
     It starts where `dvc repro` after a params change would: the persistent checkpoints folder still holds a
     checkpoint of an earlier run (stamped with another fingerprint) and the DVCLive folder that run's curve.
-    `stages.models.load_base` is wrapped so the tests can inspect the very model the trainer trained.
+    `finetune.training.models.load_for_training` is wrapped so the tests can inspect the very model the trainer
+    trained.
     """
-    import stages.models
+    import finetune.training.models
     from stages.train import cli
 
     root = tmp_path_factory.mktemp("train")
@@ -284,10 +299,10 @@ def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> Si
     old_curve.write_text("step\tloss\n99\t9.99\n")
 
     loaded = []
-    real_load_base = stages.models.load_base
+    real_load = finetune.training.models.load_for_training
 
-    def spy(path, model_params, quant=None):
-        model = real_load_base(path, model_params, quant)
+    def spy(path, model_params, quant):
+        model = real_load(path, model_params, quant)
         loaded.append(SimpleNamespace(path=Path(path), quant=quant, model=model))
         return model
 
@@ -295,7 +310,7 @@ def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> Si
     args += ["--output", root / "models" / "adapter", "--checkpoints", checkpoints]
     args += ["--metrics", root / "metrics" / "train.json", "--live-dir", live, "--params", session_params_file]
     with pytest.MonkeyPatch.context() as mp, contextlib.chdir(root):  # DVCLive looks for a repo from the cwd
-        mp.setattr(stages.models, "load_base", spy)
+        mp.setattr(finetune.training.models, "load_for_training", spy)
         result = invoke(cli, args)
     assert_ok(result)
     return SimpleNamespace(

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from stages.io import atomic_path, write_jsonl
+from finetune.io import atomic_path, write_jsonl
+from tests.conftest import params_file
 from tests.dvcrepo import sh
 
 ROWS = 12_000  # x ~1.6 kB of text: a ~20 MB block file that takes a few tenths of a second to write on 2 cores
@@ -116,7 +117,8 @@ def test_sigkill_of_dvc_repro_mid_write_leaves_dvc_a_consistent_workspace(tmp_pa
     the killed process's lock entry, finishes the job and sweeps the temporary."""
     repo = tmp_path / "repo"
     write_parts_table(repo / "data/raw/parts.csv", "first")
-    (repo / "params.yaml").write_text("extract:\n  min_chars: 40\n")
+    repo.mkdir(parents=True, exist_ok=True)
+    params_file(repo / "params.yaml", {"extract": {"min_chars": 40}})
     stage = {
         "cmd": "finetune extract --input data/raw --output data/interim/blocks.jsonl --metrics metrics/extract.json",
         "deps": ["data/raw"],

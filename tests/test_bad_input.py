@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from stages.cli import group, main
-from stages.extract import run
-from stages.io import InputError
-from stages.lines import MAX_LINE_BYTES
+from finetune.cli import group, main
+from finetune.documents.corpus import run
+from finetune.io import InputError
+from finetune.documents.textfiles import MAX_LINE_BYTES
+from tests.conftest import params_file
 
 BAD = Path(__file__).parent / "data" / "bad"
 GOOD_MD = """\
@@ -89,7 +90,7 @@ def raw_folder(tmp_path, monkeypatch, on_error: str, *names: str) -> list[str]:
     (tmp_path / "raw" / "good.md").write_text(GOOD_MD, encoding="utf-8")
     for name in names:
         shutil.copy(BAD / name, tmp_path / "raw" / name)
-    (tmp_path / "params.yaml").write_text(f"extract:\n  on_error: {on_error}\n")
+    params_file(tmp_path / "params.yaml", {"extract": {"on_error": on_error}})
     out = ["--output", "out/blocks.jsonl", "--metrics", "out/extract.json", "--rejects", "out/rejects.json"]
     return ["extract", "--input", "raw", *out, "--params", "params.yaml"]
 

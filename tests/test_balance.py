@@ -9,11 +9,13 @@ from collections import Counter
 
 import pytest
 
-from stages.balance import cli, run, split, targets
-from stages.extract import run as extract
-from stages.generate import run as generate
-from stages.io import load_jsonl, write_jsonl
+from finetune.generation.splits import run, split, targets
+from stages.balance import cli
+from finetune.documents.corpus import run as extract
+from finetune.generation.examples import run as generate
+from finetune.io import load_jsonl, write_jsonl
 from tests.conftest import REPO, assert_ok, invoke, repo_params, write_params
+from finetune.params import Balance, Generate, Split
 
 
 def make_examples(task: str, n_sources: int, per_source: int) -> list[dict]:
@@ -124,8 +126,8 @@ def test_same_seed_gives_byte_identical_outputs(tmp_path):
 
 def test_another_split_seed_holds_out_other_sources():
     p = params()
-    _, val_a, _ = run(SKEWED, p["balance"], p["split"])
-    _, val_b, _ = run(SKEWED, p["balance"], {**p["split"], "seed": 7})
+    _, val_a, _ = run(SKEWED, Balance(**p["balance"]), Split(**p["split"]))
+    _, val_b, _ = run(SKEWED, Balance(**p["balance"]), Split(**{**p["split"], "seed": 7}))
     assert {e["source"] for e in val_a} != {e["source"] for e in val_b}
 
 
@@ -134,8 +136,8 @@ def test_val_share_is_near_val_fraction_on_the_sample_corpus(seed):
     p = repo_params()
     p["generate"]["phrasings_per_item"] = 2
     blocks, _ = extract(REPO / "data" / "raw")
-    examples = generate(blocks, p["generate"])
-    train, val, report = run(examples, p["balance"], {**p["split"], "seed": seed})
+    examples = generate(blocks, Generate.model_validate(p["generate"]))
+    train, val, report = run(examples, Balance(**p["balance"]), Split(**{**p["split"], "seed": seed}))
     fraction, tolerance = p["split"]["val_fraction"], p["validate"]["val_fraction_tolerance"]
     # Of the examples, before balancing changes train's size ...
     assert report["val_share"] == pytest.approx(len(val) / (len(val) + len(split(examples, fraction, seed)[0])))

@@ -9,9 +9,9 @@ import shutil
 import pytest
 
 from stages.base import cli
-from stages.io import InputError
-from stages.models import check_safetensors, load_base
-from tests.conftest import TINY_BLOCKS, assert_ok, invoke, write_params
+from finetune.io import InputError
+from finetune.training.models import check_safetensors, load_base
+from tests.conftest import TINY_BLOCKS, assert_ok, invoke, typed, write_params
 
 
 def build(tmp_path, blocks_file, params) -> tuple:
@@ -117,7 +117,7 @@ def test_check_safetensors_accepts_safetensors_and_rejects_a_missing_directory(t
 
 def test_load_base_refuses_pickled_weights(pickled_model, small_params):
     with pytest.raises(InputError, match=r"\.bin"):
-        load_base(pickled_model, small_params["model"])
+        load_base(pickled_model, typed(small_params).model)
 
 
 def test_base_refuses_to_fetch_a_model_with_only_pickled_weights(

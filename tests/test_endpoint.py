@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.endpoint import Client, EndpointError, cache_key, chat_body
+from finetune.serving.endpoint import Client, EndpointError, cache_key, chat_body
 from stages.evaluate import cli as evaluate_cli
-from stages.io import load_jsonl, write_json, write_jsonl
+from finetune.io import load_jsonl, write_json, write_jsonl
 from tests.conftest import assert_ok, invoke, write_params
 from tests.serving import FaultServer, free_port
 
@@ -164,7 +164,7 @@ def test_answers_before_a_permanent_failure_stay_cached_and_the_rerun_asks_only_
 @pytest.fixture
 def eval_inputs(tmp_path, tiny_splits, small_params):
     """Val, a params file with tiny backoff, and baseline outputs scored from canned answers (no model needed)."""
-    from stages.metrics import score, scored_rows
+    from finetune.evaluation.metrics import score, scored_rows
 
     val = load_jsonl(tiny_splits.val)
     small_params["eval"].update(concurrency=3, timeout_s=2, max_retries=2, backoff_s=0.01)

@@ -11,8 +11,8 @@ import pytest
 
 from stages.baseline import cli as baseline_cli
 from stages.evaluate import cli as evaluate_cli
-from stages.io import load_jsonl
-from tests.conftest import assert_ok, invoke
+from finetune.io import load_jsonl
+from tests.conftest import assert_ok, invoke, typed
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +97,12 @@ def test_predictions_hold_one_scored_row_per_val_example_for_each_model(evaluate
 def test_evaluate_runs_the_base_with_the_adapter_merged_in(trained, small_params):
     import torch
 
-    from stages.models import load_base, load_merged, load_tokenizer
+    from finetune.training.models import load_base, load_merged, load_tokenizer
 
     ids = load_tokenizer(trained.base)("[SPEC] CA-24C: rated output?", return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        base = load_base(trained.base, small_params["model"])(ids).logits
-        merged = load_merged(trained.base, trained.adapter, small_params["model"])
+        base = load_base(trained.base, typed(small_params).model)(ids).logits
+        merged = load_merged(trained.base, trained.adapter, typed(small_params).model)
         tuned = merged(ids).logits
     assert not any("lora" in name for name, _ in merged.named_modules())  # merged: plain layers, no LoRA matmuls
     assert not torch.allclose(base, tuned)

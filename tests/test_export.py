@@ -7,12 +7,13 @@ import json
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from stages.baseline import cli as baseline_cli
 from stages.evaluate import cli as evaluate_cli
-from stages.export import cli as export_cli
-from stages.io import load_jsonl, load_params
-from tests.conftest import assert_ok, invoke, write_params
+from finetune.commands.export import cli as export_cli
+from finetune.io import load_jsonl
+from tests.conftest import assert_ok, invoke, typed, write_params
 from tests.serving import free_port, transformers_serve
 
 
@@ -31,7 +32,7 @@ def exported(tmp_path_factory, trained):
 def served(exported):
     """The merged model behind `transformers serve`, evaluated once over the endpoint."""
     root, trained = exported.root, exported.trained
-    params = load_params(trained.params_file)
+    params = yaml.safe_load(trained.params_file.read_text())
     params["eval"].update(concurrency=4, timeout_s=30, max_retries=2, backoff_s=0.05)
     params_file = write_params(root / "params.yaml", params)
     out = SimpleNamespace(
@@ -72,13 +73,13 @@ def test_export_saves_safetensors_and_the_tokenizer_and_replaces_the_folder(expo
 def test_exported_model_is_the_base_with_the_adapter_merged(exported, small_params):
     import torch
 
-    from stages.models import load_base, load_merged, load_tokenizer
+    from finetune.training.models import load_base, load_merged, load_tokenizer
 
     trained = exported.trained
     ids = load_tokenizer(exported.merged)("[SPEC] CA-24C: rated output?", return_tensors="pt")["input_ids"]
     with torch.no_grad():
-        merged = load_base(exported.merged, small_params["model"])(ids).logits
-        reference = load_merged(trained.base, trained.adapter, small_params["model"])(ids).logits
+        merged = load_base(exported.merged, typed(small_params).model)(ids).logits
+        reference = load_merged(trained.base, trained.adapter, typed(small_params).model)(ids).logits
     torch.testing.assert_close(merged, reference)
 
 
@@ -97,12 +98,12 @@ def test_evaluate_endpoint_writes_baseline_finetuned_and_delta_per_task(served):
 def test_served_answers_match_the_local_merged_model_s_greedy_answers(served, exported):
     """Same weights, same chat template, greedy: the same text. Generated one prompt at a time locally, as the
     server does (no batching), so left padding cannot shift a near-tie between two tokens."""
-    from stages.chat import prompt_messages
-    from stages.inference import generate
-    from stages.models import load_base, load_tokenizer
+    from finetune.chat import prompt_messages
+    from finetune.evaluation.inference import generate
+    from finetune.training.models import load_base, load_tokenizer
 
     tokenizer = load_tokenizer(exported.merged)
-    model = load_base(exported.merged, served.params["model"])
+    model = load_base(exported.merged, typed(served.params).model)
     max_new = served.params["eval"]["max_new_tokens"]
     local = generate(model, tokenizer, [prompt_messages(e) for e in served.val], 1, max_new, "local")
     remote = load_jsonl(served.root / "first/predictions.jsonl")

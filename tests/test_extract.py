@@ -1,5 +1,5 @@
 """`finetune extract`: raw documents in, one Block record per table, procedure, wiring note set, prose section,
-catalog row and imported conversation out (the contract is in stages/schema.py)."""
+catalog row and imported conversation out (the contract is in finetune/schema.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from stages.extract import cli, run
-from stages.io import InputError
-from stages.pages import split_value_unit
-from stages.schema import BLOCK_KINDS, message_problems
+from finetune.documents.corpus import run
+from stages.extract import cli
+from finetune.io import InputError
+from finetune.documents.pages import split_value_unit
+from finetune.schema import BLOCK_KINDS, message_problems
+from tests.conftest import params_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -189,7 +191,7 @@ def test_markdown_sections_become_typed_blocks(tmp_path, monkeypatch):
 
 def test_prose_shorter_than_min_chars_is_dropped_and_the_knob_comes_from_params(tmp_path, monkeypatch):
     # "Short intro." and "Follow these steps:" are below the default 40 characters.
-    (tmp_path / "params.yaml").write_text("extract:\n  min_chars: 5\n")
+    params_file(tmp_path / "params.yaml", {"extract": {"min_chars": 5}})
     _, blocks, _ = extract(tmp_path, monkeypatch, {"manual.md": MANUAL_MD}, "--params", "params.yaml")
     prose = by_kind(blocks, "prose")
     assert [(b["text"], b["source"]) for b in prose] == [
@@ -199,7 +201,7 @@ def test_prose_shorter_than_min_chars_is_dropped_and_the_knob_comes_from_params(
 
 
 def test_a_section_without_prose_gives_no_prose_block_even_with_min_chars_0(tmp_path, monkeypatch):
-    (tmp_path / "params.yaml").write_text("extract:\n  min_chars: 0\n")
+    params_file(tmp_path / "params.yaml", {"extract": {"min_chars": 0}})
     files = {"steps.md": "## Procedure — Bleeding\n\n1. Open the vent.\n2. Close it.\n"}
     result, blocks, _ = extract(tmp_path, monkeypatch, files, "--params", "params.yaml")
     assert result.exit_code == 0, result.output
@@ -342,9 +344,9 @@ def test_without_tesseract_a_scan_is_an_error_naming_it_and_the_install_step(tmp
 
 
 def test_on_error_must_be_fail_or_skip(tmp_path, monkeypatch):
-    (tmp_path / "params.yaml").write_text("extract:\n  on_error: ignore\n")
+    params_file(tmp_path / "params.yaml", {"extract": {"on_error": "ignore"}})
     result, _, _ = extract(tmp_path, monkeypatch, {"catalog.csv": CATALOG_CSV}, "--params", "params.yaml")
-    assert str(result.exception) == "params.yaml: extract.on_error must be one of fail, skip, got 'ignore'"
+    assert str(result.exception) == "params.yaml: extract.on_error: input should be 'fail' or 'skip' (got 'ignore')"
 
 
 def test_csv_gives_one_catalog_row_block_per_data_row(tmp_path, monkeypatch):
@@ -438,7 +440,7 @@ def test_unreadable_files_are_errors_naming_the_file(tmp_path, monkeypatch, name
 
 
 def test_the_console_script_prints_an_error_as_one_line_and_exits_1(tmp_path, monkeypatch, capsys):
-    from stages.cli import main
+    from finetune.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "raw").mkdir()

@@ -10,11 +10,13 @@ from collections import Counter
 
 import pytest
 
-from stages.generate import cli, run
-from stages.io import InputError, load_jsonl, write_jsonl
-from stages.schema import example_problems
-from stages.tasks import OUT_OF_DOMAIN, TASKS, title_parts
+from finetune.generation.examples import run
+from stages.generate import cli
+from finetune.io import InputError, load_jsonl, write_jsonl
+from finetune.schema import example_problems
+from finetune.generation.tasks import OUT_OF_DOMAIN, TASKS, title_parts
 from tests.conftest import TINY_BLOCKS, assert_ok, invoke, repo_params, write_params
+from finetune.params import Generate
 
 # Prefixes and texts unlike the repo's, so a test can tell they come from params.
 GPARAMS = {
@@ -84,11 +86,16 @@ def test_every_generated_answer_passes_its_own_task_format_check(generated):
 
 
 def test_phrasings_are_the_same_for_the_same_seed():
-    assert run(TINY_BLOCKS, gparams(seed=7)) == run(TINY_BLOCKS, gparams(seed=7))
+    assert run(TINY_BLOCKS, Generate.model_validate(gparams(seed=7))) == run(
+        TINY_BLOCKS, Generate.model_validate(gparams(seed=7))
+    )
 
 
 def test_phrasings_differ_across_seeds_for_some_fact_but_the_answers_do_not():
-    a, b = run(TINY_BLOCKS, gparams(seed=1)), run(TINY_BLOCKS, gparams(seed=2))
+    a, b = (
+        run(TINY_BLOCKS, Generate.model_validate(gparams(seed=1))),
+        run(TINY_BLOCKS, Generate.model_validate(gparams(seed=2))),
+    )
     assert [e["messages"][1]["content"] for e in a] != [e["messages"][1]["content"] for e in b]
     assert [(e["block_id"], e["messages"][2]["content"]) for e in a] == [
         (e["block_id"], e["messages"][2]["content"]) for e in b
@@ -96,13 +103,13 @@ def test_phrasings_differ_across_seeds_for_some_fact_but_the_answers_do_not():
 
 
 def test_adding_a_block_does_not_change_the_phrasing_of_another():
-    without = run(TINY_BLOCKS[1:], gparams())
-    with_it = run(TINY_BLOCKS, gparams())
+    without = run(TINY_BLOCKS[1:], Generate.model_validate(gparams()))
+    with_it = run(TINY_BLOCKS, Generate.model_validate(gparams()))
     assert [e for e in with_it if e["block_id"] != TINY_BLOCKS[0]["id"]] == without
 
 
 def test_phrasings_per_item_gives_that_many_different_questions_per_fact_at_most_one_per_phrasing():
-    examples = run(TINY_BLOCKS, gparams(phrasings_per_item=3))
+    examples = run(TINY_BLOCKS, Generate.model_validate(gparams(phrasings_per_item=3)))
     per_fact = Counter((e["task"], e["block_id"], e["messages"][2]["content"]) for e in examples)
     spec = [n for (task, _, _), n in per_fact.items() if task == "SPEC"]
     assert spec and set(spec) == {3}
@@ -164,7 +171,10 @@ def test_a_task_with_no_blocks_to_build_from_is_an_error(tmp_path):
 
 
 def test_only_the_tasks_in_params_are_generated():
-    assert {e["task"] for e in run(TINY_BLOCKS, gparams(tasks=["SPEC", "REFUSAL"]))} == {"SPEC", "REFUSAL"}
+    assert {e["task"] for e in run(TINY_BLOCKS, Generate.model_validate(gparams(tasks=["SPEC", "REFUSAL"])))} == {
+        "SPEC",
+        "REFUSAL",
+    }
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stages.io import InputError, atomic_path, load_jsonl, read_jsonl, write_json, write_jsonl
+from finetune.io import InputError, atomic_path, load_jsonl, read_jsonl, write_json, write_jsonl
 
 
 class Boom(Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages.metrics import delta, exact_match, keypoint_coverage, rouge_l, score, scored_rows
+from finetune.evaluation.metrics import delta, exact_match, keypoint_coverage, rouge_l, score, scored_rows
 
 REFUSAL = "I can only help with Brenntal heating and ventilation products."
 

@@ -72,7 +72,7 @@ def test_lora_rank_experiment_reruns_train_and_evaluate_only(repo):
 
 
 def test_editing_a_generate_template_reruns_generate_onwards_only(repo):
-    tasks = repo / "stages/tasks.py"
+    tasks = repo / "finetune/generation/tasks.py"
     original = tasks.read_text()
     edited = original.replace(
         '"Tell me the {parameter} for the {subject}."', '"Give me the {parameter} for the {subject}."'

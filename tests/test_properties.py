@@ -15,8 +15,10 @@ from pathlib import Path
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from stages.balance import balance, run, split, targets
-from stages.extract import file_blocks, markdown_blocks, one_line
+from finetune.generation.splits import balance, run, split, targets
+from finetune.documents.readers import file_blocks, markdown_blocks
+from finetune.documents.sections import one_line
+from finetune.params import Balance, Split
 
 # deadline=None: the first example pays for importing markdown-it, which would trip the default 200 ms deadline.
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -191,6 +193,6 @@ def test_balance_meets_its_targets_keeps_ids_unique_and_is_the_same_for_the_same
 @SETTINGS
 @given(examples(), st.integers(0, 2**32 - 1))
 def test_balance_run_is_deterministic_for_its_seeds(exs, seed):
-    bparams = {"max_ratio": 2.0, "max_upsample": 10, "seed": seed}
-    sparams = {"val_fraction": 0.2, "seed": seed}
+    bparams = Balance(max_ratio=2.0, max_upsample=10, seed=seed)
+    sparams = Split(val_fraction=0.2, seed=seed)
     assert run(exs, bparams, sparams) == run(exs, bparams, sparams)

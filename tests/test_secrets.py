@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.cli import main
-from stages.models import load_base, load_tokenizer
-from tests.conftest import write_params
+from finetune.cli import main
+from finetune.training.models import load_base, load_tokenizer
+from tests.conftest import typed, write_params
 from tests.dvcrepo import REPO
 from tests.test_concurrency import PLANTED, pipeline_run
 
@@ -198,7 +198,7 @@ def test_a_model_of_a_known_type_loads_with_the_built_in_class_and_its_custom_co
 ):
     marker = tmp_path / "custom_code_ran"
     custom = with_custom_code(tiny_base, tmp_path / "custom", "llama", marker)
-    model = load_base(custom, small_params["model"])
+    model = load_base(custom, typed(small_params).model)
     load_tokenizer(custom, small_params["model"]["trust_remote_code"])
     assert type(model).__name__ == "LlamaForCausalLM"
     assert not marker.exists()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from stages.balance import split
+from finetune.generation.splits import split
 from stages.generate import cli as generate_cli
-from stages.io import load_jsonl
-from stages.teacher import INSTRUCTION
-from tests.conftest import TINY_BLOCKS, assert_ok, invoke, write_params
+from finetune.io import load_jsonl
+from finetune.generation.teacher import INSTRUCTION
+from tests.conftest import TINY_BLOCKS, assert_ok, invoke, typed, write_params
 from tests.serving import FaultServer, free_port, transformers_serve
 
 
@@ -33,9 +33,9 @@ def generate(root: Path, blocks: Path, params: dict, tag: str):
 
 
 def without_teacher(small_params: dict) -> list[dict]:
-    from stages.generate import run
+    from finetune.generation.examples import run
 
-    return run(TINY_BLOCKS, small_params["generate"])
+    return run(TINY_BLOCKS, typed(small_params).generate)
 
 
 def rewording(question: str) -> str:

@@ -14,9 +14,10 @@ import math
 import pytest
 import yaml
 
-from stages.models import load_base
-from stages.train import prepare_checkpoints
-from tests.conftest import REPO
+from finetune.training.models import load_for_training
+from finetune.training.checkpoints import prepare_checkpoints
+from tests.conftest import REPO, typed
+from tests.dvcrepo import merge
 
 LINEAR_LAYERS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 METRIC_KEYS = (
@@ -117,7 +118,7 @@ def test_the_trainer_trains_on_a_bitsandbytes_4bit_base(trained):
     import bitsandbytes as bnb
 
     [loaded] = [m for m in trained.loaded if m.quant]  # the model train loaded for training
-    assert loaded.quant["load_in_4bit"] is True
+    assert loaded.quant.load_in_4bit is True
     lora_bases = {
         name: module.base_layer for name, module in loaded.model.named_modules() if hasattr(module, "lora_A")
     }
@@ -130,8 +131,8 @@ def test_load_base_quantises_the_linear_layers_to_4bit_only_when_asked(tiny_base
     import bitsandbytes as bnb
     import torch
 
-    quant = {**small_params["quant"], "load_in_4bit": load_in_4bit}
-    model = load_base(tiny_base, small_params["model"], quant)
+    quant = typed(small_params).quant.model_copy(update={"load_in_4bit": load_in_4bit})
+    model = load_for_training(tiny_base, typed(small_params).model, quant)
     linear = {name.rsplit(".", 1)[-1]: m for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     assert LINEAR_LAYERS <= set(linear)
     four_bit = {name for name, m in linear.items() if isinstance(m, bnb.nn.Linear4bit)}
@@ -181,15 +182,16 @@ def test_prepare_checkpoints_discards_unstamped_checkpoints_and_creates_a_missin
 
 
 def test_fingerprint_changes_with_the_train_params_and_the_data_and_nothing_else(tmp_path, tiny_base, small_params):
-    from stages.train import fingerprint
+    from finetune.training.checkpoints import fingerprint
 
     train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
     train.write_text('{"id": "a"}\n')
     val.write_text('{"id": "b"}\n')
-    first = fingerprint(small_params, train, val, tiny_base)
-    assert fingerprint(small_params, train, val, tiny_base) == first
-    assert fingerprint({**small_params, "eval": {"batch_size": 1}}, train, val, tiny_base) == first  # not train's
-    changed = {**small_params, "train": {**small_params["train"], "learning_rate": 0.1}}
-    assert fingerprint(changed, train, val, tiny_base) != first
+    first = fingerprint(typed(small_params), train, val, tiny_base)
+    assert fingerprint(typed(small_params), train, val, tiny_base) == first
+    not_trains = merge(small_params, {"eval": {"batch_size": 1}})
+    assert fingerprint(typed(not_trains), train, val, tiny_base) == first
+    changed = merge(small_params, {"train": {"learning_rate": 0.1}})
+    assert fingerprint(typed(changed), train, val, tiny_base) != first
     val.write_text('{"id": "c"}\n')
-    assert fingerprint(small_params, train, val, tiny_base) != first
+    assert fingerprint(typed(small_params), train, val, tiny_base) != first

@@ -17,8 +17,8 @@ import sys
 
 import pytest
 
-from stages.launch import launch_command
-from tests.conftest import REPO, repo_params, shrink, write_params
+from finetune.training.launch import launch_command
+from tests.conftest import REPO, repo_params, shrink, typed, write_params
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def ddp(tmp_path_factory, tiny_base, tiny_splits):
     args += ["--live-dir", root / "live", "--params", write_params(root / "params.yaml", params)]
     # A real process, as a user's shell or DVC starts it: its ranks' stderr is ours to read.
     proc = subprocess.run(
-        [sys.executable, "-m", "stages.cli", "train", *map(str, args)],
+        [sys.executable, "-m", "finetune.cli", "train", *map(str, args)],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -67,13 +67,13 @@ def test_only_rank_0_writes_the_outputs(ddp):
 def test_launch_command_is_accelerate_launch_of_this_same_command():
     cmd = launch_command(4, ["--params", "p.yaml"])
     assert cmd[1:5] == ["-m", "accelerate.commands.launch", "--num_processes", "4"]
-    assert "--multi_gpu" in cmd and cmd[-5:] == ["-m", "stages.cli", "train", "--params", "p.yaml"]
+    assert "--multi_gpu" in cmd and cmd[-5:] == ["-m", "finetune.cli", "train", "--params", "p.yaml"]
     fsdp = launch_command(8, [], "fsdp.yaml")
     assert "--multi_gpu" not in fsdp and fsdp[fsdp.index("--config_file") + 1] == "fsdp.yaml"
 
 
 def test_gpu_cost_counts_one_gpu_per_process_and_only_when_priced_and_on_a_gpu():
-    from stages.train import gpu_cost
+    from finetune.training.trainer import gpu_cost
 
     # The essential-oils team's run: 52 min on one 24 GB GPU at $0.44/h came to ~$0.38.
     assert gpu_cost(52 * 60, 1, 0.44, gpu=True) == pytest.approx({"gpu_hours": 52 / 60, "cost": 0.44 * 52 / 60})
@@ -83,11 +83,13 @@ def test_gpu_cost_counts_one_gpu_per_process_and_only_when_priced_and_on_a_gpu()
 
 
 def test_the_price_is_not_part_of_the_checkpoint_fingerprint(tmp_path, tiny_base, tiny_splits):
-    from stages.train import fingerprint
+    from finetune.training.checkpoints import fingerprint
 
     params = shrink(repo_params())
     priced = {**params, "train": {**params["train"], "gpu_hourly_cost": 2.5}}
     more = {**params, "train": {**params["train"], "num_processes": 2}}
-    first = fingerprint(params, tiny_splits.train, tiny_splits.val, tiny_base)
-    assert fingerprint(priced, tiny_splits.train, tiny_splits.val, tiny_base) == first  # a price edit keeps them
-    assert fingerprint(more, tiny_splits.train, tiny_splits.val, tiny_base) != first  # another batch: a new run
+    first = fingerprint(typed(params), tiny_splits.train, tiny_splits.val, tiny_base)
+    assert (
+        fingerprint(typed(priced), tiny_splits.train, tiny_splits.val, tiny_base) == first
+    )  # a price edit keeps them
+    assert fingerprint(typed(more), tiny_splits.train, tiny_splits.val, tiny_base) != first  # another batch: a new run

@@ -169,7 +169,7 @@ def train_args(root: Path, splits, base, params_file) -> list[str]:
 def test_a_diverging_run_stops_with_one_line_naming_the_step_and_writes_no_adapter(
     tmp_path, monkeypatch, capfd, tiny_base, tiny_splits, small_params
 ):
-    from stages.cli import main
+    from finetune.cli import main
 
     # lr 1e6: the first Adam steps blow the LoRA weights up until the logits overflow (NaN at step 3 here).
     small_params["train"].update(learning_rate=1e6, epochs=5)
@@ -198,6 +198,7 @@ def test_the_adapter_kept_is_the_checkpoint_with_the_lowest_val_loss_not_the_las
     import transformers
     from safetensors.torch import load_file
 
+    import finetune.training.trainer
     import stages.train
 
     script = iter([3.0, 1.0, 2.0, 4.0])
@@ -215,9 +216,11 @@ def test_the_adapter_kept_is_the_checkpoint_with_the_lowest_val_loss_not_the_las
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             saved[state.global_step] = load_file(folder / "adapter_model.safetensors")
 
-    real_callbacks = stages.train.callbacks
+    real_callbacks = finetune.training.trainer.callbacks
     monkeypatch.setattr(transformers.Trainer, "evaluation_loop", scripted_loop)
-    monkeypatch.setattr(stages.train, "callbacks", lambda train, live: real_callbacks(train, live) + [Snapshot()])
+    monkeypatch.setattr(
+        finetune.training.trainer, "callbacks", lambda train, live: real_callbacks(train, live) + [Snapshot()]
+    )
     small_params["train"].update(epochs=4)  # 12 examples / batch 4: 3 steps an epoch, 12 in all
     params = write_params(tmp_path / "params.yaml", small_params)
     monkeypatch.chdir(tmp_path)
@@ -237,7 +240,7 @@ def test_the_adapter_kept_is_the_checkpoint_with_the_lowest_val_loss_not_the_las
 
 
 def test_a_checkpoint_cut_short_is_discarded_and_the_last_complete_one_resumed(tmp_path):
-    from stages.train import last_checkpoint, prepare_checkpoints
+    from finetune.training.checkpoints import last_checkpoint, prepare_checkpoints
 
     folder = tmp_path / "checkpoints"
     folder.mkdir()
@@ -252,7 +255,7 @@ def test_a_checkpoint_cut_short_is_discarded_and_the_last_complete_one_resumed(t
 
 
 def test_resuming_restores_the_checkpoints_copy_of_the_curves_and_drops_later_rows(tmp_path):
-    from stages.train import restore_curves
+    from finetune.training.checkpoints import restore_curves
 
     ckpt = tmp_path / "checkpoint-2"
     (ckpt / "dvclive/plots/metrics").mkdir(parents=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 from click.testing import CliRunner
 
-from stages.validate import answer_of, cli, copy_number, render_prompt, split_share
+from finetune.validation.frames import answer_of, copy_number, render_prompt, split_share
+from stages.validate import cli
+from tests.conftest import params_file
 
 SYSTEM = "You answer questions about Calora heat pumps."
 EXPECTATIONS = [
@@ -30,7 +31,7 @@ EXPECTATIONS = [
 
 def save_tiny_tokenizer(path):
     """The pipeline's own tokenizer builder (byte-level BPE + ChatML) on a few sentences: fast, offline, real."""
-    from stages.base import train_tokenizer
+    from finetune.training.base_model import train_tokenizer
 
     train_tokenizer(
         ["What is the rated power of the CA-24C?", "The CA-24C draws 2.4 kW.", SYSTEM, "user assistant system"] * 10,
@@ -78,7 +79,7 @@ def write_case(root, train, val, max_seq_len=64):
         "split": {"val_fraction": 0.15},
         "validate": {"val_fraction_tolerance": 0.05},
     }
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    params_file(root / "params.yaml", params)
     for name, records in (("train", train), ("val", val)):
         (root / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return root

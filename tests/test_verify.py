@@ -8,7 +8,7 @@ import sys
 
 from click.testing import CliRunner
 
-from stages.cli import group
+from finetune.cli import group
 
 
 def chat(question="What is the rated power of the CA-24C?", answer="2.4 kW."):
@@ -78,7 +78,7 @@ def test_each_problem_is_reported_with_its_line_and_checking_goes_on(tmp_path):
 
 def save_tiny_tokenizer(path):
     """The pipeline's own tokenizer builder (byte-level BPE + ChatML) on a few sentences: fast, offline, real."""
-    from stages.base import train_tokenizer
+    from finetune.training.base_model import train_tokenizer
 
     train_tokenizer(
         ["What is the rated power of the CA-24C?", "It draws 2.4 kW."] * 10, vocab_size=400
@@ -107,7 +107,7 @@ def test_max_seq_len_needs_a_model(tmp_path):
 def test_verify_does_not_import_great_expectations(tmp_path):
     path = write_lines(tmp_path / "clean.jsonl", [json.dumps(chat())])
     code = (
-        "import sys; from stages.cli import main\n"
+        "import sys; from finetune.cli import main\n"
         "try: main(['verify', 'data', sys.argv[1]])\n"
         "except SystemExit: pass\n"
         "assert 'great_expectations' not in sys.modules and 'transformers' not in sys.modules"

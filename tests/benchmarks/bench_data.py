@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from stages import balance, extract, generate, validate  # noqa: E402
-from stages.io import load_jsonl, load_params, write_json, write_jsonl  # noqa: E402
+from finetune.io import load_jsonl, load_params, write_json, write_jsonl  # noqa: E402
 
 # With the misspellings customers use in the catalog's informal names.
 FAMILIES = re.compile(r"\b(Calora|Solvia|Pell?ora|Vent[ae]ro|Radd?ix|Aquis|Brenn?tal)", re.IGNORECASE)

@@ -4,7 +4,7 @@
     python tests/benchmarks/bench_eval.py --batch-sizes 1 8 32 --examples 64
 
 Generates greedy answers for the val examples with the adapter merged into the base, exactly as the evaluate stage
-does (stages.models.load_merged + stages.inference.generate, `eval.max_new_tokens`), once per batch size, and prints
+does (finetune.training.models.load_merged + finetune.evaluation.inference.generate, `eval.max_new_tokens`), once per batch size, and prints
 examples/s and generated tokens/s for each, plus the speed-up of batching over one-by-one. Figures, not a test.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from stages.io import load_jsonl, load_params  # noqa: E402
+from finetune.io import load_jsonl, load_params  # noqa: E402
 
 
 def main() -> None:
@@ -39,9 +39,9 @@ def main() -> None:
 
     import torch
 
-    from stages.chat import prompt_messages
-    from stages.inference import generate
-    from stages.models import load_merged, load_tokenizer
+    from finetune.chat import prompt_messages
+    from finetune.evaluation.inference import generate
+    from finetune.training.models import load_merged, load_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -5,8 +5,8 @@
 
 The model has Llama-3.2-1B's shape (hidden 2048, 16 layers, 32 heads, 8 KV heads, MLP 8192, vocab 128256, tied
 embeddings) with random weights, so nothing is downloaded: it is built from a config, saved as bf16 safetensors to a
-temporary folder and loaded back 4-bit NF4 through the pipeline's own BitsAndBytesConfig (stages.models), then
-trained with the train stage's SFTConfig and LoRA config (stages.train; params.yaml's quant, lora and train sections)
+temporary folder and loaded back 4-bit NF4 through the pipeline's own BitsAndBytesConfig (finetune.training.models), then
+trained with the train stage's SFTConfig and LoRA config (finetune.training.recipe; params.yaml's quant, lora and train sections)
 on random token sequences of varied length, once with padded batches and once with `train.packing` (packed and
 padding-free). It prints non-padding tokens/s, peak GPU memory and MFU for each.
 
@@ -103,8 +103,8 @@ def train_once(base: Path, params: dict, data, packing: bool, args, work: Path) 
     from transformers import AutoModelForCausalLM
     from trl import SFTTrainer
 
-    from stages.models import quantization_config
-    from stages.train import lora_config, sft_config
+    from finetune.training.models import quantization_config
+    from finetune.training.recipe import lora_config, sft_config
 
     p = copy.deepcopy(params)
     p["quant"]["load_in_4bit"] = True
@@ -163,7 +163,7 @@ def main(argv=None) -> None:
     import numpy as np
     from datasets import Dataset
 
-    from stages.io import load_params
+    from finetune.io import load_params
 
     params = load_params(args.params)
     lengths = random_lengths(args.examples, args.mean_len, args.max_len, args.seed)

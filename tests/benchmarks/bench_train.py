@@ -23,11 +23,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from stages.io import load_jsonl, load_params, write_jsonl  # noqa: E402
+from finetune.io import load_jsonl, load_params, write_jsonl  # noqa: E402
 
 
 def measure(params: dict, base: Path, train: Path, val: Path, work: Path, load_in_4bit: bool, packing: bool) -> dict:
-    from stages import train as stage
+    from finetune.training import trainer as stage
 
     p = copy.deepcopy(params)
     p["quant"]["load_in_4bit"] = load_in_4bit

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stages.io import InputError
-from stages.schema import message_problems
+from finetune.io import InputError
+from finetune.schema import message_problems
 
 # 1 MB: a long chat example is ~10 kB and minified HTML rarely has 100 kB lines. A longer line is generated or binary
 # data, and reading it in pieces keeps memory flat however long it is (a 50 MB one-line file is read 1 MB at a time).

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from stages.io import InputError, log, write_json
+from finetune.io import InputError, log, write_json
 
 RETRY_AFTER_CAP_S = 60.0  # a server asking for a longer pause than this is not coming back within one run
 
@@ -103,15 +103,15 @@ class Client:
         self.stage, self.section = stage, section  # for log lines and for naming the params in error messages
 
     @classmethod
-    def from_params(cls, url: str, p: dict, cache_dir, stage: str, section: str) -> Client:
+    def from_params(cls, url: str, p, cache_dir, stage: str, section: str) -> Client:
         """From a params section holding concurrency, timeout_s, max_retries, backoff_s and api_key_env."""
         return cls(
             url,
-            concurrency=p["concurrency"],
-            timeout_s=p["timeout_s"],
-            max_retries=p["max_retries"],
-            backoff_s=p.get("backoff_s", 1.0),
-            api_key_env=p.get("api_key_env", "OPENAI_API_KEY"),
+            concurrency=p.concurrency,
+            timeout_s=p.timeout_s,
+            max_retries=p.max_retries,
+            backoff_s=p.backoff_s,
+            api_key_env=p.api_key_env,
             cache_dir=cache_dir,
             stage=stage,
             section=section,

@@ -1,20 +1,12 @@
-"""Check files by hand, outside the pipeline: the same per-example rules as `finetune validate`, without GE.
-
-    finetune verify data my_chats.jsonl
-    finetune verify data data/processed/train.jsonl --model models/base --max-seq-len 384
-
-Each problem is one `PATH:LINE: what is wrong` line on stdout, so editors and grep can jump to it; the count goes
-to stderr and the exit code is 1 when anything is wrong.
-"""
+"""Chat JSONL files checked by hand, outside the pipeline: the same per-example rules as validate, without GE.
+Used by `finetune verify data`."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import click
-
-from stages.schema import example_problems, message_problems
+from finetune.schema import example_problems, message_problems
 
 PIPELINE_FIELDS = ("id", "task", "source")  # a record with all of these is held to the pipeline's example contract
 
@@ -54,7 +46,7 @@ def check_file(path: str | Path, tokenizer=None, max_seq_len: int | None = None)
             if record is not None and not problems:
                 sound.append((lineno, record["messages"]))
     if tokenizer is not None and sound:
-        from stages.validate import count_tokens  # no GE: validate imports it only when checks run
+        from finetune.validation.frames import count_tokens
 
         lengths, errors = count_tokens(tokenizer, [m for _, m in sound])
         for k, (lineno, _) in enumerate(sound):
@@ -65,33 +57,3 @@ def check_file(path: str | Path, tokenizer=None, max_seq_len: int | None = None)
                     (lineno, f"{lengths[k]} tokens with the chat template, more than --max-seq-len {max_seq_len}")
                 )
     return n, sorted(found, key=lambda p: p[0])  # stable: a line's own problems keep their order
-
-
-@click.group("verify")
-def cli():
-    """Check files by hand, outside the pipeline."""
-
-
-@cli.command("data")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--model",
-    type=click.Path(exists=True, file_okay=False),
-    help="Tokenizer directory: also check that its chat template renders each example.",
-)
-@click.option("--max-seq-len", type=click.IntRange(min=1), help="Longest example in tokens (needs --model).")
-def data(path, model, max_seq_len):
-    """Check a chat JSONL file: roles, alternation, non-empty string contents, and token length with --model."""
-    if max_seq_len is not None and model is None:
-        raise click.UsageError("--max-seq-len needs --model: length is counted with its tokenizer and chat template")
-    tokenizer = None
-    if model is not None:
-        from stages.validate import load_tokenizer
-
-        tokenizer = load_tokenizer(model)
-    n, problems = check_file(path, tokenizer, max_seq_len)
-    for lineno, problem in problems:
-        click.echo(f"{path}:{lineno}: {problem}")
-    click.echo(f"{n} examples, {len(problems)} problems", err=True)
-    if problems:
-        raise SystemExit(1)

@@ -1,4 +1,4 @@
-"""Reading and writing the pipeline's files: JSONL/JSON with line-numbered errors, atomic outputs, params."""
+"""Reading and writing the pipeline's files: JSONL/JSON with line-numbered errors, atomic outputs, logging."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
-
-import yaml
 
 
 class InputError(Exception):
@@ -35,22 +33,6 @@ def content_id(*parts: str) -> str:
     """Stable id from content: the same text always gets the same id, on any machine."""
     h = hashlib.sha256("\x1f".join(parts).encode("utf-8"))
     return h.hexdigest()[:16]
-
-
-def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(p, "params file not found (run from the repository root or pass --params)") from None
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise InputError(
-            p, f"not valid YAML: {getattr(e, 'problem', e)}", None if line is None else line + 1
-        ) from None
-    if not isinstance(data, dict):
-        raise InputError(p, "expected a mapping of sections (extract, generate, …)")
-    return data
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
@@ -90,6 +72,8 @@ def sweep_leftovers(dst: Path) -> None:
     mkstemp/mkdtemp's exact shape (8 characters of [a-z0-9_]), so another output's temporaries never match. Two
     writers of one output at once would sweep each other's: DVC's lock allows one `dvc repro` per repository.
     """
+    if not dst.parent.is_dir():
+        return  # nothing was ever written there
     leftover = re.compile(rf"\.{re.escape(dst.name)}\.([a-z0-9_]{{8}}\.tmp|old)")
     for p in dst.parent.iterdir():
         if not leftover.fullmatch(p.name):

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stages.io import InputError
+from finetune.io import InputError
+from finetune.params import Model, Quant
 
 
 def device() -> str:
@@ -40,54 +41,71 @@ def check_safetensors(path: str | Path) -> None:
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False, padding_side: str = "right"):
+    """The tokenizer saved with a model or adapter; it must have a chat template, since every example is rendered
+    with it (validate counts tokens with it, train and evaluate format prompts with it)."""
     from transformers import AutoTokenizer
 
+    if not Path(path).is_dir():
+        raise InputError(path, "model directory not found (run `dvc repro base` or pass --model)")
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if not getattr(tok, "chat_template", None):
+        raise InputError(path, "the tokenizer has no chat template, so examples cannot be rendered")
     tok.padding_side = padding_side
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
-def quantization_config(quant: dict):
+def quantization_config(quant: Quant):
     """BitsAndBytesConfig from the `quant` params, or None when 4-bit is switched off (plain LoRA)."""
-    if not quant.get("load_in_4bit", False):
+    if not quant.load_in_4bit:
         return None
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
-        bnb_4bit_quant_type=quant["bnb_4bit_quant_type"],
-        bnb_4bit_use_double_quant=quant["bnb_4bit_use_double_quant"],
-        bnb_4bit_compute_dtype=compute_dtype(quant["bnb_4bit_compute_dtype"]),
+        bnb_4bit_quant_type=quant.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=quant.bnb_4bit_use_double_quant,
+        bnb_4bit_compute_dtype=compute_dtype(quant.bnb_4bit_compute_dtype),
     )
 
 
-def load_base(path: str | Path, model_params: dict, quant: dict | None = None):
-    """The base model for training (4-bit when `quant` says so) or for inference (quant=None)."""
+def load_base(path: str | Path, model_params: Model):
+    """The base model for inference, unquantised in model.dtype (fp16 becomes fp32 on a CPU, which has no fp16
+    matmuls)."""
+    import torch
+
+    dtype = compute_dtype(model_params.dtype)
+    if device() == "cpu" and dtype == torch.float16:
+        dtype = torch.float32
+    model = _from_pretrained(path, model_params, dtype=dtype)
+    return model.to(device())
+
+
+def load_for_training(path: str | Path, model_params: Model, quant: Quant):
+    """The base model to train an adapter on: 4-bit (bitsandbytes) when quant.load_in_4bit, else as load_base."""
+    qconfig = quantization_config(quant)
+    if qconfig is None:
+        return load_base(path, model_params)
+    return _from_pretrained(
+        path,
+        model_params,
+        quantization_config=qconfig,
+        dtype=compute_dtype(quant.bnb_4bit_compute_dtype),
+        device_map={"": device()},
+    )
+
+
+def _from_pretrained(path: str | Path, model_params: Model, **kwargs):
     from transformers import AutoModelForCausalLM
 
     check_safetensors(path)
-    qconfig = quantization_config(quant) if quant else None
-    dtype = compute_dtype(quant["bnb_4bit_compute_dtype"]) if qconfig else compute_dtype(model_params["dtype"])
-    if qconfig is None and device() == "cpu":
-        import torch
-
-        dtype = torch.float32 if dtype == torch.float16 else dtype
-    model = AutoModelForCausalLM.from_pretrained(
-        path,
-        quantization_config=qconfig,
-        dtype=dtype,
-        use_safetensors=True,
-        trust_remote_code=model_params.get("trust_remote_code", False),
-        device_map={"": device()} if qconfig is not None else None,
+    return AutoModelForCausalLM.from_pretrained(
+        path, use_safetensors=True, trust_remote_code=model_params.trust_remote_code, **kwargs
     )
-    if qconfig is None:
-        model.to(device())
-    return model
 
 
-def load_merged(base_path: str | Path, adapter_path: str | Path, model_params: dict):
+def load_merged(base_path: str | Path, adapter_path: str | Path, model_params: Model):
     """Base + adapter with the LoRA weights merged in, for fast generation (no extra matmuls per layer)."""
     from peft import PeftModel
 

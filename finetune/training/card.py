@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import json
 
+from finetune.params import Params
+
 
 def serve_command(base: str, adapter_name: str, adapter_path: str) -> str:
     return f"vllm serve {base} --enable-lora --lora-modules {adapter_name}={adapter_path}"
 
 
-def model_card(params: dict, metrics: dict, base_path: str, adapter_path: str, train_md5: str, val_md5: str) -> str:
-    name = params["model"]["name"]
+def model_card(
+    params: Params, metrics: dict, base_path: str, adapter_path: str, data: dict[str, tuple[str, str]]
+) -> str:
+    """`data` maps each split's name to (path, md5) as train read it."""
+    name = params.model.name
     # vLLM needs the base weights on disk or on the hub; the tiny default only exists in models/base.
     base = base_path if name == "tiny" else name
     adapter_name = adapter_path.rstrip("/").split("/")[-1]
-    shown = {k: params[k] for k in ("model", "quant", "lora", "train")}
+    shown = {
+        "model": params.model.model_dump(),
+        "quant": params.quant.model_dump(),
+        "lora": params.lora.model_dump(),
+        "train": params.train.model_dump(),
+    }
+    splits = "\n".join(f"- {split}: `{path}`, md5 `{md5}`" for split, (path, md5) in data.items())
     rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
     return f"""---
 library_name: peft
@@ -23,12 +34,11 @@ tags: [lora, qlora, trl, dvc]
 ---
 # {adapter_name}
 
-A LoRA adapter for `{base}` (model.name: `{name}`, revision `{params["model"].get("revision", "main")}`),
+A LoRA adapter for `{base}` (model.name: `{name}`, revision `{params.model.revision}`),
 trained by `finetune train` in a DVC pipeline (`dvc repro`).
 
 ## Data
-- train: `data/processed/train.jsonl`, md5 `{train_md5}`
-- val: `data/processed/val.jsonl`, md5 `{val_md5}`
+{splits}
 
 These are the md5 digests DVC records in `dvc.lock`, so `git log dvc.lock` finds the commit that made this data.
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 from collections import Counter
 
-from stages.io import InputError, content_id
+from finetune.io import InputError, content_id
+from finetune.params import Generate
 
 INSTRUCTION = (
     "Rewrite the user's question in other words. Keep its meaning and every name, number, unit and model code. "
@@ -58,26 +59,26 @@ def paraphrased(example: dict, prompt: str) -> dict:
     return new
 
 
-def run(examples: list[dict], gparams: dict) -> tuple[list[dict], dict]:
+def run(examples: list[dict], gparams: Generate) -> tuple[list[dict], dict]:
     """The examples, each followed by its kept paraphrases, and counts for the metrics file."""
-    from stages.chat import user_prompt
-    from stages.endpoint import Client, chat_body
+    from finetune.chat import user_prompt
+    from finetune.serving.endpoint import Client, chat_body
 
-    t = gparams["teacher"]
-    if not t.get("model"):
+    t = gparams.teacher
+    if not t.model:
         raise InputError("params.yaml", "generate.teacher.endpoint is set but generate.teacher.model is not")
-    client = Client.from_params(t["endpoint"], t, t["cache"], stage="generate", section="generate.teacher")
-    k = int(t["paraphrases"])
-    split = [split_prefix(user_prompt(e), gparams["prefixes"].get(e["task"], "")) for e in examples]
+    client = Client.from_params(t.endpoint, t, t.cache, stage="generate", section="generate.teacher")
+    k = int(t.paraphrases)
+    split = [split_prefix(user_prompt(e), gparams.prefixes.get(e["task"], "")) for e in examples]
     bodies = [
         chat_body(
-            t["model"],
+            t.model,
             [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": question}],
-            temperature=t["temperature"],
-            max_tokens=t["max_tokens"],
+            temperature=t.temperature,
+            max_tokens=t.max_tokens,
             # One seed per paraphrase: k requests for one question differ (k cache entries, k different
             # rewordings where the server samples), and each is reproducible where the server honours seeds.
-            seed=gparams["seed"] + i,
+            seed=gparams.seed + i,
         )
         for _, question in split
         for i in range(k)

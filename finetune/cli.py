@@ -1,7 +1,7 @@
-"""The `finetune` console script: one subcommand per pipeline stage, imported only when it runs.
+"""The `finetune` console script: one subcommand per pipeline stage (stages/) and per helper (finetune/commands/).
 
 Stage modules import torch, transformers or great_expectations inside their functions, and this group imports a
-stage module only when its command is called, so `finetune --help` and `finetune <stage> --help` stay instant.
+command's module only when it is called, so `finetune --help` and `finetune <stage> --help` stay instant.
 """
 
 from __future__ import annotations
@@ -11,20 +11,20 @@ import sys
 
 import click
 
-from stages.io import InputError
+from finetune.io import InputError
 
 # command name -> "module:attribute"; order is the pipeline's order, as shown by --help.
 COMMANDS = {
-    "base": "stages.base:cli",
     "extract": "stages.extract:cli",
+    "base": "stages.base:cli",
     "generate": "stages.generate:cli",
     "balance": "stages.balance:cli",
     "validate": "stages.validate:cli",
     "train": "stages.train:cli",
     "baseline": "stages.baseline:cli",
     "evaluate": "stages.evaluate:cli",
-    "export": "stages.export:cli",
-    "verify": "stages.verify:cli",
+    "export": "finetune.commands.export:cli",
+    "verify": "finetune.commands.verify:cli",
 }
 
 
@@ -41,10 +41,9 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
-@click.pass_context
-def group(ctx, debug):
+def group(debug):
     """Turn raw documents into a fine-tuned LoRA adapter. Run the whole pipeline with `dvc repro`."""
-    ctx.obj = {"debug": debug}
+    # --debug is read by main() before Click runs: it decides how errors escaping any command are shown.
 
 
 def main(argv=None):

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stages.io import log
+from finetune.io import log
 
 
 def launched() -> bool:
@@ -32,7 +32,7 @@ def is_main_process() -> bool:
 
 def pin_device() -> None:
     """Under a multi-GPU launch, make this rank's GPU the current one before the model is loaded: the 4-bit base is
-    placed on "cuda" (stages.models), which means the current device; otherwise every rank would load onto GPU 0."""
+    placed on "cuda" (finetune.training.models), which means the current device; otherwise every rank would load onto GPU 0."""
     import torch
 
     if launched() and torch.cuda.is_available():
@@ -40,7 +40,7 @@ def pin_device() -> None:
 
 
 def name_device(model) -> None:
-    """Record the rank's GPU index in a 4-bit model's device map. stages.models loads it with {"": "cuda"}; accelerate
+    """Record the rank's GPU index in a 4-bit model's device map. finetune.training.models loads it with {"": "cuda"}; accelerate
     reads that as "no index" and refuses to train a 4-bit model under DDP on any GPU but 0. (Not run here: no GPU.)"""
     import torch
 
@@ -63,15 +63,16 @@ def launch_command(num_processes: int, cli_args: list[str], config_file: str | N
         # about each default it assumes. Port 0: a free port, so two runs on one machine do not collide on 29500.
         cmd += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
         cmd += ["--main_process_port", "0"]
-    return cmd + ["-m", "stages.cli", "train", *cli_args]
+    return cmd + ["-m", "finetune.cli", "train", *cli_args]
 
 
-def relaunch(num_processes: int, cli_args: list[str], config_file: str | None = None) -> int:
-    """Run the launched command to completion; its ranks log to our stderr. Returns its exit status."""
+def relaunch(num_processes: int, cli_args: list[str], config_file: str | None = None, env: dict | None = None) -> int:
+    """Run the launched command to completion, with `env` added to each rank's environment; its ranks log to our
+    stderr. Returns its exit status."""
     cmd = launch_command(num_processes, cli_args, config_file)
     log("train", f"{num_processes} processes: {' '.join(cmd[1:])}")
-    # The ranks must run the very stages/ package this process runs (a test's copy of the repo, say), not whatever
-    # `stages` the interpreter would find first.
-    root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    return subprocess.run(cmd, env=env).returncode
+    # The ranks must run the very packages this process runs (a test's copy of the repo, say), not whatever
+    # `stages` or `finetune` the interpreter would find first.
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.run(cmd, env={**os.environ, **(env or {}), "PYTHONPATH": path}).returncode

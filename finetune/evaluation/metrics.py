@@ -115,8 +115,8 @@ def keypoint_coverage(prediction: str, keypoints: list[str], threshold: float = 
 
 def scored_rows(examples: list[dict], generations: list[dict], refusal: str) -> list[dict]:
     """Join examples with their generations and apply each task's format check from the registry."""
-    from stages.chat import reference_answer, user_prompt
-    from stages.tasks import TASKS
+    from finetune.chat import reference_answer, user_prompt
+    from finetune.generation.tasks import TASKS
 
     rows = []
     for ex, gen in zip(examples, generations, strict=True):

@@ -1,0 +1,193 @@
+"""One file -> blocks, per format: Markdown and HTML cut at headings, a PDF or scanned page (Tesseract OCR) page by
+page, a CSV row by row, a JSONL of training data line by line, plain text paragraph by paragraph.
+
+Bad input is an InputError naming the file and its line, row or page. A bad record (line, row, page) goes to the
+`reject` callback, which raises it unless the caller skips bad records (extract.on_error: skip).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from finetune.documents.sections import block, clean, heading_blocks, one_line, section_blocks
+from finetune.documents.pages import page_section
+from finetune.documents.textfiles import check_text_file, conversation, raw_lines, read_text, too_long
+from finetune.io import InputError, log
+
+FORMATS = {f".{x}": x for x in ("md", "html", "pdf", "csv", "jsonl", "txt")} | {".htm": "html", ".markdown": "md"}
+FORMATS |= {".png": "image", ".jpg": "image", ".jpeg": "image"}  # scanned pages, read by OCR
+DEFAULT_MIN_CHARS = 40  # shorter prose is a lead-in like "Follow these steps:", nothing to train on
+# A CSV with either of the first two columns is a product catalog: TERMINOLOGY (finetune/generation/tasks.py) asks about each
+# informal name and answers `name (model_code, rating unit)`, so a catalog needs all five columns.
+CATALOG_COLUMNS = ("model_code", "informal_names", "name", "rating", "unit")
+CATALOG_CELLS = ("model_code", "name", "rating", "unit")  # informal_names may be empty: no questions, still a product
+
+
+def html_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS) -> list[dict]:
+    from finetune.documents.markup import parse_html
+
+    return heading_blocks(rel, parse_html(text), min_chars)
+
+
+def markdown_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS) -> list[dict]:
+    from markdown_it import MarkdownIt
+
+    return html_blocks(MarkdownIt("commonmark").enable("table").render(text), rel, min_chars)
+
+
+def page_blocks(source: str, lines: list[str], min_chars: int) -> list[dict]:
+    title, word, elements = page_section(lines)
+    return section_blocks(source, title, word, elements, min_chars)
+
+
+def pdf_blocks(path: Path, rel: str, min_chars: int, reject) -> list[dict]:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    # Besides its own errors, pypdf lets these escape from damaged files.
+    broken = (PyPdfError, ValueError, KeyError, IndexError, TypeError, AttributeError, OSError)
+    if path.stat().st_size == 0:
+        raise InputError(rel, "empty file")
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise InputError(rel, "the PDF is encrypted with a password; save a decrypted copy")
+        pages = list(reader.pages)
+    except broken as e:
+        raise InputError(rel, f"unreadable PDF ({type(e).__name__}: {e})") from None
+    out = []
+    for n, page in enumerate(pages, 1):
+        try:
+            lines = [one_line(line) for line in (page.extract_text() or "").splitlines() if line.strip()]
+        except broken as e:
+            reject(InputError(rel, f"cannot read the text layer ({type(e).__name__}: {e})", where=f"page {n}"))
+            continue
+        if not lines:
+            reject(InputError(rel, "no text layer (a scanned page?); run OCR on the PDF first", where=f"page {n}"))
+            continue
+        out += page_blocks(f"{rel}#page={n}", lines, min_chars)
+    return out
+
+
+def image_blocks(path: Path, rel: str, min_chars: int) -> list[dict]:
+    """A scanned page: Tesseract's text, cut like a PDF page (source `#page=1`, so both read the same downstream)."""
+    exe = shutil.which("tesseract")
+    if exe is None:
+        raise InputError(
+            rel, "a scanned page needs OCR, but `tesseract` is not installed: apt-get install tesseract-ocr"
+        )
+    t0 = time.perf_counter()
+    # One OpenMP thread: on a page Tesseract's threads cost more than they save (0.7 s vs 2-3 s on 2 cores).
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    proc = subprocess.run([exe, str(path), "stdout", "-l", "eng"], capture_output=True, env=env)
+    if proc.returncode != 0:
+        said = [ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
+        raise InputError(rel, f"OCR failed: tesseract says {' / '.join(said[-2:]) or 'nothing'}")
+    lines = [one_line(ln) for ln in proc.stdout.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+    log("extract", f"OCR {rel}: {len(lines)} lines in {time.perf_counter() - t0:.2f} s")
+    if not lines:
+        raise InputError(rel, "OCR found no text (a blank page, or a scan below ~200 dpi?)", where="page 1")
+    return page_blocks(f"{rel}#page=1", lines, min_chars)
+
+
+def csv_blocks(text: str, rel: str, reject) -> list[dict]:
+    """A product catalog (see CATALOG_COLUMNS) gives catalog_row blocks; any other CSV is a table like one in a
+    document, a spec_table (or troubleshooting, with a Symptom column) block per row."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    out, n = [], 0
+    try:
+        header = [one_line(h) for h in next(reader)]
+        if not all(header) or len(set(header)) != len(header):
+            raise InputError(rel, f"the header needs distinct, non-empty column names, got {header}", 1)
+        catalog = bool(set(CATALOG_COLUMNS[:2]) & set(header))
+        if catalog and (missing := [c for c in CATALOG_COLUMNS if c not in header]):
+            raise InputError(
+                rel, f"a catalog CSV needs the columns {', '.join(CATALOG_COLUMNS)}; missing {', '.join(missing)}", 1
+            )
+        kind = "catalog_row" if catalog else "troubleshooting" if "symptom" in map(str.lower, header) else "spec_table"
+        title_col = next((h for h in header if h.lower() == "name"), header[0])
+        for row in reader:
+            if not any(c.strip() for c in row):
+                continue
+            n += 1  # data rows are numbered whether kept or not, so a skipped row never renumbers the rest
+            where = f"row {n}"
+            if len(row) != len(header):
+                reject(InputError(rel, f"has {len(row)} fields, the header has {len(header)}", reader.line_num, where))
+                continue
+            record = {h: one_line(c) for h, c in zip(header, row, strict=True)}
+            if catalog and (empty := [c for c in CATALOG_CELLS if not record[c]]):
+                why = f"empty {', '.join(empty)}: every catalog row needs {', '.join(CATALOG_CELLS)}"
+                reject(InputError(rel, why, reader.line_num, where))
+                continue
+            text_ = "\n".join(f"{h}: {v}" for h, v in record.items() if v)
+            # A table's rows share one subject, the file (`aq400.csv`: "the rated volume of the aq400").
+            title = (record[title_col] or record[header[0]]) if catalog else Path(rel).stem
+            out.append(block(f"{rel}#row={n}", kind, title, text_, rows=[record]))
+    except csv.Error as e:
+        raise InputError(rel, f"malformed CSV: {e}", reader.line_num) from None
+    except StopIteration:
+        raise InputError(rel, "empty file") from None
+    return out
+
+
+def jsonl_blocks(path: Path, rel: str, reject) -> list[dict]:
+    check_text_file(path, rel)
+    out, records = [], 0
+    for lineno, raw in raw_lines(path):
+        if raw is not None and not raw.strip():
+            continue
+        records += 1
+        if raw is None:
+            reject(too_long(rel, lineno))
+            continue
+        try:
+            messages = conversation(raw)
+        except ValueError as e:
+            reject(InputError(rel, str(e), lineno))
+            continue
+        first = one_line(next(m["content"] for m in messages if m["role"] == "user"))
+        title = first if len(first) <= 80 else first[:79] + "…"
+        text = "\n".join(f"{m['role']}: {m['content'].strip()}" for m in messages)
+        out.append(block(f"{rel}#line={lineno}", "qa", title, text, messages=messages))
+    if not records:
+        raise InputError(rel, "no records, only blank lines")
+    return out
+
+
+def txt_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS) -> list[dict]:
+    paragraphs = [clean(p) for p in re.split(r"\n\s*\n", text)]
+    title = Path(rel).stem
+    return [block(f"{rel}#para={n}", "prose", title, p) for n, p in enumerate(paragraphs, 1) if len(p) >= min_chars]
+
+
+def fail(error: InputError) -> None:
+    raise error
+
+
+def file_blocks(path: Path, min_chars: int = DEFAULT_MIN_CHARS, reject=fail) -> tuple[str, list[dict]]:
+    """(format, blocks) of one file. A bad file raises InputError; a bad record (line, row, page) goes to `reject`,
+    which raises it too unless the caller skips bad records. Sources are relative to the working directory."""
+    rel = Path(os.path.relpath(path)).as_posix()
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        supported = " ".join(sorted(FORMATS))
+        raise InputError(rel, f"unsupported file type {path.suffix or '(none)'!r} (supported: {supported})")
+    if fmt == "pdf":
+        return fmt, pdf_blocks(path, rel, min_chars, reject)
+    if fmt == "image":
+        return fmt, image_blocks(path, rel, min_chars)
+    if fmt == "jsonl":
+        return fmt, jsonl_blocks(path, rel, reject)
+    text = read_text(path, rel)
+    if fmt == "csv":
+        return fmt, csv_blocks(text, rel, reject)
+    if fmt == "txt":
+        return fmt, txt_blocks(text, rel, min_chars)
+    return fmt, (markdown_blocks if fmt == "md" else html_blocks)(text, rel, min_chars)

@@ -1,0 +1,1 @@
+"""Tasks and generation: the task registry, blocks -> chat examples, the optional teacher LLM, split and balance."""

@@ -1,0 +1,131 @@
+"""The QLoRA recipe as library objects: peft's LoraConfig, TRL's SFTConfig and the trainer callbacks, from params."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from finetune.training.checkpoints import CURVES
+from finetune.params import Lora, Quant, Train
+
+
+def lora_config(lora: Lora):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        bias=lora.bias,
+        use_rslora=lora.use_rslora,
+        use_dora=lora.use_dora,
+        task_type="CAUSAL_LM",
+    )
+
+
+def sft_config(train: Train, max_seq_len: int, output_dir: str, quant: Quant):
+    import torch
+    from trl import SFTConfig
+
+    from finetune.training.models import compute_dtype
+
+    cuda = torch.cuda.is_available()
+    dtype = compute_dtype(quant.bnb_4bit_compute_dtype)
+    optim = train.optim
+    if optim == "auto":
+        # paged 8-bit AdamW saves GPU memory; its CPU path is not worth it at this size, plain AdamW is.
+        optim = "paged_adamw_8bit" if cuda else "adamw_torch"
+    strategy = train.eval_strategy
+    return SFTConfig(
+        output_dir=output_dir,
+        num_train_epochs=train.epochs,
+        learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler_type,
+        warmup_steps=train.warmup_steps,
+        per_device_train_batch_size=train.per_device_train_batch_size,
+        per_device_eval_batch_size=train.per_device_train_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        optim=optim,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        seed=train.seed,
+        data_seed=train.seed,
+        gradient_checkpointing=train.gradient_checkpointing,
+        packing=train.packing,
+        padding_free=train.packing,
+        completion_only_loss=train.completion_only_loss,
+        max_length=max_seq_len,
+        eval_strategy=strategy,
+        eval_steps=train.eval_steps if strategy == "steps" else None,
+        save_strategy=strategy,
+        save_steps=train.eval_steps if strategy == "steps" else 500,
+        save_total_limit=train.save_total_limit,
+        load_best_model_at_end=train.load_best_model_at_end,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=train.logging_steps,
+        logging_first_step=True,
+        # The Trainer's default drops NaN/inf step losses from the logged mean, which would hide a divergence from
+        # StopOnNonFiniteLoss below.
+        logging_nan_inf_filter=False,
+        # Under DDP: every LoRA weight gets a gradient each step, so skip the per-step search for unused ones.
+        ddp_find_unused_parameters=False,
+        report_to=[],
+        use_cpu=not cuda,
+        bf16=cuda and dtype == torch.bfloat16,
+        fp16=cuda and dtype == torch.float16,
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+    )
+
+
+def callbacks(train: Train, live):
+    from transformers import EarlyStoppingCallback, TrainerCallback
+    from transformers.integrations import DVCLiveCallback
+
+    class StepAlignedDVCLive(DVCLiveCallback):
+        """DVCLive's callback counts log calls; align its step with the trainer's global step so a resumed run
+        continues the same curve, and train/val losses of one step share a row."""
+
+        def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+            if self.live is not None:
+                self.live.step = state.global_step
+            super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
+    class StopOnNonFiniteLoss(TrainerCallback):
+        """Stop at the first logged NaN/inf loss, before the adapter is written (the logged train loss is the mean
+        over the last `logging_steps` steps, so the step named is the first log at or after the divergence)."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            for key in ("loss", "eval_loss"):
+                if key in (logs or {}) and not math.isfinite(logs[key]):
+                    print(file=sys.stderr)  # end the progress bar's line, so the error is a line of its own
+                    raise click.ClickException(
+                        f"{key} is {logs[key]} at step {state.global_step}: training diverged. "
+                        "Lower train.learning_rate or check the data; no adapter was written, "
+                        "earlier checkpoints are kept."
+                    )
+
+    class CurvesInCheckpoint(TrainerCallback):
+        """Copy the curves so far into each checkpoint. DVC deletes metrics/train (an out) before it reruns train,
+        so a resumed run puts them back from the checkpoint it resumes (restore_curves)."""
+
+        def on_save(self, args, state, control, **kwargs):
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            tmp = folder / f"{CURVES}.tmp"  # renamed when whole: a kill mid-copy leaves no half a copy to restore
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(live.dir, tmp)
+            shutil.rmtree(folder / CURVES, ignore_errors=True)
+            tmp.rename(folder / CURVES)
+
+    cbs = [StopOnNonFiniteLoss()]
+    if live is not None:  # rank 0 only
+        cbs += [StepAlignedDVCLive(live=live), CurvesInCheckpoint()]
+    if train.early_stopping_patience > 0:
+        cbs.append(EarlyStoppingCallback(early_stopping_patience=train.early_stopping_patience))
+    return cbs

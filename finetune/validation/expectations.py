@@ -1,0 +1,217 @@
+"""The gate between balance and train: every rule one named Great Expectations expectation over the frames of
+finetune.validation.frames. The flat metrics JSON is the gate DVC diffs; the Data Docs HTML is for people."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from finetune.io import atomic_path, log, read_jsonl, write_json
+from finetune.schema import EXAMPLE_COLUMNS
+from finetune.training.models import load_tokenizer
+from finetune.validation.frames import example_frame, mark_overlap, split_share, task_counts
+
+SHOW_ROWS = 5  # offending rows printed per failed expectation
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # its key in metrics/validation.json, and the start of its line in Data Docs
+    frame: str  # the frame it runs on: train, val, tasks or share
+    expectation: Any  # a great_expectations Expectation
+    why: Callable[[Any], str]  # offending row -> words for the failure summary
+    observed: Callable[[Any], dict] | None = None  # frame -> a few small numbers for the metrics entry
+
+
+def checks(tasks: list[str], max_seq_len: int, max_ratio: float, val_fraction: float, tolerance: float) -> list[Check]:
+    """Every rule, in the order of metrics/validation.json."""
+    os.environ["GX_ANALYTICS_ENABLED"] = "False"  # read at import and context creation: no network calls from a gate
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    found: list[Check] = []
+
+    def add(name, frame, rule, expectation, why, observed=None):
+        # GE returns results in its own order and Data Docs ignore `meta`: the name goes in both meta and description.
+        expectation.meta, expectation.description = {"name": name}, f"{name}: {rule}"
+        found.append(Check(name, frame, expectation, why, observed))
+
+    for s in ("train", "val"):
+        add(
+            f"{s}_required_columns",
+            s,
+            f"fields {', '.join(EXAMPLE_COLUMNS)} are present",
+            gxe.ExpectTableColumnsToMatchSet(column_set=list(EXAMPLE_COLUMNS), exact_match=False),
+            lambda r: "",
+        )
+        add(
+            f"{s}_well_formed",
+            s,
+            "every example has its fields and a valid conversation (column problems is empty)",
+            gxe.ExpectColumnValueLengthsToEqual(column="problems", value=0),
+            lambda r: r["problems"],
+        )
+        add(
+            f"{s}_task_known",
+            s,
+            f"task is one of generate.tasks: {', '.join(tasks)}",
+            gxe.ExpectColumnValuesToBeInSet(column="task", value_set=list(tasks)),
+            lambda r: f"task {r['task']!r} is not in generate.tasks",
+        )
+        add(
+            f"{s}_fits_max_seq_len",
+            s,
+            f"the example rendered with the chat template has at most {max_seq_len} tokens (model.max_seq_len)",
+            gxe.ExpectColumnValuesToBeBetween(column="n_tokens", min_value=1, max_value=max_seq_len),
+            lambda r: f"{r['n_tokens']} tokens, model.max_seq_len is {max_seq_len}",
+            lambda f: {"observed": int(f["n_tokens"].max()) if f["n_tokens"].notna().any() else 0},
+        )
+        add(
+            f"{s}_unique_ids",
+            s,
+            "ids are unique",
+            gxe.ExpectColumnValuesToBeUnique(column="id"),
+            lambda r: "another example has the same id",
+        )
+        add(
+            f"{s}_unique_prompt_answer",
+            s,
+            "no two original examples (id without ~) have the same prompt and answer",
+            # Up-sampled copies repeat their original on purpose; only originals must be distinct.
+            gxe.ExpectCompoundColumnsToBeUnique(
+                column_list=["prompt", "answer"], row_condition=Column(name="copy") == 0
+            ),
+            lambda r: "another example has the same prompt and answer",
+        )
+    add(
+        "val_source_not_in_train",
+        "val",
+        "no val example comes from a source that train also uses",
+        gxe.ExpectColumnValuesToBeInSet(column="source_in_other_split", value_set=[False]),
+        lambda r: "its source is also in train",
+    )
+    add(
+        "val_prompt_not_in_train",
+        "val",
+        "no val prompt occurs in train",
+        gxe.ExpectColumnValuesToBeInSet(column="prompt_in_other_split", value_set=[False]),
+        lambda r: "its prompt also occurs in train",
+    )
+    add(
+        "train_task_ratio",
+        "tasks",
+        f"no task has more than {max_ratio}x the examples of the smallest (balance.max_ratio)",
+        gxe.ExpectColumnValuesToBeBetween(column="ratio", max_value=max_ratio),
+        lambda r: f"task {r['task']!r} has {int(r['n'])} examples, {r['ratio']}x the smallest task",
+        lambda f: {"observed": float(f["ratio"].max()) if len(f) else 0.0},
+    )
+    lo, hi = round(val_fraction - tolerance, 4), round(val_fraction + tolerance, 4)
+    # Measured on sources, as split.val_fraction is defined: balance down-samples train after the split, so a share
+    # of examples would drift with every balance param.
+    add(
+        "val_share",
+        "share",
+        f"val holds {val_fraction} ± {tolerance} of the sources (split.val_fraction)",
+        gxe.ExpectColumnValuesToBeBetween(column="source_share", min_value=lo, max_value=hi),
+        lambda r: f"val holds {r['source_share']:.1%} of the sources, expected {val_fraction:.0%} ± {tolerance:.0%}",
+        lambda f: {"observed": float(f["source_share"].iloc[0]), "example_share": float(f["val_share"].iloc[0])},
+    )
+    return found
+
+
+def run_checks(frames: dict, all_checks: list[Check], docs: str | os.PathLike) -> dict[str, Any]:
+    """Run every check with GE (all of them, even after a failure) and build Data Docs into `docs`, replaced whole."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    for site in list(context.get_site_names()):
+        context.delete_data_docs_site(site)  # the ephemeral default site would write into a fresh /tmp dir each run
+    source = context.data_sources.add_pandas("validate")
+    results = {}
+    for key, frame in frames.items():
+        batch = source.add_dataframe_asset(key).add_batch_definition_whole_dataframe(key)
+        suite = context.suites.add(gx.ExpectationSuite(name=key))
+        for c in all_checks:
+            if c.frame == key:
+                suite.add_expectation(c.expectation)
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name=key, data=batch, suite=suite))
+        outcome = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
+        for r in outcome.results:
+            results[r.expectation_config.meta["name"]] = r
+    with atomic_path(docs, is_dir=True) as tmp:
+        site = {"class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}}
+        site["store_backend"] = {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(tmp.resolve())}
+        context.add_data_docs_site("validation", site)
+        context.build_data_docs(site_names=["validation"])
+    return results
+
+
+def summarize(frames: dict, all_checks: list[Check], results: dict) -> tuple[dict, list[str]]:
+    """The metrics entry of each check, in check order, and the lines that explain the failed ones."""
+    entries, lines = {}, []
+    for c in all_checks:
+        r, frame = results[c.name], frames[c.frame]
+        res = dict(r.result or {})
+        entry: dict[str, Any] = {"success": bool(r.success)}
+        info = r.exception_info or {}
+        error = info.get("exception_message") if info.get("raised_exception") else None
+        missing = res.get("details", {}).get("mismatched", {}).get("missing") or []
+        entry["unexpected_count"] = int(res.get("unexpected_count", len(missing)))
+        if c.observed is not None and len(frame):
+            entry.update(c.observed(frame))
+        if missing:
+            entry["missing"] = sorted(missing)
+        if error:
+            entry["error"] = error.splitlines()[0][:200]
+        entries[c.name] = entry
+        if r.success:
+            continue
+        lines.append(
+            f"FAILED {c.name}: {entry['unexpected_count']} unexpected" + (f" ({entry['error']})" if error else "")
+        )
+        if missing:
+            lines.append(f"  missing columns: {', '.join(sorted(missing))}")
+        for label in list(dict.fromkeys(res.get("partial_unexpected_index_list") or []))[:SHOW_ROWS]:
+            row = frame.loc[label]
+            if c.frame in ("train", "val"):
+                where = f"{frame.attrs['path']}:{row['line']}"
+                lines.append(f"  {where}: id={row.get('id')} source={row.get('source')}: {c.why(row)}")
+            else:
+                lines.append(f"  {c.why(row)}")
+    return entries, lines
+
+
+def run(train_path, val_path, model, metrics_path, docs, tasks, max_seq_len, max_ratio, val_fraction, tolerance):
+    """Validate train and val; write metrics and Data Docs; return the metrics and the failure lines."""
+    tokenizer = load_tokenizer(model)
+    t0 = time.perf_counter()
+    frames = {}
+    for split, path in (("train", train_path), ("val", val_path)):
+        rows = list(read_jsonl(path))
+        frames[split] = example_frame([r for _, r in rows], tokenizer, path, [n for n, _ in rows])
+    train, val = frames["train"], frames["val"]
+    log(
+        "validate",
+        f"train {len(train)} examples, val {len(val)}; read and tokenised in {time.perf_counter() - t0:.1f} s",
+    )
+    mark_overlap(train, val)
+    mark_overlap(val, train)
+    frames.update(tasks=task_counts(train, tasks), share=split_share(train, val))
+    t0 = time.perf_counter()
+    all_checks = checks(tasks, max_seq_len, max_ratio, val_fraction, tolerance)
+    results = run_checks(frames, all_checks, docs)
+    log("validate", f"ran {len(all_checks)} expectations and built Data Docs in {time.perf_counter() - t0:.1f} s")
+    entries, lines = summarize(frames, all_checks, results)
+    metrics = {
+        "success": all(e["success"] for e in entries.values()),
+        "n_train": len(train),
+        "n_val": len(val),
+        "expectations": entries,
+    }
+    write_json(metrics_path, metrics)
+    return metrics, lines
