@@ -139,6 +139,37 @@ def test_load_base_quantises_the_linear_layers_to_4bit_only_when_asked(tiny_base
     assert four_bit == (LINEAR_LAYERS if load_in_4bit else set())
 
 
+def test_after_an_evaluation_training_runs_on_the_4bit_training_layout_whatever_the_save_strategy(
+    tiny_base, small_params
+):
+    """bitsandbytes repacks 4-bit weights into a CPU inference layout when an AVX512-BF16 CPU evaluates them, and
+    only a checkpoint save used to undo it. The trainer's callbacks must undo it after every evaluation: the weights
+    are packed here exactly as bitsandbytes' eval forward does, then the callbacks run as after an evaluation."""
+    import bitsandbytes as bnb
+    import torch
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu
+
+    from finetune.training.recipe import callbacks
+
+    p = typed(small_params)
+    model = load_for_training(tiny_base, p.model, p.quant)
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    weights = [bnb.functional.dequantize_4bit(m.weight.data, m.weight.quant_state) for m in layers]
+    codes = [m.weight.data.clone() for m in layers]
+    for m in layers:
+        m.weight.data, m.weight.quant_state = _convert_weight_packed_for_cpu(m.weight.data, m.weight.quant_state)
+    assert all(m.weight.quant_state.packing_format_for_cpu for m in layers)
+    for cb in callbacks(p.train, live=None):
+        cb.on_evaluate(args=None, state=None, control=None, model=model)
+    for m, code, weight in zip(layers, codes, weights, strict=True):
+        assert not getattr(m.weight.quant_state, "packing_format_for_cpu", False)
+        assert torch.equal(m.weight.data.view(torch.uint8).reshape(-1), code.view(torch.uint8).reshape(-1))
+        # The scales come back through bitsandbytes' own inverse (the one a checkpoint save uses), which rounds
+        # the double-quantised absmax: the same weights to within that rounding.
+        after = bnb.functional.dequantize_4bit(m.weight.data, m.weight.quant_state)
+        assert torch.allclose(after, weight, rtol=0.02, atol=1e-3)
+
+
 def test_a_finished_run_leaves_no_checkpoint_only_its_own_stamp(trained):
     assert not list(trained.checkpoints.glob("checkpoint-*"))  # the stale checkpoint-99 included
     stamp = json.loads((trained.checkpoints / "run.json").read_text())

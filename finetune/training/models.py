@@ -5,10 +5,22 @@ Weights are loaded from safetensors only: pickled `.bin` checkpoints can run arb
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 from finetune.io import InputError
 from finetune.params import Model, Quant
+
+
+# Two messages every run printed that a user reads as errors, though nothing is wrong; each is quietened alone:
+# - bitsandbytes, on CPUs with AVX512-BF16, tries on import to fetch a faster 4-bit kernel from the hub through the
+#   `kernels` package and logs a warning when it cannot (offline, or `kernels` not installed); it then uses its own
+#   CPU kernels, which is what this pipeline wants. Only that module's logger is raised to ERROR.
+# - peft asks every model for `is_gradient_checkpointing`, which transformers 5 deprecates with a FutureWarning on
+#   each call; it is peft's call, not ours, and its answer is right. Only that exact message is ignored.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def device() -> str:
@@ -112,3 +124,27 @@ def load_merged(base_path: str | Path, adapter_path: str | Path, model_params: M
     check_safetensors(adapter_path)
     model = load_base(base_path, model_params)
     return PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
+
+
+def unpack_4bit_weights(model) -> int:
+    """Put every 4-bit weight that bitsandbytes repacked for CPU inference back into its training layout; returns
+    how many it repacked.
+
+    On CPUs with AVX512-BF16, bitsandbytes (0.50) repacks a Linear4bit's weight into an inference layout the first
+    time it runs in eval mode, and only a state-dict save converts it back. Training steps after an evaluation then
+    run on the inference layout and learn much less (eval loss 1.49 instead of 1.31 on the default run), unless a
+    checkpoint happened to be saved in between. Called after every evaluation, so training is right whatever the
+    save strategy.
+    """
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+    from bitsandbytes.nn import Linear4bit
+
+    n = 0
+    for module in model.modules():
+        state = getattr(getattr(module, "weight", None), "quant_state", None)
+        if isinstance(module, Linear4bit) and getattr(state, "packing_format_for_cpu", False):
+            module.weight.data, module.weight.quant_state = _convert_weight_packed_for_cpu_inverse(
+                module.weight.data, state
+            )
+            n += 1
+    return n

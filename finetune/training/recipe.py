@@ -55,7 +55,8 @@ def sft_config(train: Train, max_seq_len: int, output_dir: str, quant: Quant):
         max_grad_norm=train.max_grad_norm,
         seed=train.seed,
         data_seed=train.seed,
-        gradient_checkpointing=train.gradient_checkpointing,
+        # transformers 5 renamed it; the old name still works but warns on every run. The params key keeps its name.
+        activation_checkpointing=train.gradient_checkpointing,
         packing=train.packing,
         padding_free=train.packing,
         completion_only_loss=train.completion_only_loss,
@@ -88,6 +89,8 @@ def callbacks(train: Train, live):
     from transformers import EarlyStoppingCallback, TrainerCallback
     from transformers.integrations import DVCLiveCallback
 
+    from finetune.training.models import unpack_4bit_weights
+
     class StepAlignedDVCLive(DVCLiveCallback):
         """DVCLive's callback counts log calls; align its step with the trainer's global step so a resumed run
         continues the same curve, and train/val losses of one step share a row."""
@@ -111,6 +114,13 @@ def callbacks(train: Train, live):
                         "earlier checkpoints are kept."
                     )
 
+    class TrainingLayoutAfterEvaluate(TrainerCallback):
+        """Undo bitsandbytes' CPU inference repacking after each evaluation (see models.unpack_4bit_weights)."""
+
+        def on_evaluate(self, args, state, control, model=None, **kwargs):
+            if model is not None:
+                unpack_4bit_weights(model)
+
     class CurvesInCheckpoint(TrainerCallback):
         """Copy the curves so far into each checkpoint. DVC deletes metrics/train (an out) before it reruns train,
         so a resumed run puts them back from the checkpoint it resumes (restore_curves)."""
@@ -123,7 +133,7 @@ def callbacks(train: Train, live):
             shutil.rmtree(folder / CURVES, ignore_errors=True)
             tmp.rename(folder / CURVES)
 
-    cbs = [StopOnNonFiniteLoss()]
+    cbs = [StopOnNonFiniteLoss(), TrainingLayoutAfterEvaluate()]
     if live is not None:  # rank 0 only
         cbs += [StepAlignedDVCLive(live=live), CurvesInCheckpoint()]
     if train.early_stopping_patience > 0:
