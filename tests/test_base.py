@@ -128,3 +128,24 @@ def test_base_refuses_to_fetch_a_model_with_only_pickled_weights(
     assert isinstance(result.exception, InputError)
     assert "params.yaml" in str(result.exception) and "could not be loaded" in str(result.exception)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "blocks, said",
+    [
+        ([], "no blocks: extract kept nothing"),
+        (TINY_BLOCKS[:1], "the corpus is too small to pretrain the tiny base"),
+    ],
+)
+def test_a_corpus_too_small_for_the_tiny_base_stops_with_one_line_saying_what_is_needed(
+    tmp_path, small_params, blocks, said
+):
+    from finetune.io import write_jsonl
+
+    blocks_file = tmp_path / "blocks.jsonl"
+    write_jsonl(blocks_file, blocks)
+    result, out = build(tmp_path, blocks_file, small_params)
+    assert result.exit_code != 0 and isinstance(result.exception, InputError)
+    message = str(result.exception)
+    assert message.startswith(f"{blocks_file}: {said}") and "\n" not in message
+    assert not out.exists()

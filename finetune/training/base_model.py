@@ -72,7 +72,10 @@ def build_tiny(tokenizer, cfg: Tiny, max_seq_len: int):
     return model
 
 
-def pretrain(model, tokenizer, texts: list[str], cfg: Tiny, seq_len: int) -> list[float]:
+PRETRAIN_WINDOW = 128  # tokens per pretraining sequence of the tiny base
+
+
+def pretrain(model, tokenizer, texts: list[str], cfg: Tiny, seq_len: int = PRETRAIN_WINDOW) -> list[float]:
     """Causal-LM training of all weights on the corpus cut into `seq_len`-token windows; returns the losses."""
     import sys
 
@@ -80,6 +83,8 @@ def pretrain(model, tokenizer, texts: list[str], cfg: Tiny, seq_len: int) -> lis
     from tqdm import tqdm
 
     ids = [t for text in texts for t in tokenizer(text + tokenizer.eos_token)["input_ids"]]
+    if cfg.pretrain_steps and len(ids) < seq_len:
+        raise ValueError(f"{len(ids)} tokens of text, fewer than one pretraining window of {seq_len}")
     windows = torch.tensor(ids[: len(ids) // seq_len * seq_len]).view(-1, seq_len)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.pretrain_lr, weight_decay=0.01)
@@ -141,11 +146,22 @@ def fetch_pretrained(name: str, revision: str, trust_remote_code: bool):
     return tokenizer, model
 
 
-def run(blocks: list[dict], model_params: Model):
+def run(blocks: list[dict], model_params: Model, source: str = "blocks"):
+    """(tokenizer, model); `source` names the blocks file in errors."""
     if model_params.name == "tiny":
+        if not blocks:
+            raise InputError(source, "no blocks: extract kept nothing, so there is no text to build the tiny base from")
         tokenizer = train_tokenizer(corpus_texts(blocks), model_params.tiny.vocab_size)
         model = build_tiny(tokenizer, model_params.tiny, model_params.max_seq_len)
-        losses = pretrain(model, tokenizer, corpus_texts(blocks), model_params.tiny, seq_len=128)
+        try:
+            losses = pretrain(model, tokenizer, corpus_texts(blocks), model_params.tiny)
+        except ValueError as e:
+            # A few sentences are no corpus to pretrain a language model on, however small.
+            raise InputError(
+                source,
+                f"the corpus is too small to pretrain the tiny base: {e} ({len(blocks)} blocks). Add documents, "
+                "or set model.tiny.pretrain_steps: 0, or use a real base model (model.name)",
+            ) from None
         if losses:
             log("base", f"pretrained {len(losses)} steps: loss {losses[0]:.2f} -> {losses[-1]:.2f}")
     else:
