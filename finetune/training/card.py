@@ -6,6 +6,8 @@ import json
 
 from finetune.params import Params
 
+PER_RUN = ("train_runtime", "tokens_per_second", "peak_memory_mb", "gpu_hours", "cost")
+
 
 def serve_command(base: str, adapter_name: str, adapter_path: str) -> str:
     return f"vllm serve {base} --enable-lora --lora-modules {adapter_name}={adapter_path}"
@@ -26,7 +28,10 @@ def model_card(
         "train": params.train.model_dump(),
     }
     splits = "\n".join(f"- {split}: `{path}`, md5 `{md5}`" for split, (path, md5) in data.items())
-    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
+    # Timings differ on every run; the card lives inside models/adapter, whose hash must not (metrics/train.json has
+    # them).
+    kept = {k: v for k, v in metrics.items() if k not in PER_RUN}
+    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in kept.items())
     return f"""---
 library_name: peft
 base_model: {base}
