@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from finetune.documents.corpus import run
-from stages.extract import cli
-from finetune.io import InputError
 from finetune.documents.pages import split_value_unit
+from finetune.io import InputError
 from finetune.schema import BLOCK_KINDS, message_problems
+from stages.extract import cli
 from tests.conftest import params_file
 
 REPO = Path(__file__).resolve().parents[1]

@@ -37,8 +37,14 @@ def reject_entry(error: InputError, what: str) -> dict:
     return entry | {"rule": error.message, "skipped": what}
 
 
-def run(input_dir, min_chars: int = DEFAULT_MIN_CHARS, progress: bool = False, on_error: str = "fail", rejects=None,
-        max_chars: int = 0):
+def run(
+    input_dir,
+    min_chars: int = DEFAULT_MIN_CHARS,
+    progress: bool = False,
+    on_error: str = "fail",
+    rejects=None,
+    max_chars: int = 0,
+):
     """(blocks, counts): every block of every file under input_dir in sorted file order, and the metrics.
 
     on_error="fail" raises the first InputError; "skip" leaves the bad file or record out, appends its reject_entry
@@ -73,8 +79,10 @@ def run(input_dir, min_chars: int = DEFAULT_MIN_CHARS, progress: bool = False, o
         "files": {f: formats[f] for f in sorted(set(FORMATS.values()))},
         "rejected": {"files": skipped["file"], "records": skipped["record"]},
         # Sections cut into parts by extract.max_chars: how many, and how many parts they gave.
-        "split": {"sections": len({b["source"].rsplit("#part=", 1)[0] for b in blocks if "#part=" in b["source"]}),
-                  "parts": sum("#part=" in b["source"] for b in blocks)},
+        "split": {
+            "sections": len({b["source"].rsplit("#part=", 1)[0] for b in blocks if "#part=" in b["source"]}),
+            "parts": sum("#part=" in b["source"] for b in blocks),
+        },
         "total_blocks": len(blocks),
     }
     return blocks, counts

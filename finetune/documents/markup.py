@@ -156,12 +156,11 @@ def term_of(node) -> tuple[str, str] | None:
     lead = 0  # how many children form the term: marked-up runs joined by ", " or " / "
     while lead < len(kids):
         c = kids[lead]
-        if isinstance(c, tuple) and c[0] in _TERM_TAGS:
-            lead += 1
-        elif lead and isinstance(c, str) and re.fullmatch(r"\s*[,/|]\s*", c) and lead + 1 < len(kids):
-            lead += 1
-        else:
+        marked = isinstance(c, tuple) and c[0] in _TERM_TAGS
+        joiner = lead and isinstance(c, str) and re.fullmatch(r"\s*[,/|]\s*", c) and lead + 1 < len(kids)
+        if not (marked or joiner):
             break
+        lead += 1
     if lead:
         term = "".join(_raw(c) if isinstance(c, tuple) else c for c in kids[:lead])
         rest = "".join(_inline(c) for c in kids[lead:])

@@ -44,11 +44,11 @@ def page_elements(lines: list, specs_page: bool) -> list[tuple]:
     merged: list = []
     for line in lines:
         prev = merged and isinstance(merged[-1], str) and line_kind(merged[-1], specs_page)[0]
-        if isinstance(line, str) and prev in ("ol", "ul", "trouble") and line_kind(line, specs_page)[0] == "para":
-            if line[:1].islower() or not re.search(r"[.!?)]$", merged[-1]):
-                merged[-1] += " " + line  # a step or note the layout wrapped onto the next line
-                continue
-        merged.append(line)
+        wraps = isinstance(line, str) and prev in ("ol", "ul", "trouble") and line_kind(line, specs_page)[0] == "para"
+        if wraps and (line[:1].islower() or not re.search(r"[.!?)]$", merged[-1])):
+            merged[-1] += " " + line  # a step or note the layout wrapped onto the next line
+        else:
+            merged.append(line)
     groups: list[list] = []  # [kind, values] for each run of lines of one kind
     for line in merged:
         kind, found = ("layout", line) if isinstance(line, tuple) else line_kind(line, specs_page)

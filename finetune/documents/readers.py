@@ -16,8 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from finetune.documents.sections import block, clean, heading_blocks, one_line, section_block, section_blocks
 from finetune.documents.pages import page_section, pdf_lines
+from finetune.documents.sections import block, clean, heading_blocks, one_line, section_block, section_blocks
 from finetune.documents.textfiles import check_text_file, conversation, raw_lines, read_text, too_long
 from finetune.io import InputError, log
 

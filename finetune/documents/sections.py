@@ -9,6 +9,7 @@ the same kind of block whatever file it came from. Kinds are structural; the blo
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from pathlib import Path
 
 from finetune.documents.markup import FLAGS
@@ -66,11 +67,18 @@ def cut_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
         if hi - lo <= max_chars:
             return [(lo, hi)]
         for lvl in range(level, len(_CUTS)):
-            cuts = [m for m in _CUTS[lvl].finditer(text, lo, hi)
-                    if lo < m.start() and m.end() < hi and not any(a < m.end() and m.start() < b for a, b in fences)]  # fmt: skip
+            cuts = [
+                m
+                for m in _CUTS[lvl].finditer(text, lo, hi)
+                if lo < m.start() and m.end() < hi and not any(a < m.end() and m.start() < b for a, b in fences)
+            ]
             if not cuts:
                 continue
-            pieces = [(lo, cuts[0].start()), *((a.end(), b.start()) for a, b in zip(cuts, cuts[1:])), (cuts[-1].end(), hi)]
+            pieces = [
+                (lo, cuts[0].start()),
+                *((a.end(), b.start()) for a, b in pairwise(cuts)),
+                (cuts[-1].end(), hi),
+            ]
             packed = [pieces[0]]
             for start, end in pieces[1:]:  # greedy: as many whole pieces per part as fit
                 if end - packed[-1][0] <= max_chars and packed[-1][1] - packed[-1][0] <= max_chars:
@@ -83,16 +91,23 @@ def cut_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
     return spans(0, len(text), 0)
 
 
-def section_block(source: str, title: str, headings: list[str], text: str, items: list[tuple[int, str]],
-                  max_chars: int) -> list[dict]:  # fmt: skip
+def section_block(
+    source: str, title: str, headings: list[str], text: str, items: list[tuple[int, str]], max_chars: int
+) -> list[dict]:
     """The `section` block(s) of one section: one, or `#part=N` parts when its text is over max_chars. `items` are
     (offset in text, bullet item); each part keeps the items that start in it."""
     spans = cut_spans(text, max_chars) if max_chars else [(0, len(text))]
     if len(spans) == 1:
         return [block(source, "section", title, text, headings, items=[i for _, i in items])]
     return [
-        block(f"{source}#part={n}", "section", title, text[a:b].strip(), headings,
-              items=[i for at, i in items if a <= at < b])  # fmt: skip
+        block(
+            f"{source}#part={n}",
+            "section",
+            title,
+            text[a:b].strip(),
+            headings,
+            items=[i for at, i in items if a <= at < b],
+        )
         for n, (a, b) in enumerate(spans, 1)
     ]
 
@@ -107,8 +122,9 @@ def _mark(marker: str, item: str) -> str:
     return marker + item.replace("\n", "\n" + " " * len(marker))
 
 
-def section_blocks(source: str, title: str, headings: list[str], elements: list[tuple], min_chars: int,
-                   max_chars: int = 0) -> list[dict]:  # fmt: skip
+def section_blocks(
+    source: str, title: str, headings: list[str], elements: list[tuple], min_chars: int, max_chars: int = 0
+) -> list[dict]:
     """Blocks of one section in document order; its prose (paragraphs, bullets) is one `section` block, placed where
     its first paragraph was, and kept when it has bullet items or at least min_chars of text."""
     out, prose, prose_at, prev = [], [], None, None
@@ -130,8 +146,9 @@ def section_blocks(source: str, title: str, headings: list[str], elements: list[
             out.append(block(source, "table", title, text, headings, columns=list(rows[0]), rows=rows))
         elif kind == "code" and content[0].strip():
             code, lang = content
-            out.append(block(source, "code", title, f"```{lang}\n{code}\n```", headings, code=code, language=lang,
-                             lead=lead))  # fmt: skip
+            out.append(
+                block(source, "code", title, f"```{lang}\n{code}\n```", headings, code=code, language=lang, lead=lead)
+            )
         elif kind == "dl" or (kind == "ul" and _definitions(terms)) or i in runs:
             pairs = content[0] if kind == "dl" else terms if kind == "ul" else [content[1]]
             entries = [{"term": t, "definition": d} for t, d in pairs]
