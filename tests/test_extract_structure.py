@@ -5,12 +5,14 @@ lists as definitions, and long sections cut into parts at clean boundaries."""
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 import pytest
 
 from finetune.documents.readers import html_blocks, markdown_blocks
 from finetune.documents.sections import cut_spans
-from tests.test_extract import extract, params_file
+from tests.conftest import params_file
+from tests.test_extract import extract
 
 
 def kinds(blocks) -> list[tuple[str, str]]:
@@ -178,8 +180,8 @@ def test_a_fenced_code_block_is_never_cut_even_when_it_alone_is_over_max_chars()
 def test_cut_spans_cover_the_text_in_order_without_overlap(max_chars):
     text = LONG.split("\n\n", 1)[1]
     spans = cut_spans(text, max_chars)
-    assert all(a < b for a, b in spans) and all(b1 <= a2 for (_, b1), (a2, _) in zip(spans, spans[1:]))
-    assert all(not text[b1:a2].strip() for (_, b1), (a2, _) in zip(spans, spans[1:]))  # only white space between
+    assert all(a < b for a, b in spans) and all(b1 <= a2 for (_, b1), (a2, _) in pairwise(spans))
+    assert all(not text[b1:a2].strip() for (_, b1), (a2, _) in pairwise(spans))  # only white space between
     assert spans[0][0] == 0 and spans[-1][1] == len(text)
     assert all(b - a <= max_chars for a, b in spans)
 
