@@ -23,7 +23,7 @@ _TERM_TAGS = {"code", "strong", "b", "em", "i", "kbd", "var", "dfn"}
 # Heading anchors (`## Add {#add-symlink}`, `{.class #id}`) and permalink marks are markup, not words of the title.
 _ANCHOR = re.compile(r"\s*(\{[#.][^{}]*\}|[¶§#])\s*$")
 # An option as a reference writes it: `-f`, `--force`, `--out=DIR`, `--out <dir>`, `-f, --force`, `--[no-]color`.
-_FLAG = r"--?[A-Za-z0-9?][\w\[\]-]*(?:[ =](?:<[^>]+>|\[[^\]]+\]|[A-Z][A-Z0-9_]+))?"
+_FLAG = r"--?[A-Za-z?][\w\[\]-]*(?:[ =](?:<[^>]+>|\[[^\]]+\]|[A-Z][A-Z0-9_]+))?"
 FLAGS = re.compile(rf"{_FLAG}(?:\s*[,/|]\s*{_FLAG})*")
 # What joins a term to its definition: `term: text`, `term — text`, `term - text`.
 _JOINER = re.compile(r"^\s*(?::|[—–]|\s-\s)\s*")
