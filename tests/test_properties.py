@@ -15,9 +15,9 @@ from pathlib import Path
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from finetune.generation.splits import balance, run, split, targets
 from finetune.documents.readers import file_blocks, markdown_blocks
 from finetune.documents.sections import one_line
+from finetune.generation.splits import balance, run, split, targets
 from finetune.params import Balance, Split
 
 # deadline=None: the first example pays for importing markdown-it, which would trip the default 200 ms deadline.
