@@ -191,3 +191,45 @@ def test_max_chars_comes_from_params_and_the_metrics_count_the_cuts(tmp_path, mo
     result, blocks, metrics = extract(tmp_path, monkeypatch, {"t.md": LONG}, "--params", "params.yaml")
     assert result.exit_code == 0, result.output
     assert metrics["split"] == {"sections": 1, "parts": len(blocks)} and len(blocks) >= 4
+
+
+def test_a_table_row_longer_than_its_header_adds_a_column():
+    [table] = html_blocks("<table><tr><th>Pin</th><th>Name</th></tr><tr><td>1</td><td>VDD</td><td>3.3 V</td></tr>"
+                          "</table>", "t.html", 0)  # fmt: skip
+    assert table["columns"] == ["Pin", "Name", "Column 3"]
+    assert table["rows"] == [{"Pin": "1", "Name": "VDD", "Column 3": "3.3 V"}]
+
+
+# --- PDF pages: tables found by where their text stands ---------------------------------------------------------
+
+
+def test_pieces_of_text_in_the_header_s_columns_are_a_table_and_a_wrapped_cell_joins_its_row():
+    from finetune.documents.pages import pdf_lines
+
+    cols = [30, 120, 210, 300]
+    pieces = [(30, 800, "TB-9 - Electrical"), (30, 780, "All values at 25 C.")]
+    pieces += [(x, 750, t) for x, t in zip(cols, ["Symbol", "Parameter", "Typ", "Unit"])]
+    pieces += [(x, 730, t) for x, t in zip(cols, ["VDD", "Supply voltage", "3.3", "V"])]
+    pieces += [
+        (120, 710, "Supply current,"),
+        (30, 700, "IDD"),
+        (210, 700, "12"),
+        (300, 700, "mA"),
+        (120, 690, "active"),
+    ]
+    pieces += [(30, 660, "Values are typical, not tested in production.")]  # the left margin is no table column
+    assert pdf_lines(pieces) == [
+        "TB-9 - Electrical",
+        "All values at 25 C.",
+        ("table", ["Symbol", "Parameter", "Typ", "Unit"],
+         [["VDD", "Supply voltage", "3.3", "V"], ["IDD", "Supply current, active", "12", "mA"]]),
+        "Values are typical, not tested in production.",
+    ]  # fmt: skip
+
+
+def test_lines_of_prose_are_no_table_however_many_pieces_they_have():
+    from finetune.documents.pages import pdf_lines
+
+    pieces = [(30, 800, "One"), (60, 800, "line"), (90, 800, "here."), (30, 780, "Another"), (75, 780, "line"),
+              (100, 780, "follows.")]  # fmt: skip
+    assert pdf_lines(pieces) == ["One line here.", "Another line follows."]

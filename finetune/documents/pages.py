@@ -80,8 +80,11 @@ def page_elements(lines: list, specs_page: bool) -> list[tuple]:
     return out
 
 
-def page_section(lines: list) -> tuple[list[str], list[tuple]]:
-    """(heading parts, elements) of a page's non-blank lines: the first line is its heading."""
+def page_section(lines: list, untitled: str = "page") -> tuple[list[str], list[tuple]]:
+    """(heading parts, elements) of a page's non-blank lines: the first line is its heading (`untitled` when the
+    page starts with a table)."""
+    if not isinstance(lines[0], str):
+        return [untitled], page_elements(lines, False)
     parts = re.split(r"\s+[-–—]\s+", lines[0])  # spaced dashes only: model codes like AQ-200 keep theirs
     word = parts[1] if len(parts) > 1 else parts[0]
     return parts, page_elements(lines[1:], word.lower().startswith("spec"))

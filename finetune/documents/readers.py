@@ -42,7 +42,7 @@ def markdown_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max
 
 
 def page_blocks(source: str, lines: list[str], min_chars: int, max_chars: int = 0) -> list[dict]:
-    headings, elements = page_section(lines)
+    headings, elements = page_section(lines, Path(source.split("#")[0]).stem)
     return section_blocks(source, " / ".join(headings), headings, elements, min_chars, max_chars)
 
 

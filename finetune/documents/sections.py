@@ -142,8 +142,9 @@ def section_blocks(
         prev = (kind, *content)
         terms = content[1] if kind in ("ul", "ol") and len(content) > 1 else []
         if kind == "table" and (rows := table_rows(*content)):
+            # The last row has every column: a row longer than the header adds "Column N" to it and the rows after.
             text = "\n".join(map(render_row, rows))
-            out.append(block(source, "table", title, text, headings, columns=list(rows[0]), rows=rows))
+            out.append(block(source, "table", title, text, headings, columns=list(rows[-1]), rows=rows))
         elif kind == "code" and content[0].strip():
             code, lang = content
             out.append(
