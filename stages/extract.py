@@ -42,6 +42,7 @@ def cli(ctx, input_dir, output, metrics, rejects, params_path):
     log("extract", f"{len(blocks)} blocks from {sum(counts['files'].values())} files ({kinds}) -> {output}")
     if counts["split"]["sections"]:
         split = counts["split"]
-        log("extract", f"cut {split['sections']} sections over extract.max_chars into {split['parts']} parts")
+        n, parts = split["sections"], split["parts"]
+        log("extract", f"cut {n} section{'s' * (n != 1)} over extract.max_chars into {parts} parts")
     if rejected:
         log("extract", f"left out {len(rejected)} bad files or records (extract.on_error: skip), listed in {rejects}")

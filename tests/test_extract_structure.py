@@ -233,3 +233,8 @@ def test_lines_of_prose_are_no_table_however_many_pieces_they_have():
     pieces = [(30, 800, "One"), (60, 800, "line"), (90, 800, "here."), (30, 780, "Another"), (75, 780, "line"),
               (100, 780, "follows.")]  # fmt: skip
     assert pdf_lines(pieces) == ["One line here.", "Another line follows."]
+
+
+def test_an_empty_definition_list_gives_no_block():
+    assert html_blocks("<h2>Terms</h2><dl><dt>Orphan term</dt></dl><p>The one paragraph of the section.</p>",
+                       "t.html", 0) == html_blocks("<h2>Terms</h2><p>The one paragraph of the section.</p>", "t.html", 0)  # fmt: skip

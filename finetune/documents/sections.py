@@ -150,7 +150,7 @@ def section_blocks(
             out.append(
                 block(source, "code", title, f"```{lang}\n{code}\n```", headings, code=code, language=lang, lead=lead)
             )
-        elif kind == "dl" or (kind == "ul" and _definitions(terms)) or i in runs:
+        elif (kind == "dl" and content[0]) or (kind == "ul" and _definitions(terms)) or i in runs:
             pairs = content[0] if kind == "dl" else terms if kind == "ul" else [content[1]]
             entries = [{"term": t, "definition": d} for t, d in pairs]
             if out and out[-1]["kind"] == "definitions" and i - 1 in runs and i in runs:
