@@ -18,8 +18,9 @@ is about (a spec, a fault, a product); the task file picks blocks by kind, headi
                  a fenced code block); `items` its bullet items in order (may be empty)
     list         an ordered list; `items` (str, in order), `lead` (the paragraph just before it, "" if none)
     table        any table; `columns` (header cells, a repeated one numbered "Name (3)"), `rows` [{column: cell}]
-    definitions  a definition list, glossary or option list (every entry a marked-up term or an option flag, then
-                 its text); `items` [{"term", "definition"}]
+    definitions  a definition list, glossary or option list: bullets whose every term is marked up (bold, code) or
+                 an option flag, or two or more paragraphs in a row of the shape `Term: text` / `Term — text`;
+                 `items` [{"term", "definition"}]. Plain `Label: text` bullets stay the `items` of their section.
     code         one code block; `code` (verbatim), `language` ("" if none), `lead` (the paragraph before it)
     row          one CSV row; `columns`, `rows` (a one-element list)
     qa           one imported conversation; `messages` (OpenAI format, the file's own system message, every turn)

@@ -238,3 +238,16 @@ def test_lines_of_prose_are_no_table_however_many_pieces_they_have():
 def test_an_empty_definition_list_gives_no_block():
     assert html_blocks("<h2>Terms</h2><dl><dt>Orphan term</dt></dl><p>The one paragraph of the section.</p>",
                        "t.html", 0) == html_blocks("<h2>Terms</h2><p>The one paragraph of the section.</p>", "t.html", 0)  # fmt: skip
+
+
+def test_paragraphs_in_a_row_of_the_shape_term_colon_text_are_a_glossary_even_unmarked():
+    md = "## Glossary\n\nStore: the folder that holds the files.\n\nTarget — where a link points.\n\nThe end of it.\n"
+    glossary, after = markdown_blocks(md, "g.md", 0)
+    assert glossary["items"] == [
+        {"term": "Store", "definition": "the folder that holds the files."},
+        {"term": "Target", "definition": "where a link points."},
+    ]
+    assert (after["kind"], after["text"]) == ("section", "The end of it.")
+    # One such paragraph alone, or a term of more than four words, is prose.
+    one = markdown_blocks("## Note\n\nWarning: the cover is hot.\n\nLet it cool first.\n", "n.md", 0)
+    assert [b["kind"] for b in one] == ["section"]

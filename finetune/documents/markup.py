@@ -142,14 +142,15 @@ def _find(node, tags: set):
             yield from _find(c, tags)
 
 
-def term_of(node) -> tuple[str, str] | None:
+def term_of(node, plain: bool = False) -> tuple[str, str] | None:
     """(term, definition) when a paragraph or list item reads as a glossary or option entry: a term in bold, italics
     or code (`**Term**: text`, `` `--force` `` text), an option written plainly (`-f, --force  text`), or a Markdown
-    Extra definition (`term` then `: definition` on the next line). None for anything else: `Terminal X5: 230 V`
-    is a note, not a term, unless its author marked the term up."""
+    Extra definition (`term` then `: definition` on the next line); with `plain`, for paragraphs, also `Term: text`
+    and `Term — text` with a term of up to four words. A bullet `Terminal X5: 230 V` is a note of its section, not a
+    term, unless its author marked the term up."""
     kids = [c for c in node[2] if not (isinstance(c, str) and not c.strip())]
     if len(kids) == 1 and isinstance(kids[0], tuple) and kids[0][0] == "p":
-        return term_of(kids[0])  # a loose list wraps its items in <p>
+        return term_of(kids[0], plain)  # a loose list wraps its items in <p>
     raw = _raw(node).strip()
     if m := re.fullmatch(r"([^\n:]{1,80})\n:\s+(.+)", raw, re.DOTALL):
         return " ".join(m[1].split()), " ".join(m[2].split())
@@ -174,6 +175,8 @@ def term_of(node) -> tuple[str, str] | None:
     text = " ".join(raw.split())
     if (m := FLAGS.match(text)) and (m2 := re.match(r"(?:\s*(?::|[—–])\s*|\s+)(\S.*)", text[m.end() :])):
         return m.group(), m2[1]
+    if plain and (m := re.fullmatch(r"([^\s:.!?—–][^:.!?—–]{0,40}?)\s*(?::|\s[—–])\s+(\S.*)", text)):
+        return (m[1], m[2]) if len(m[1].split()) <= 4 else None
     return None
 
 
@@ -224,7 +227,7 @@ def html_events(node, events: list | None = None) -> list[tuple]:
             events.append(("/details",))
         elif tag == "p":
             if text := render(c):
-                events.append(("para", text, term_of(c)))
+                events.append(("para", text, term_of(c, plain=True)))
         else:
             html_events(c, events)  # a block of its own, e.g. <div> or <blockquote>
     return events
