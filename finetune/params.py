@@ -26,6 +26,7 @@ class Section(BaseModel):
 
 class Extract(Section):
     min_chars: int = Field(40, ge=0)  # prose blocks shorter than this (a lead-in like "Follow these steps:") drop
+    max_chars: int = Field(800, ge=0)  # a longer section is cut into parts (0: never); sized in params.yaml
     on_error: Literal["fail", "skip"] = "fail"
 
 

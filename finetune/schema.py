@@ -1,15 +1,29 @@
 """The shapes of the records the stages pass to each other, and the per-example rules every chat example obeys.
 
-Block (data/interim/blocks.jsonl, written by extract):
+Block (data/interim/blocks.jsonl, written by extract). Kinds are structural: extraction never decides what a block
+is about (a spec, a fault, a product); the task file picks blocks by kind, heading and columns.
     id       content hash of (source, kind, title, text)
     source   path relative to the repo plus a location: `data/raw/manual.md#h=Calora/Specifications — CA-24C`,
-             `data/raw/manual.pdf#page=3`, `data/raw/catalog.csv#row=14`, `data/raw/qa.jsonl#line=7`
+             `data/raw/manual.pdf#page=3`, `data/raw/catalog.csv#row=14`, `data/raw/qa.jsonl#line=7`; a long section
+             cut into parts adds `#part=N` (N from 1)
     kind     one of BLOCK_KINDS
-    title    heading path joined by " / " (or the product name for a catalog row)
-    text     the block as plain text
-    rows     (spec_table, troubleshooting, catalog_row) list of {column header: cell text}
-    items    (procedure, wiring) list of steps or notes, in order
-    messages (qa) the imported conversation in OpenAI chat format
+    title    the heading path joined by " / " (a CSV row: the file's stem)
+    headings the heading path as a list, the document's H1 first when it has one (a CSV row: [file stem]; a page:
+             its heading line's parts)
+    text     the block as Markdown-ish plain text: paragraphs, `- ` bullets, `1. ` steps, fenced code verbatim with
+             its indentation, inline code in backticks, links reduced to their text
+  and per kind:
+    section      the prose of one section (paragraphs, unordered lists, blockquotes), one block per section or per
+                 part when over extract.max_chars (cut at paragraph, list-item or sentence boundaries, never inside
+                 a fenced code block); `items` its bullet items in order (may be empty)
+    list         an ordered list; `items` (str, in order), `lead` (the paragraph just before it, "" if none)
+    table        any table; `columns` (header cells, a repeated one numbered "Name (3)"), `rows` [{column: cell}]
+    definitions  a definition list, glossary or option list: bullets whose every term is marked up (bold, code) or
+                 an option flag, or two or more paragraphs in a row of the shape `Term: text` / `Term — text`;
+                 `items` [{"term", "definition"}]. Plain `Label: text` bullets stay the `items` of their section.
+    code         one code block; `code` (verbatim), `language` ("" if none), `lead` (the paragraph before it)
+    row          one CSV row; `columns`, `rows` (a one-element list)
+    qa           one imported conversation; `messages` (OpenAI format, the file's own system message, every turn)
 
 Example (data/interim/examples.jsonl, data/processed/{train,val}.jsonl, written by generate and balance):
     id, task, source, block_id, messages [{role, content}, ...], meta {task-specific facts for the format check}
@@ -17,7 +31,7 @@ Example (data/interim/examples.jsonl, data/processed/{train,val}.jsonl, written 
 
 from __future__ import annotations
 
-BLOCK_KINDS = ("spec_table", "procedure", "prose", "troubleshooting", "wiring", "catalog_row", "qa")
+BLOCK_KINDS = ("section", "list", "table", "definitions", "code", "row", "qa")
 ROLES = ("system", "user", "assistant")
 EXAMPLE_COLUMNS = ("id", "task", "source", "messages")
 

@@ -28,17 +28,21 @@ from finetune.params import Extract, load_params
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
 @click.pass_context
 def cli(ctx, input_dir, output, metrics, rejects, params_path):
-    """Cut raw documents into blocks: spec tables, procedures, wiring, troubleshooting, prose, catalog rows, Q&A."""
+    """Cut raw documents into blocks: sections, lists, tables, definitions, code, CSV rows, conversations."""
     # Extract alone also runs on a folder with no params.yaml (the defaults); a params file that is there, or one
     # named with --params, is validated whole like every command's.
     named = ctx.get_parameter_source("params_path") != click.core.ParameterSource.DEFAULT
     params = load_params(params_path).extract if named or params_path.exists() else Extract()
     rejected: list[dict] = []
-    blocks, counts = run(input_dir, params.min_chars, progress=True, on_error=params.on_error, rejects=rejected)
+    blocks, counts = run(input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars)
     write_jsonl(output, blocks)
     write_json(metrics, counts)
     write_json(rejects, rejected)
     kinds = ", ".join(f"{k} {n}" for k, n in counts["blocks"].items() if n)
     log("extract", f"{len(blocks)} blocks from {sum(counts['files'].values())} files ({kinds}) -> {output}")
+    if counts["split"]["sections"]:
+        split = counts["split"]
+        n, parts = split["sections"], split["parts"]
+        log("extract", f"cut {n} section{'s' * (n != 1)} over extract.max_chars into {parts} parts")
     if rejected:
         log("extract", f"left out {len(rejected)} bad files or records (extract.on_error: skip), listed in {rejects}")

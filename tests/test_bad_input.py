@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from finetune.cli import group, main
 from finetune.documents.corpus import run
-from finetune.io import InputError
 from finetune.documents.textfiles import MAX_LINE_BYTES
+from finetune.io import InputError
 from tests.conftest import params_file
 
 BAD = Path(__file__).parent / "data" / "bad"
@@ -55,21 +55,14 @@ CASES = {
     ),
     "empty.md": ("", {}, "empty file", "file", 0),
     "binary.md": (":3", {"line": 3}, "binary data (a NUL byte), not text: is the file type right?", "file", 0),
-    "catalog_missing_columns.csv": (
+    "csv_duplicate_header.csv": (
         ":1",
         {"line": 1},
-        "a catalog CSV needs the columns model_code, informal_names, name, rating, unit; "
-        "missing informal_names, rating, unit",
+        "the header needs distinct, non-empty column names, got ['model_code', 'name', 'name']",
         "file",
         0,
     ),
-    "catalog_empty_cell.csv": (
-        ":3 (row 2)",
-        {"line": 3, "row": 2},
-        "empty model_code: every catalog row needs model_code, name, rating, unit",
-        "record",
-        2,
-    ),
+    "csv_short_row.csv": (":3 (row 2)", {"line": 3, "row": 2}, "has 5 fields, the header has 6", "record", 2),
     "corrupt.pdf": ("", {}, "unreadable PDF (PdfStreamError: Stream has ended unexpectedly)", "file", 0),
     "encrypted.pdf": ("", {}, "the PDF is encrypted with a password; save a decrypted copy", "file", 0),
     "pdf_page_without_text.pdf": (
@@ -152,26 +145,27 @@ def test_verify_data_reports_the_same_chat_problems_as_path_line(name):
 def test_a_quoted_newline_in_a_catalog_is_part_of_its_cell_and_later_errors_name_the_right_line(tmp_path, monkeypatch):
     args = raw_folder(tmp_path, monkeypatch, "skip", "catalog_quoted_newline.csv")
     with (tmp_path / "raw" / "catalog_quoted_newline.csv").open("a") as f:
-        f.write("AQ-160,Aquis,,160,L,\n")  # line 7: the record before it spans lines 3-5
+        f.write("AQ-160,Aquis,160,L,\n")  # line 7: the record before it spans lines 3-5
     result = CliRunner().invoke(group, args)
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in (tmp_path / "out" / "blocks.jsonl").open() if "catalog" in line]
+    rows = [b for b in map(json.loads, (tmp_path / "out" / "blocks.jsonl").open()) if b["kind"] == "row"]
     assert [r["source"].split("#")[1] for r in rows] == ["row=1", "row=2", "row=3"]
     assert rows[1]["rows"][0]["name"] == "Brenntal Aquis AQ-120 hot-water cylinder"
     assert rows[1]["rows"][0]["informal_names"] == "aquis 120 litre; aq120 tank"
     rejects = json.loads((tmp_path / "out" / "rejects.json").read_text())
-    assert [(r["line"], r["row"], r["rule"].split(":")[0]) for r in rejects] == [(7, 4, "empty name")]
+    assert [(r["line"], r["row"], r["rule"]) for r in rejects] == [(7, 4, "has 5 fields, the header has 6")]
 
 
-def test_a_generic_csv_is_a_table_not_a_catalog(tmp_path, monkeypatch):
+def test_every_csv_gives_row_blocks_whatever_its_columns(tmp_path, monkeypatch):
+    """What a row is for (a product to name, a fault to diagnose) is the task file's business, not extract's."""
     args = raw_folder(tmp_path, monkeypatch, "fail")
     (tmp_path / "raw" / "faults.csv").write_text("Symptom,Cause,Remedy\nH1 sensor fault,Sensor open,Replace it\n")
     (tmp_path / "raw" / "aq400.csv").write_text("Parameter,Value,Unit\nRated volume,400,L\n")
     result = CliRunner().invoke(group, args)
     assert result.exit_code == 0, result.output
     blocks = {b["source"]: b for b in map(json.loads, (tmp_path / "out" / "blocks.jsonl").open())}
-    assert blocks["raw/faults.csv#row=1"]["kind"] == "troubleshooting"
-    assert blocks["raw/aq400.csv#row=1"]["kind"] == "spec_table"
+    assert blocks["raw/faults.csv#row=1"]["kind"] == blocks["raw/aq400.csv#row=1"]["kind"] == "row"
+    assert blocks["raw/faults.csv#row=1"]["columns"] == ["Symptom", "Cause", "Remedy"]
     assert blocks["raw/aq400.csv#row=1"]["rows"] == [{"Parameter": "Rated volume", "Value": "400", "Unit": "L"}]
     assert blocks["raw/aq400.csv#row=1"]["title"] == "aq400"  # the subject of a SPEC question about it
 

@@ -1,5 +1,6 @@
-"""`finetune extract`: raw documents in, one Block record per table, procedure, wiring note set, prose section,
-catalog row and imported conversation out (the contract is in finetune/schema.py)."""
+"""`finetune extract`: raw documents in, one Block record per section's prose, ordered list, table, glossary, code
+block, CSV row and imported conversation out (the contract is in finetune/schema.py). Kinds are structural: a heading
+word or a column name never changes a block's kind."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from finetune.documents.corpus import run
-from stages.extract import cli
-from finetune.io import InputError
 from finetune.documents.pages import split_value_unit
+from finetune.io import InputError
 from finetune.schema import BLOCK_KINDS, message_problems
+from stages.extract import cli
 from tests.conftest import params_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,26 +162,27 @@ def by_kind(blocks, kind):
 def test_markdown_sections_become_typed_blocks(tmp_path, monkeypatch):
     result, blocks, _ = extract(tmp_path, monkeypatch, {"manual.md": MANUAL_MD})
     assert result.exit_code == 0, result.output
-    assert [b["kind"] for b in blocks] == ["spec_table", "procedure", "wiring", "troubleshooting"]
+    assert [b["kind"] for b in blocks] == ["table", "list", "section", "table"]
 
-    spec = by_kind(blocks, "spec_table")[0]
+    spec, proc, wiring, trouble = blocks
     assert spec["title"] == "Acme Manual / Boilers / Specifications — B-24"
+    assert spec["headings"] == ["Acme Manual", "Boilers", "Specifications — B-24"]
     assert spec["source"] == "raw/manual.md#h=Boilers/Specifications — B-24"  # the H1 is left out of the location
+    assert spec["columns"] == ["Parameter", "Value", "Unit"]
     assert spec["rows"][0] == {"Parameter": "Rated output", "Value": "24", "Unit": "kW"}
     assert spec["text"] == "Rated output: 24 kW\nWeight (empty): 32 kg\nCOP: 4.9"  # "–" = no unit
 
-    proc = by_kind(blocks, "procedure")[0]
     assert proc["items"] == ["Isolate the gas and electrical supplies.", "Clean the burner with the brush."]
     assert proc["text"] == "1. Isolate the gas and electrical supplies.\n2. Clean the burner with the brush."
+    assert proc["lead"] == "Follow these steps:"  # too short to be a section of its own, kept as the list's lead
 
-    wiring = by_kind(blocks, "wiring")[0]
     assert wiring["items"] == [
         "Terminal X4 pins 1-2: room thermostat, volt-free.",
         "Terminal X5: 230 V supply, fused at 3 A.",
     ]
     assert wiring["text"].startswith("All controls connect to the terminal strip")  # the intro stays in the text
 
-    trouble = by_kind(blocks, "troubleshooting")[0]
+    assert trouble["columns"] == ["Symptom", "Cause", "Remedy"]
     assert trouble["rows"] == [{"Symptom": "F22 low pressure", "Cause": "Leak or air in the system",
                                 "Remedy": "Top up to 1.5 bar and bleed"}]  # fmt: skip
     assert (
@@ -193,7 +195,7 @@ def test_prose_shorter_than_min_chars_is_dropped_and_the_knob_comes_from_params(
     # "Short intro." and "Follow these steps:" are below the default 40 characters.
     params_file(tmp_path / "params.yaml", {"extract": {"min_chars": 5}})
     _, blocks, _ = extract(tmp_path, monkeypatch, {"manual.md": MANUAL_MD}, "--params", "params.yaml")
-    prose = by_kind(blocks, "prose")
+    prose = [b for b in by_kind(blocks, "section") if not b["items"]]
     assert [(b["text"], b["source"]) for b in prose] == [
         ("Short intro.", "raw/manual.md#h=Acme Manual"),  # under the H1 alone, the location is the H1
         ("Follow these steps:", "raw/manual.md#h=Boilers/Procedure — Annual service"),
@@ -205,14 +207,14 @@ def test_a_section_without_prose_gives_no_prose_block_even_with_min_chars_0(tmp_
     files = {"steps.md": "## Procedure — Bleeding\n\n1. Open the vent.\n2. Close it.\n"}
     result, blocks, _ = extract(tmp_path, monkeypatch, files, "--params", "params.yaml")
     assert result.exit_code == 0, result.output
-    assert [b["kind"] for b in blocks] == ["procedure"]
+    assert [b["kind"] for b in blocks] == ["list"]
 
 
 def test_html_gives_the_same_blocks_as_markdown(tmp_path, monkeypatch):
     _, blocks, _ = extract(tmp_path, monkeypatch, {"manual.md": MANUAL_MD, "manual.html": MANUAL_HTML})
 
     def shape(suffix):
-        return [(b["kind"], b["title"], b["source"].split("#")[1], b["text"], b.get("rows"), b.get("items"))
+        return [{k: v for k, v in b.items() if k not in ("id", "source")} | {"at": b["source"].split("#")[1]}
                 for b in blocks if b["source"].startswith(f"raw/manual.{suffix}#")]  # fmt: skip
 
     assert shape("html") == shape("md")
@@ -224,15 +226,16 @@ def test_pdf_pages_become_blocks_by_their_heading_line(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     kinds = [(b["source"], b["kind"]) for b in blocks]
     assert kinds == [
-        ("raw/manual.pdf#page=1", "spec_table"),
-        ("raw/manual.pdf#page=2", "prose"),
-        ("raw/manual.pdf#page=2", "procedure"),
-        ("raw/manual.pdf#page=3", "troubleshooting"),
-        ("raw/manual.pdf#page=4", "wiring"),
-        ("raw/manual.pdf#page=5", "prose"),
+        ("raw/manual.pdf#page=1", "table"),
+        ("raw/manual.pdf#page=2", "section"),
+        ("raw/manual.pdf#page=2", "list"),
+        ("raw/manual.pdf#page=3", "table"),
+        ("raw/manual.pdf#page=4", "section"),
+        ("raw/manual.pdf#page=5", "section"),
     ]
     spec, intro, proc, trouble, wiring, prose = blocks
     assert spec["title"] == "Aquis / Specifications / AQ-200"
+    assert spec["headings"] == ["Aquis", "Specifications", "AQ-200"]
     assert intro["text"] == "Inspect the anode every two years; in soft water every year."
     assert spec["rows"] == [
         {"Parameter": "Rated volume", "Value": "200", "Unit": "L"},
@@ -300,8 +303,8 @@ def test_a_scanned_page_is_read_by_ocr_and_cut_like_a_pdf_page(tmp_path, monkeyp
     result, blocks, _ = extract(tmp_path, monkeypatch, {"manual_scan.png": scan})
     assert result.exit_code == 0, result.output
     assert [(b["source"], b["kind"], b["title"]) for b in blocks] == [
-        ("raw/manual_scan.png#page=1", "spec_table", "Aquis / Specifications / AQ-400"),
-        ("raw/manual_scan.png#page=1", "prose", "Aquis / Specifications / AQ-400"),
+        ("raw/manual_scan.png#page=1", "table", "Aquis / Specifications / AQ-400"),
+        ("raw/manual_scan.png#page=1", "section", "Aquis / Specifications / AQ-400"),
     ]
     spec, note = blocks
     assert len(spec["rows"]) == 10
@@ -326,7 +329,7 @@ def test_ocr_text_follows_the_pdf_line_rules(tmp_path, monkeypatch):
         draw.text((150, 100 + 52 * i), line, font=font, fill=20)
     img.save(tmp_path / "page.jpg", dpi=(200, 200))
     _, blocks, _ = extract(tmp_path, monkeypatch, {"scan.jpg": (tmp_path / "page.jpg").read_bytes()})
-    assert [b["kind"] for b in blocks] == ["prose", "procedure"]
+    assert [b["kind"] for b in blocks] == ["section", "list"]
     assert blocks[1]["items"] == [
         "Check that the outdoor unit stands level on its brackets.",
         "Fill the heating circuit to 1.5 bar and bleed all radiators and the hydraulic module.",
@@ -349,12 +352,13 @@ def test_on_error_must_be_fail_or_skip(tmp_path, monkeypatch):
     assert str(result.exception) == "params.yaml: extract.on_error: input should be 'fail' or 'skip' (got 'ignore')"
 
 
-def test_csv_gives_one_catalog_row_block_per_data_row(tmp_path, monkeypatch):
+def test_csv_gives_one_row_block_per_data_row_whatever_its_columns(tmp_path, monkeypatch):
     _, blocks, _ = extract(tmp_path, monkeypatch, {"catalog.csv": CATALOG_CSV})
-    assert [(b["kind"], b["source"], b["title"]) for b in blocks] == [
-        ("catalog_row", "raw/catalog.csv#row=1", "Brenntal Calora CA-24C combi boiler"),
-        ("catalog_row", "raw/catalog.csv#row=2", "Brenntal Solvia SV-08A heat pump, monobloc"),
+    assert [(b["kind"], b["source"], b["title"], b["headings"]) for b in blocks] == [
+        ("row", "raw/catalog.csv#row=1", "catalog", ["catalog"]),
+        ("row", "raw/catalog.csv#row=2", "catalog", ["catalog"]),
     ]
+    assert blocks[0]["columns"] == ["model_code", "family", "name", "rating", "unit", "informal_names"]
     assert blocks[0]["rows"] == [
         {"model_code": "CA-24C", "family": "Calora", "name": "Brenntal Calora CA-24C combi boiler", "rating": "24",
          "unit": "kW", "informal_names": "calora 24 combi"}
@@ -412,15 +416,15 @@ def test_bad_jsonl_line_is_an_error_naming_the_file_and_line(tmp_path, monkeypat
     assert str(result.exception).startswith(message)
 
 
-def test_txt_paragraphs_become_prose(tmp_path, monkeypatch):
+def test_txt_paragraphs_become_sections(tmp_path, monkeypatch):
     text = (
         "First paragraph, long enough to be kept as a block.\nSecond line.\n\nToo short.\n\n\n"
         "Third paragraph, after two blank lines, is long enough as well."
     )
     _, blocks, _ = extract(tmp_path, monkeypatch, {"notes/site.txt": text})
     assert [(b["source"], b["kind"]) for b in blocks] == [
-        ("raw/notes/site.txt#para=1", "prose"),
-        ("raw/notes/site.txt#para=3", "prose"),
+        ("raw/notes/site.txt#para=1", "section"),
+        ("raw/notes/site.txt#para=3", "section"),
     ]
     assert blocks[0]["text"] == "First paragraph, long enough to be kept as a block.\nSecond line."
 
@@ -481,13 +485,14 @@ def test_metrics_count_files_per_format_and_blocks_per_kind(tmp_path, monkeypatc
     _, blocks, metrics = extract(tmp_path, monkeypatch, files)
     assert metrics["files"] == {"csv": 1, "html": 1, "image": 0, "jsonl": 1, "md": 1, "pdf": 0, "txt": 0}
     assert metrics["rejected"] == {"files": 0, "records": 0}
-    assert metrics["blocks"]["catalog_row"] == 2 and metrics["blocks"]["qa"] == 4 and metrics["blocks"]["wiring"] == 2
+    assert metrics["blocks"] == {"code": 0, "definitions": 0, "list": 2, "qa": 4, "row": 2, "section": 2, "table": 4}
     assert metrics["total_blocks"] == len(blocks) == sum(metrics["blocks"].values())
     assert list(metrics) == sorted(metrics) and list(metrics["blocks"]) == sorted(metrics["blocks"])
 
 
-REQUIRED = {"spec_table": "rows", "troubleshooting": "rows", "catalog_row": "rows", "procedure": "items",
-            "wiring": "items", "qa": "messages", "prose": None}  # fmt: skip
+# The fields each kind must fill (non-empty) besides id, source, kind, title, headings and text.
+REQUIRED = {"table": ("columns", "rows"), "row": ("columns", "rows"), "list": ("items",), "qa": ("messages",),
+            "definitions": ("items",), "code": ("code",), "section": ()}  # fmt: skip
 
 
 @pytest.mark.skipif(not (REPO / "data" / "raw").is_dir(), reason="the sample corpus is not there yet")
@@ -501,6 +506,9 @@ def test_the_sample_corpus_gives_blocks_from_every_file_with_every_field(monkeyp
         assert b["kind"] in BLOCK_KINDS
         for field in ("id", "source", "kind", "title", "text"):
             assert isinstance(b[field], str) and b[field].strip(), (field, b)
-        if extra := REQUIRED[b["kind"]]:
+        assert isinstance(b["headings"], list) and b["headings"], b
+        if b["kind"] != "qa":  # a conversation's title is its first question
+            assert b["title"] == " / ".join(b["headings"]), b
+        for extra in REQUIRED[b["kind"]]:
             assert b[extra], (extra, b)
         assert "#" in b["source"] and b["source"].startswith("data/raw/")

@@ -1,5 +1,5 @@
-"""Invariants checked on generated inputs (hypothesis): extract loses no text, balance keeps its ratio and its seed,
-the split never leaks a source into both sides.
+"""Invariants checked on generated inputs (hypothesis): extract loses no text and cuts long sections cleanly, balance
+keeps its ratio and its seed, the split never leaks a source into both sides.
 
 Example counts are kept small (the file runs in well under 20 s on 2 cores); hypothesis shrinks any failure to a
 minimal document or example list and prints it, so a failure here reads like a hand-written test case.
@@ -15,9 +15,9 @@ from pathlib import Path
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from finetune.generation.splits import balance, run, split, targets
 from finetune.documents.readers import file_blocks, markdown_blocks
 from finetune.documents.sections import one_line
+from finetune.generation.splits import balance, run, split, targets
 from finetune.params import Balance, Split
 
 # deadline=None: the first example pays for importing markdown-it, which would trip the default 200 ms deadline.
@@ -123,6 +123,42 @@ def test_extract_keeps_every_cell_of_a_csv_in_its_own_row_s_block(table):
         assert b["rows"] == [{h: one_line(c) for h, c in zip(header, cells, strict=True)}]
         for c in cells:
             assert one_line(c) in b["text"], (c, b["text"])
+
+
+# A section cut by extract.max_chars: sentences, bullets and fenced code (which may hold blank lines) in one section.
+sentence = st.lists(word, min_size=1, max_size=12).map(lambda ws: " ".join(ws).capitalize() + ".")
+prose_para = st.tuples(st.just("para"), st.lists(sentence, min_size=1, max_size=6).map(" ".join))
+code_fence = st.tuples(st.just("code"), st.lists(st.lists(word, max_size=4).map(" ".join), min_size=1, max_size=8))
+section_body = st.lists(st.one_of(prose_para, bullets, code_fence), min_size=1, max_size=8)
+
+
+def section_markdown(elements: list[tuple]) -> str:
+    parts = ["## part"]
+    for kind, content in elements:
+        if kind == "para":
+            parts.append(content)
+        elif kind == "ul":
+            parts.append("\n".join(f"- {item}" for item in content))
+        else:  # inside a list item, so the code stays part of the section's text (a top-level fence is a code block)
+            parts.append("- run this:\n\n  ```\n" + "\n".join(f"  {line}" for line in content) + "\n  ```")
+    return "\n\n".join(parts) + "\n"
+
+
+@SETTINGS
+@given(section_body, st.integers(20, 300))
+def test_a_long_section_is_cut_into_parts_within_budget_losing_and_reordering_nothing(elements, max_chars):
+    md = section_markdown(elements)
+    [whole] = [b for b in markdown_blocks(md, "doc.md", min_chars=0) if b["kind"] == "section"]
+    parts = [b for b in markdown_blocks(md, "doc.md", min_chars=0, max_chars=max_chars) if b["kind"] == "section"]
+    assert " ".join(p["text"] for p in parts).split() == whole["text"].split()
+    assert [i for p in parts for i in p["items"]] == whole["items"]
+    for p in parts:
+        fences = p["text"].count("```")
+        assert fences % 2 == 0, p["text"]  # a fence is never cut in two
+        assert len(p["text"]) <= max_chars or fences, (max_chars, p["text"])
+        assert p["headings"] == whole["headings"] and p["title"] == whole["title"]
+    if len(parts) > 1:
+        assert [p["source"] for p in parts] == [f"{whole['source']}#part={n}" for n in range(1, len(parts) + 1)]
 
 
 # --- balance and split ------------------------------------------------------------------------------------------

@@ -37,11 +37,18 @@ def reject_entry(error: InputError, what: str) -> dict:
     return entry | {"rule": error.message, "skipped": what}
 
 
-def run(input_dir, min_chars: int = DEFAULT_MIN_CHARS, progress: bool = False, on_error: str = "fail", rejects=None):
+def run(
+    input_dir,
+    min_chars: int = DEFAULT_MIN_CHARS,
+    progress: bool = False,
+    on_error: str = "fail",
+    rejects=None,
+    max_chars: int = 0,
+):
     """(blocks, counts): every block of every file under input_dir in sorted file order, and the metrics.
 
     on_error="fail" raises the first InputError; "skip" leaves the bad file or record out, appends its reject_entry
-    to the `rejects` list (if given) and goes on."""
+    to the `rejects` list (if given) and goes on. max_chars > 0 cuts longer sections into parts."""
     from tqdm import tqdm
 
     rejects = [] if rejects is None else rejects
@@ -55,7 +62,7 @@ def run(input_dir, min_chars: int = DEFAULT_MIN_CHARS, progress: bool = False, o
     blocks, seen, formats = [], set(), Counter()
     for path in tqdm(input_files(Path(input_dir)), desc="[extract] files", file=sys.stderr, disable=not progress):
         try:
-            fmt, found = file_blocks(path, min_chars, skip)
+            fmt, found = file_blocks(path, min_chars, skip, max_chars)
         except InputError as e:
             skip(e, "file")
             continue
@@ -71,6 +78,11 @@ def run(input_dir, min_chars: int = DEFAULT_MIN_CHARS, progress: bool = False, o
         "blocks": {k: kinds[k] for k in sorted(BLOCK_KINDS)},
         "files": {f: formats[f] for f in sorted(set(FORMATS.values()))},
         "rejected": {"files": skipped["file"], "records": skipped["record"]},
+        # Sections cut into parts by extract.max_chars: how many, and how many parts they gave.
+        "split": {
+            "sections": len({b["source"].rsplit("#part=", 1)[0] for b in blocks if "#part=" in b["source"]}),
+            "parts": sum("#part=" in b["source"] for b in blocks),
+        },
         "total_blocks": len(blocks),
     }
     return blocks, counts

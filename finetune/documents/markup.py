@@ -1,7 +1,9 @@
 """HTML (and Markdown rendered to HTML) as a flat list of structural events, for the extract stage.
 
 A forgiving reader on the standard library's html.parser: real-world HTML leaves tags open, so the tree closes
-them the way browsers do (a new <li> closes the previous one, a new row closes the open cell…).
+them the way browsers do (a new <li> closes the previous one, a new row closes the open cell…). Inline markup is
+rendered the way the block contract asks (finetune/schema.py): code in backticks, links as their text, <br> a line
+break; a <pre> keeps its text verbatim.
 """
 
 from __future__ import annotations
@@ -12,18 +14,27 @@ from html.parser import HTMLParser
 _VOID = {"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base", "source"}
 _SKIP = {"head", "title", "script", "style", "template", "noscript", "svg"}
 _BLOCK = {"p", "div", "section", "article", "main", "header", "footer", "nav", "aside", "blockquote", "figure",
-          "figcaption", "dl", "dt", "dd", "body", "html", "form", "address", "li", "pre"}  # fmt: skip
+          "figcaption", "dl", "dt", "dd", "body", "html", "form", "address", "li", "pre", "details", "summary"}  # fmt: skip
 # An opened tag closes an unclosed one of these (<li>a<li>b), looking up the open tags until a _SCOPE tag.
-_CLOSES = {"li": {"li"}, "td": {"td", "th"}, "th": {"td", "th"}, "tr": {"tr", "td", "th"}, "p": {"p"}}
-_SCOPE = {"ul", "ol", "table", "tr", "td", "th", "li", "div", "blockquote", "body"}
+_CLOSES = {"li": {"li"}, "td": {"td", "th"}, "th": {"td", "th"}, "tr": {"tr", "td", "th"}, "p": {"p"},
+           "dt": {"dt", "dd"}, "dd": {"dt", "dd"}}  # fmt: skip
+_SCOPE = {"ul", "ol", "table", "tr", "td", "th", "li", "div", "blockquote", "body", "dl", "details"}
+_TERM_TAGS = {"code", "strong", "b", "em", "i", "kbd", "var", "dfn"}
+# Heading anchors (`## Add {#add-symlink}`, `{.class #id}`) and permalink marks are markup, not words of the title.
+_ANCHOR = re.compile(r"\s*(\{[#.][^{}]*\}|[¶§#])\s*$")
+# An option as a reference writes it: `-f`, `--force`, `--out=DIR`, `--out <dir>`, `-f, --force`, `--[no-]color`.
+_FLAG = r"--?[A-Za-z?][\w\[\]-]*(?:[ =](?:<[^>]+>|\[[^\]]+\]|[A-Z][A-Z0-9_]+))?"
+FLAGS = re.compile(rf"{_FLAG}(?:\s*[,/|]\s*{_FLAG})*")
+# What joins a term to its definition: `term: text`, `term — text`, `term - text`.
+_JOINER = re.compile(r"^\s*(?::|[—–]|\s-\s)\s*")
 
 
 class _Tree(HTMLParser):
-    """A forgiving HTML parser building a (tag, children) tree; text stays str."""
+    """A forgiving HTML parser building a (tag, attrs, children) tree; text stays str."""
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
-        self.root = ("", [])
+        self.root = ("", {}, [])
         self.stack = [self.root]
 
     def handle_starttag(self, tag, attrs):
@@ -35,8 +46,8 @@ class _Tree(HTMLParser):
             elif self.stack[i][0] in _SCOPE:
                 break
         del self.stack[cut or len(self.stack) :]
-        node = (tag, [])
-        self.stack[-1][1].append(node)
+        node = (tag, dict(attrs), [])
+        self.stack[-1][2].append(node)
         if tag not in _VOID:
             self.stack.append(node)
 
@@ -47,57 +58,178 @@ class _Tree(HTMLParser):
                 break
 
     def handle_data(self, data):
-        self.stack[-1][1].append(data)
+        self.stack[-1][2].append(data)
 
 
-def _text(node, pre: bool = False) -> str:
+def _raw(node) -> str:
+    """The text of a node exactly as written (for <pre> and inline code)."""
     if isinstance(node, str):
-        return node if pre else re.sub(r"\s+", " ", node)  # source line breaks are only wrapping, <br> is one
-    tag, children = node
-    inner = "" if tag in _SKIP else "\n" if tag == "br" else "".join(_text(c, pre or tag == "pre") for c in children)
-    return f" {inner} " if tag in _BLOCK | {"ul", "ol"} else inner
+        return node
+    return "\n" if node[0] == "br" else "".join(_raw(c) for c in node[2])
+
+
+def _inline(node) -> str:
+    """A node as one run of text: white space collapsed (source line breaks are only wrapping), code in backticks."""
+    if isinstance(node, str):
+        return re.sub(r"\s+", " ", node)
+    tag, _, children = node
+    if tag in _SKIP:
+        return ""
+    if tag == "br":
+        return "\n"
+    if tag == "code":
+        return f"`{' '.join(_raw(node).split())}`"
+    if tag == "pre":
+        return f" {fence(node)} "
+    inner = "".join(_inline(c) for c in children)
+    return f" {inner} " if tag in _BLOCK | {"ul", "ol", "table", "tr", "td", "th"} else inner
+
+
+def tidy(text: str) -> str:
+    """Spaces collapsed inside each line, lines trimmed, blank lines gone."""
+    return "\n".join(line for line in (" ".join(ln.split()) for ln in text.strip().splitlines()) if line)
+
+
+def code_of(pre) -> tuple[str, str]:
+    """(code, language) of a <pre>: the text verbatim, the language from a `language-x` class."""
+    inner = next((c for c in pre[2] if isinstance(c, tuple) and c[0] == "code"), pre)
+    classes = f"{inner[1].get('class') or ''} {pre[1].get('class') or ''}".split()
+    lang = next((c.split("-", 1)[1] for c in classes if c.startswith(("language-", "lang-"))), "")
+    return _raw(inner).strip("\n").rstrip(), lang
+
+
+def fence(pre) -> str:
+    code, lang = code_of(pre)
+    return f"\n```{lang}\n{code}\n```\n"
+
+
+def render(node) -> str:
+    """A block node (a list item, a quote) as Markdown-ish text: paragraphs and nested lists on their own lines,
+    fenced code verbatim."""
+    parts, run = [], []
+
+    def flush():
+        if text := tidy("".join(run)):
+            parts.append(text)
+        run.clear()
+
+    for c in node[2]:
+        tag = c[0] if isinstance(c, tuple) else ""
+        if tag in ("ul", "ol"):
+            flush()
+            items = [render(li) for li in _find(c, {"li"})]
+            marks = [f"{n}. " if tag == "ol" else "- " for n in range(1, len(items) + 1)]
+            parts.append("\n".join(m + i.replace("\n", "\n" + " " * len(m)) for m, i in zip(marks, items)))
+        elif tag == "pre":
+            flush()
+            parts.append(fence(c).strip("\n"))
+        elif tag in _BLOCK:
+            flush()
+            if text := render(c):
+                parts.append(text)
+        else:
+            run.append(_inline(c))
+    flush()
+    return "\n".join(parts)
 
 
 def _find(node, tags: set):
     """Descendants with one of `tags`, not looking inside them or inside nested tables."""
-    for c in node[1]:
+    for c in node[2]:
         if isinstance(c, tuple) and c[0] in tags:
             yield c
         elif isinstance(c, tuple) and c[0] != "table":
             yield from _find(c, tags)
 
 
+def term_of(node, plain: bool = False) -> tuple[str, str] | None:
+    """(term, definition) when a paragraph or list item reads as a glossary or option entry: a term in bold, italics
+    or code (`**Term**: text`, `` `--force` `` text), an option written plainly (`-f, --force  text`), or a Markdown
+    Extra definition (`term` then `: definition` on the next line); with `plain`, for paragraphs, also `Term: text`
+    and `Term — text` with a term of up to four words. A bullet `Terminal X5: 230 V` is a note of its section, not a
+    term, unless its author marked the term up."""
+    kids = [c for c in node[2] if not (isinstance(c, str) and not c.strip())]
+    if len(kids) == 1 and isinstance(kids[0], tuple) and kids[0][0] == "p":
+        return term_of(kids[0], plain)  # a loose list wraps its items in <p>
+    raw = _raw(node).strip()
+    if m := re.fullmatch(r"([^\n:]{1,80})\n:\s+(.+)", raw, re.DOTALL):
+        return " ".join(m[1].split()), " ".join(m[2].split())
+    lead = 0  # how many children form the term: marked-up runs joined by ", " or " / "
+    while lead < len(kids):
+        c = kids[lead]
+        marked = isinstance(c, tuple) and c[0] in _TERM_TAGS
+        joiner = lead and isinstance(c, str) and re.fullmatch(r"\s*[,/|]\s*", c) and lead + 1 < len(kids)
+        if not (marked or joiner):
+            break
+        lead += 1
+    if lead:
+        term = "".join(_raw(c) if isinstance(c, tuple) else c for c in kids[:lead])
+        rest = "".join(_inline(c) for c in kids[lead:])
+        term, joined = (term[:-1], True) if term.rstrip().endswith(":") else (term, False)
+        if not joined and (m := _JOINER.match(rest)) and m.group().strip():
+            rest, joined = rest[m.end() :], True
+        term, rest = " ".join(term.split()).rstrip(":"), tidy(rest)
+        if term and rest and (joined or FLAGS.fullmatch(term)):
+            return term, rest
+        return None
+    text = " ".join(raw.split())
+    if (m := FLAGS.match(text)) and (m2 := re.match(r"(?:\s*(?::|[—–])\s*|\s+)(\S.*)", text[m.end() :])):
+        return m.group(), m2[1]
+    if plain and (m := re.fullmatch(r"([^\s:.!?—–][^:.!?—–]{0,40}?)\s*(?::|\s[—–])\s+(\S.*)", text)):
+        return (m[1], m[2]) if len(m[1].split()) <= 4 else None
+    return None
+
+
 def html_events(node, events: list | None = None) -> list[tuple]:
-    """("h", level, text), ("table", header, rows), ("ol"|"ul", items) and ("para", text) in document order."""
+    """Events in document order: ("h", level, text), ("para", text, term), ("ul"|"ol", items, terms),
+    ("table", header, rows), ("code", code, language), ("dl", [(term, definition)]), ("details", summary) and
+    ("/details",) around the content of a <details>. `term` is term_of's answer for that paragraph or item."""
     events = [] if events is None else events
     para: list[str] = []
-    for c in [*node[1], None]:  # None: the end, flushing the last paragraph
+    for c in [*node[2], None]:  # None: the end, flushing the last paragraph
         tag = c[0] if isinstance(c, tuple) else ""
         if tag in _SKIP:
             continue
         heading = re.fullmatch(r"h([1-6])", tag)
         if c is not None and not (heading or tag in _BLOCK or tag in ("table", "ol", "ul")):
-            para.append(_text(c))  # text and inline tags join the running paragraph
+            para.append(_inline(c))  # text and inline tags join the running paragraph
             continue
-        if "".join(para).strip():
-            events.append(("para", "".join(para)))
+        if text := tidy("".join(para)):
+            events.append(("para", text, None))
         para = []
         if c is None:
             break
         if heading:
-            events.append(("h", int(heading[1]), _text(c)))
+            events.append(("h", int(heading[1]), _ANCHOR.sub("", " ".join(_inline(c).split()))))
         elif tag == "table":
             rows = [cells for tr in _find(c, {"tr"}) if (cells := list(_find(tr, {"td", "th"})))]
             # The header is the first row if it is all <th>, or the first row of a table without any <th>.
             th = [all(cell[0] == "th" for cell in row) for row in rows]
             head = rows.pop(0) if rows and (th[0] or not any(th)) else []
-            events.append(("table", [_text(x) for x in head], [[_text(x) for x in row] for row in rows]))
+            events.append(("table", [tidy(_inline(x)) for x in head], [[tidy(_inline(x)) for x in r] for r in rows]))
         elif tag in ("ol", "ul"):
-            events.append((tag, [_text(li) for li in _find(c, {"li"})]))
+            items = list(_find(c, {"li"}))
+            events.append((tag, [render(li) for li in items], [term_of(li) for li in items]))
         elif tag == "pre":
-            events.append(("para", _text(c, pre=True)))
+            events.append(("code", *code_of(c)))
+        elif tag == "dl":
+            pairs, term = [], None
+            for d in _find(c, {"dt", "dd"}):
+                if d[0] == "dt":
+                    term = tidy(_inline(d))
+                elif term and (definition := render(d)):
+                    pairs.append((term, definition))
+            events.append(("dl", pairs))
+        elif tag == "details":
+            summary = next((s for s in c[2] if isinstance(s, tuple) and s[0] == "summary"), None)
+            events.append(("details", tidy(_inline(summary)) if summary else "Details"))
+            html_events((tag, {}, [s for s in c[2] if s is not summary]), events)
+            events.append(("/details",))
+        elif tag == "p":
+            if text := render(c):
+                events.append(("para", text, term_of(c, plain=True)))
         else:
-            html_events(c, events)  # a block of its own, e.g. <p> or <div>
+            html_events(c, events)  # a block of its own, e.g. <div> or <blockquote>
     return events
 
 

@@ -16,38 +16,54 @@ import subprocess
 import time
 from pathlib import Path
 
-from finetune.documents.sections import block, clean, heading_blocks, one_line, section_blocks
-from finetune.documents.pages import page_section
+from finetune.documents.pages import page_section, pdf_lines
+from finetune.documents.sections import block, clean, heading_blocks, one_line, section_block, section_blocks
 from finetune.documents.textfiles import check_text_file, conversation, raw_lines, read_text, too_long
 from finetune.io import InputError, log
 
 FORMATS = {f".{x}": x for x in ("md", "html", "pdf", "csv", "jsonl", "txt")} | {".htm": "html", ".markdown": "md"}
 FORMATS |= {".png": "image", ".jpg": "image", ".jpeg": "image"}  # scanned pages, read by OCR
 DEFAULT_MIN_CHARS = 40  # shorter prose is a lead-in like "Follow these steps:", nothing to train on
-# A CSV with either of the first two columns is a product catalog: TERMINOLOGY (finetune/generation/tasks.py) asks about each
-# informal name and answers `name (model_code, rating unit)`, so a catalog needs all five columns.
-CATALOG_COLUMNS = ("model_code", "informal_names", "name", "rating", "unit")
-CATALOG_CELLS = ("model_code", "name", "rating", "unit")  # informal_names may be empty: no questions, still a product
+# Front matter (YAML `---` or TOML `+++`) is metadata for a site generator, not text of the document.
+FRONT_MATTER = re.compile(r"\A\ufeff?(---|\+\+\+)[ \t]*\n.*?\n\1[ \t]*(\n|\Z)", re.DOTALL)
 
 
-def html_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS) -> list[dict]:
+def html_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0) -> list[dict]:
     from finetune.documents.markup import parse_html
 
-    return heading_blocks(rel, parse_html(text), min_chars)
+    return heading_blocks(rel, parse_html(text), min_chars, max_chars)
 
 
-def markdown_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS) -> list[dict]:
+def markdown_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0) -> list[dict]:
     from markdown_it import MarkdownIt
 
-    return html_blocks(MarkdownIt("commonmark").enable("table").render(text), rel, min_chars)
+    html = MarkdownIt("commonmark").enable("table").render(FRONT_MATTER.sub("", text))
+    return html_blocks(html, rel, min_chars, max_chars)
 
 
-def page_blocks(source: str, lines: list[str], min_chars: int) -> list[dict]:
-    title, word, elements = page_section(lines)
-    return section_blocks(source, title, word, elements, min_chars)
+def page_blocks(source: str, lines: list[str], min_chars: int, max_chars: int = 0) -> list[dict]:
+    headings, elements = page_section(lines, Path(source.split("#")[0]).stem)
+    return section_blocks(source, " / ".join(headings), headings, elements, min_chars, max_chars)
 
 
-def pdf_blocks(path: Path, rel: str, min_chars: int, reject) -> list[dict]:
+def page_lines(page) -> list:
+    """A PDF page's text lines; where its layout holds a table (pages.pdf_lines), the lines read from the placed
+    pieces of text instead, with the table as one item."""
+    pieces: list[tuple[float, float, str]] = []
+
+    def place(text, cm, tm, font, size):
+        if text.strip():  # the text matrix times the current transformation: where the piece starts on the page
+            x, y = tm[4] * cm[0] + tm[5] * cm[2] + cm[4], tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
+            pieces.extend((x, y, t) for t in text.splitlines() if t.strip())
+
+    text = page.extract_text(visitor_text=place) or ""
+    laid_out = pdf_lines(pieces)
+    if any(isinstance(line, tuple) for line in laid_out):
+        return laid_out
+    return [one_line(line) for line in text.splitlines() if line.strip()]
+
+
+def pdf_blocks(path: Path, rel: str, min_chars: int, reject, max_chars: int = 0) -> list[dict]:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -65,18 +81,18 @@ def pdf_blocks(path: Path, rel: str, min_chars: int, reject) -> list[dict]:
     out = []
     for n, page in enumerate(pages, 1):
         try:
-            lines = [one_line(line) for line in (page.extract_text() or "").splitlines() if line.strip()]
+            lines = page_lines(page)
         except broken as e:
             reject(InputError(rel, f"cannot read the text layer ({type(e).__name__}: {e})", where=f"page {n}"))
             continue
         if not lines:
             reject(InputError(rel, "no text layer (a scanned page?); run OCR on the PDF first", where=f"page {n}"))
             continue
-        out += page_blocks(f"{rel}#page={n}", lines, min_chars)
+        out += page_blocks(f"{rel}#page={n}", lines, min_chars, max_chars)
     return out
 
 
-def image_blocks(path: Path, rel: str, min_chars: int) -> list[dict]:
+def image_blocks(path: Path, rel: str, min_chars: int, max_chars: int = 0) -> list[dict]:
     """A scanned page: Tesseract's text, cut like a PDF page (source `#page=1`, so both read the same downstream)."""
     exe = shutil.which("tesseract")
     if exe is None:
@@ -94,42 +110,29 @@ def image_blocks(path: Path, rel: str, min_chars: int) -> list[dict]:
     log("extract", f"OCR {rel}: {len(lines)} lines in {time.perf_counter() - t0:.2f} s")
     if not lines:
         raise InputError(rel, "OCR found no text (a blank page, or a scan below ~200 dpi?)", where="page 1")
-    return page_blocks(f"{rel}#page=1", lines, min_chars)
+    return page_blocks(f"{rel}#page=1", lines, min_chars, max_chars)
 
 
 def csv_blocks(text: str, rel: str, reject) -> list[dict]:
-    """A product catalog (see CATALOG_COLUMNS) gives catalog_row blocks; any other CSV is a table like one in a
-    document, a spec_table (or troubleshooting, with a Symptom column) block per row."""
+    """One `row` block per data row: what a row is for (a product, a fault, a spec) is the task file's business."""
     reader = csv.reader(io.StringIO(text, newline=""))
-    out, n = [], 0
+    out, n, stem = [], 0, Path(rel).stem
     try:
         header = [one_line(h) for h in next(reader)]
         if not all(header) or len(set(header)) != len(header):
             raise InputError(rel, f"the header needs distinct, non-empty column names, got {header}", 1)
-        catalog = bool(set(CATALOG_COLUMNS[:2]) & set(header))
-        if catalog and (missing := [c for c in CATALOG_COLUMNS if c not in header]):
-            raise InputError(
-                rel, f"a catalog CSV needs the columns {', '.join(CATALOG_COLUMNS)}; missing {', '.join(missing)}", 1
-            )
-        kind = "catalog_row" if catalog else "troubleshooting" if "symptom" in map(str.lower, header) else "spec_table"
-        title_col = next((h for h in header if h.lower() == "name"), header[0])
         for row in reader:
             if not any(c.strip() for c in row):
                 continue
             n += 1  # data rows are numbered whether kept or not, so a skipped row never renumbers the rest
-            where = f"row {n}"
             if len(row) != len(header):
-                reject(InputError(rel, f"has {len(row)} fields, the header has {len(header)}", reader.line_num, where))
+                why = f"has {len(row)} fields, the header has {len(header)}"
+                reject(InputError(rel, why, reader.line_num, f"row {n}"))
                 continue
             record = {h: one_line(c) for h, c in zip(header, row, strict=True)}
-            if catalog and (empty := [c for c in CATALOG_CELLS if not record[c]]):
-                why = f"empty {', '.join(empty)}: every catalog row needs {', '.join(CATALOG_CELLS)}"
-                reject(InputError(rel, why, reader.line_num, where))
-                continue
             text_ = "\n".join(f"{h}: {v}" for h, v in record.items() if v)
             # A table's rows share one subject, the file (`aq400.csv`: "the rated volume of the aq400").
-            title = (record[title_col] or record[header[0]]) if catalog else Path(rel).stem
-            out.append(block(f"{rel}#row={n}", kind, title, text_, rows=[record]))
+            out.append(block(f"{rel}#row={n}", "row", stem, text_, [stem], columns=header, rows=[record]))
     except csv.Error as e:
         raise InputError(rel, f"malformed CSV: {e}", reader.line_num) from None
     except StopIteration:
@@ -161,33 +164,36 @@ def jsonl_blocks(path: Path, rel: str, reject) -> list[dict]:
     return out
 
 
-def txt_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS) -> list[dict]:
+def txt_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0) -> list[dict]:
+    """Each paragraph of a plain text file is a section of its own (a text file has no headings to group them)."""
     paragraphs = [clean(p) for p in re.split(r"\n\s*\n", text)]
-    title = Path(rel).stem
-    return [block(f"{rel}#para={n}", "prose", title, p) for n, p in enumerate(paragraphs, 1) if len(p) >= min_chars]
+    stem = Path(rel).stem
+    return [b for n, p in enumerate(paragraphs, 1) if len(p) >= min_chars
+            for b in section_block(f"{rel}#para={n}", stem, [stem], p, [], max_chars)]  # fmt: skip
 
 
 def fail(error: InputError) -> None:
     raise error
 
 
-def file_blocks(path: Path, min_chars: int = DEFAULT_MIN_CHARS, reject=fail) -> tuple[str, list[dict]]:
+def file_blocks(path: Path, min_chars: int = DEFAULT_MIN_CHARS, reject=fail, max_chars: int = 0) -> tuple[str, list]:
     """(format, blocks) of one file. A bad file raises InputError; a bad record (line, row, page) goes to `reject`,
-    which raises it too unless the caller skips bad records. Sources are relative to the working directory."""
+    which raises it too unless the caller skips bad records. Sources are relative to the working directory.
+    max_chars > 0 cuts a longer section into parts (0: never)."""
     rel = Path(os.path.relpath(path)).as_posix()
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         supported = " ".join(sorted(FORMATS))
         raise InputError(rel, f"unsupported file type {path.suffix or '(none)'!r} (supported: {supported})")
     if fmt == "pdf":
-        return fmt, pdf_blocks(path, rel, min_chars, reject)
+        return fmt, pdf_blocks(path, rel, min_chars, reject, max_chars)
     if fmt == "image":
-        return fmt, image_blocks(path, rel, min_chars)
+        return fmt, image_blocks(path, rel, min_chars, max_chars)
     if fmt == "jsonl":
         return fmt, jsonl_blocks(path, rel, reject)
     text = read_text(path, rel)
     if fmt == "csv":
         return fmt, csv_blocks(text, rel, reject)
     if fmt == "txt":
-        return fmt, txt_blocks(text, rel, min_chars)
-    return fmt, (markdown_blocks if fmt == "md" else html_blocks)(text, rel, min_chars)
+        return fmt, txt_blocks(text, rel, min_chars, max_chars)
+    return fmt, (markdown_blocks if fmt == "md" else html_blocks)(text, rel, min_chars, max_chars)

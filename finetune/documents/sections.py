@@ -1,14 +1,18 @@
 """One section of a document (a heading's content, or a page) as blocks: the shared core of every document reader.
 
-A section is a list of elements: ("para", text), ("table", header, rows), ("ol", items) or ("ul", items). Markdown
-and HTML (stages' extract through documents.readers), PDF pages and scanned pages all end up here, so a table or a
-numbered list becomes the same kind of block whatever file it came from. The Block contract is in finetune.schema.
+A section is a list of elements (finetune.documents.markup.html_events, documents.pages.page_elements):
+("para", text, term), ("ul"|"ol", items, terms), ("table", header, rows), ("code", code, language),
+("dl", pairs). Markdown, HTML, PDF pages and scanned pages all end up here, so a table or a numbered list becomes
+the same kind of block whatever file it came from. Kinds are structural; the block contract is in finetune.schema.
 """
 
 from __future__ import annotations
 
+import re
+from itertools import pairwise
 from pathlib import Path
 
+from finetune.documents.markup import FLAGS
 from finetune.io import content_id
 
 NO_UNIT = {"", "-", "–", "—"}  # a unit cell saying "dimensionless" (the COP rows); left out of the rendered text
@@ -23,9 +27,11 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def block(source: str, kind: str, title: str, text: str, **extra) -> dict:
+def block(source: str, kind: str, title: str, text: str, headings: list[str] | None = None, **extra) -> dict:
+    """A block record; `headings` defaults to the file's stem (a Q&A line, a text paragraph have no headings)."""
+    headings = headings if headings is not None else [Path(source.split("#")[0]).stem]
     record = {"id": content_id(source, kind, title, text), "source": source, "kind": kind, "title": title}
-    return record | {"text": text, **extra}
+    return record | {"headings": headings, "text": text, **extra}
 
 
 def table_rows(header: list[str], rows: list[list[str]]) -> list[dict]:
@@ -40,52 +46,161 @@ def table_rows(header: list[str], rows: list[list[str]]) -> list[dict]:
 
 
 def render_row(row: dict) -> str:
+    # A page's spec lines come back as Parameter/Value/Unit rows (documents/pages.py): rendered as they were written.
     if [k.lower() for k in row][:2] == ["parameter", "value"] and len(row) <= 3:
         p, v, *unit = row.values()
         return f"{p}: {v} {''.join(u for u in unit if u not in NO_UNIT)}".rstrip()
     return "; ".join(f"{k}: {v}" for k, v in row.items() if v)
 
 
-def section_blocks(source: str, title: str, heading: str, elements: list[tuple], min_chars: int) -> list[dict]:
-    """Blocks of one section in document order; the first word of `heading` (the nearest one) can make it wiring."""
-    wiring = heading.lower().startswith("wiring")
-    out, prose, notes, prose_at = [], [], [], None
-    for kind, *content in elements:
+# Where a long section may be cut, best first: between paragraphs, between lines (list items), between sentences,
+# and as a last resort between words, so that no part is over budget unless one fenced code block alone is.
+_CUTS = [re.compile(r"\n[ \t]*\n\s*"), re.compile(r"\n\s*"), re.compile(r"(?<=[.!?])[\"')\]]*\s+"), re.compile(r"\s+")]
+_FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def cut_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
+    """(start, end) of each part of `text` when it is cut to parts of at most max_chars, never inside a fence."""
+    fences = [m.span() for m in _FENCE.finditer(text)]
+
+    def spans(lo: int, hi: int, level: int) -> list[tuple[int, int]]:
+        if hi - lo <= max_chars:
+            return [(lo, hi)]
+        for lvl in range(level, len(_CUTS)):
+            cuts = [
+                m
+                for m in _CUTS[lvl].finditer(text, lo, hi)
+                if lo < m.start() and m.end() < hi and not any(a < m.end() and m.start() < b for a, b in fences)
+            ]
+            if not cuts:
+                continue
+            pieces = [
+                (lo, cuts[0].start()),
+                *((a.end(), b.start()) for a, b in pairwise(cuts)),
+                (cuts[-1].end(), hi),
+            ]
+            packed = [pieces[0]]
+            for start, end in pieces[1:]:  # greedy: as many whole pieces per part as fit
+                if end - packed[-1][0] <= max_chars and packed[-1][1] - packed[-1][0] <= max_chars:
+                    packed[-1] = (packed[-1][0], end)
+                else:
+                    packed.append((start, end))
+            return [s for a, b in packed for s in spans(a, b, lvl + 1)]
+        return [(lo, hi)]  # one fenced code block: kept whole whatever its length
+
+    return spans(0, len(text), 0)
+
+
+def section_block(
+    source: str, title: str, headings: list[str], text: str, items: list[tuple[int, str]], max_chars: int
+) -> list[dict]:
+    """The `section` block(s) of one section: one, or `#part=N` parts when its text is over max_chars. `items` are
+    (offset in text, bullet item); each part keeps the items that start in it."""
+    spans = cut_spans(text, max_chars) if max_chars else [(0, len(text))]
+    if len(spans) == 1:
+        return [block(source, "section", title, text, headings, items=[i for _, i in items])]
+    return [
+        block(
+            f"{source}#part={n}",
+            "section",
+            title,
+            text[a:b].strip(),
+            headings,
+            items=[i for at, i in items if a <= at < b],
+        )
+        for n, (a, b) in enumerate(spans, 1)
+    ]
+
+
+def _definitions(pairs: list) -> bool:
+    """A list or a run of paragraphs is a glossary when every entry has a term: two or more, or options."""
+    return bool(pairs) and all(pairs) and (len(pairs) > 1 or bool(FLAGS.fullmatch(pairs[0][0])))
+
+
+def _mark(marker: str, item: str) -> str:
+    """A list item as Markdown: its later lines (a nested list, a code block) indented under the marker."""
+    return marker + item.replace("\n", "\n" + " " * len(marker))
+
+
+def section_blocks(
+    source: str, title: str, headings: list[str], elements: list[tuple], min_chars: int, max_chars: int = 0
+) -> list[dict]:
+    """Blocks of one section in document order; its prose (paragraphs, bullets) is one `section` block, placed where
+    its first paragraph was, and kept when it has bullet items or at least min_chars of text."""
+    out, prose, prose_at, prev = [], [], None, None
+    # Runs of glossary paragraphs (`**Term**: text`) are found first, so they are not also prose.
+    runs, run = set(), []
+    for i, el in enumerate([*elements, ("end", "", None)]):
+        if el[0] == "para" and len(el) > 2 and el[2]:
+            run.append(i)
+            continue
+        if _definitions([elements[j][2] for j in run]):
+            runs.update(run)
+        run = []
+    for i, (kind, *content) in enumerate(elements):
+        lead = prev[1] if prev and prev[0] == "para" else ""
+        prev = (kind, *content)
+        terms = content[1] if kind in ("ul", "ol") and len(content) > 1 else []
         if kind == "table" and (rows := table_rows(*content)):
-            kind = "troubleshooting" if any("symptom" in k.lower() for k in rows[0]) else "spec_table"
-            out.append(block(source, kind, title, "\n".join(map(render_row, rows)), rows=rows))
-        elif kind == "ol" and (items := [clean(i) for i in content[0] if i.strip()]):
-            text = "\n".join(f"{n}. {item}" for n, item in enumerate(items, 1))
-            out.append(block(source, "procedure", title, text, items=items))
-        elif kind in ("ul", "para"):
-            # Paragraphs and bullets of a section make one block, placed where its first paragraph was.
+            # The last row has every column: a row longer than the header adds "Column N" to it and the rows after.
+            text = "\n".join(map(render_row, rows))
+            out.append(block(source, "table", title, text, headings, columns=list(rows[-1]), rows=rows))
+        elif kind == "code" and content[0].strip():
+            code, lang = content
+            out.append(
+                block(source, "code", title, f"```{lang}\n{code}\n```", headings, code=code, language=lang, lead=lead)
+            )
+        elif (kind == "dl" and content[0]) or (kind == "ul" and _definitions(terms)) or i in runs:
+            pairs = content[0] if kind == "dl" else terms if kind == "ul" else [content[1]]
+            entries = [{"term": t, "definition": d} for t, d in pairs]
+            if out and out[-1]["kind"] == "definitions" and i - 1 in runs and i in runs:
+                entries = out.pop()["items"] + entries  # the next paragraph of the same run
+            text = "\n".join(f"{e['term']}: {e['definition']}" for e in entries)
+            out.append(block(source, "definitions", title, text, headings, items=entries))
+        elif kind == "ol" and (steps := [s.strip() for s in content[0] if s.strip()]):
+            text = "\n".join(_mark(f"{n}. ", s) for n, s in enumerate(steps, 1))
+            out.append(block(source, "list", title, text, headings, items=steps, lead=lead))
+        elif kind == "ul" and (bullets := [b.strip() for b in content[0] if b.strip()]):
             prose_at = len(out) if prose_at is None else prose_at
-            items = [clean(i) for i in content[0] if i.strip()] if kind == "ul" else []
-            notes += items
-            prose.append("\n".join(f"- {i}" for i in items) if kind == "ul" else clean(content[0]))
-    text = "\n\n".join(p for p in prose if p)
-    if not text:
-        return out  # no prose at all: nothing to place, even with min_chars 0
-    if wiring and (notes or len(text) >= min_chars):
-        # The bullets are the wiring notes; an intro or a warning paragraph around them stays in `text`.
-        out.insert(prose_at, block(source, "wiring", title, text, items=notes or [p for p in prose if p]))
-    elif not wiring and len(text) >= min_chars:
-        out.insert(prose_at, block(source, "prose", title, text))
+            prose.append(bullets)
+        elif kind == "para" and content[0].strip():
+            prose_at = len(out) if prose_at is None else prose_at
+            prose.append(content[0].strip() if "```" in content[0] else clean(content[0]))
+    # The prose text, and where each bullet item starts in it (a part of a long section keeps its own items).
+    text, items = "", []
+    for p in prose:
+        text += "\n\n" if text else ""
+        if isinstance(p, str):
+            text += p
+            continue
+        for b in p:
+            items.append((len(text), b))
+            text += _mark("- ", b) + "\n"
+        text = text[:-1]
+    if text and (items or len(text) >= min_chars):
+        out[prose_at:prose_at] = section_block(source, title, headings, text, items, max_chars)
     return out
 
 
-def heading_blocks(rel: str, events: list[tuple], min_chars: int) -> list[dict]:
-    """Cut ("h", level, text) events and the elements between them into sections, then blocks (Markdown, HTML)."""
-    out, heads, elements = [], [], []
+def heading_blocks(rel: str, events: list[tuple], min_chars: int, max_chars: int = 0) -> list[dict]:
+    """Cut ("h", level, text) events and the elements between them into sections, then blocks (Markdown, HTML).
+    A <details> is a subsection of the section it is in, named by its summary."""
+    out, heads, elements, outer = [], [], [], []
     for ev in [*events, ("h", 0, "")]:  # the sentinel heading flushes the last section
-        if ev[0] != "h":
+        if ev[0] not in ("h", "details", "/details"):
             elements.append(ev)
             continue
         if elements:
             # The H1 is the document's title: locations leave it out unless it is all there is.
             loc = [t for lvl, t in heads if lvl > 1] or [t for _, t in heads] or [Path(rel).stem]
-            title = " / ".join(t for _, t in heads) or Path(rel).stem
-            out += section_blocks(f"{rel}#h={'/'.join(loc)}", title, loc[-1], elements, min_chars)
+            path = [t for _, t in heads] or [Path(rel).stem]
+            out += section_blocks(f"{rel}#h={'/'.join(loc)}", " / ".join(path), path, elements, min_chars, max_chars)
             elements = []
-        heads = [h for h in heads if h[0] < ev[1]] + [(ev[1], one_line(ev[2]))]
+        if ev[0] == "details":
+            outer.append(heads)
+            heads = [*heads, ((heads[-1][0] if heads else 1) + 1, one_line(ev[1]))]
+        elif ev[0] == "/details":
+            heads = outer.pop() if outer else heads
+        else:
+            heads = [h for h in heads if h[0] < ev[1]] + [(ev[1], one_line(ev[2]))]
     return out
