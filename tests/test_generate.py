@@ -65,7 +65,7 @@ def test_every_sample_task_yields_system_user_assistant_examples_with_its_prefix
         assert example_problems(e) == []
         system, user, assistant = e["messages"]
         assert [system["role"], user["role"], assistant["role"]] == ["system", "user", "assistant"]
-        if task != "QA" or not BLOCKS_BY_ID[e["block_id"]]["messages"][0]["role"] == "system":
+        if task != "QA" or BLOCKS_BY_ID[e["block_id"]]["messages"][0]["role"] != "system":
             assert system["content"] == GPARAMS["system_prompt"]
         assert user["content"].startswith(TASKS.tasks[task].prefix + " ")
         assert assistant["content"].strip()
@@ -218,7 +218,7 @@ def test_editing_a_phrasing_in_the_task_file_changes_the_questions_not_the_answe
 def test_no_domain_word_of_the_sample_corpus_is_left_in_the_generation_code():
     from pathlib import Path
 
-    import finetune.generation as generation
+    from finetune import generation
 
     words = ("Brenntal", "Calora", "Aquis", "model_code", "informal_names", "Symptom", "Specifications", "Wiring")
     for path in Path(generation.__file__).parent.glob("*.py"):

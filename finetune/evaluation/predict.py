@@ -29,8 +29,8 @@ def endpoint_predict(
 ) -> list[dict]:
     """The served model's greedy answers, scored like local ones; latency is per request as the client saw it."""
     from finetune.chat import prompt_messages
-    from finetune.serving.endpoint import Client, chat_body
     from finetune.evaluation.metrics import scored_rows
+    from finetune.serving.endpoint import Client, chat_body
 
     client = Client.from_params(url, eval_params, cache, stage="evaluate", section="eval")
     bodies = [

@@ -196,7 +196,8 @@ def parse(data: object, source: str | os.PathLike = "tasks.yaml", node: yaml.Nod
     try:
         return TaskFile.model_validate({**data, "path": str(source)})
     except ValidationError as e:
-        errors = e.errors()
+        # A misspelt key also makes its intended key "missing": name the misspelling, the cause, first.
+        errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
         loc, msg = _problem(errors[0])
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         dotted = ".".join(str(p) for p in loc)
