@@ -21,6 +21,7 @@ _EMPHASIS = re.compile(r"(\*\*|__|`)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HEADER_UNIT = re.compile(r"^(?P<name>.*?)\s*[(\[](?P<unit>[^()\[\]]{1,12})[)\]]\s*$")
 _EMPTY_CELL = {"", "-", "–", "—", "n/a"}
+_NUMERIC = re.compile(r"^[<>≤≥~±+\-−]?\s*\d")  # a cell a unit applies to: "3.3", "-40", "≤ 20", "±0.5"
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,8 @@ def table(block: dict, task: Task) -> list[Item]:
             m = _HEADER_UNIT.match(col)
             col_name, header_unit = (m["name"], m["unit"]) if m and m["name"] else (col, "")
             unit = (row.get(unit_col) or "").strip() if unit_col else header_unit
+            # "VDD = 3.3 V" in a Conditions column is no value in mA, and a "–" unit is none
+            unit = unit if _NUMERIC.match(cell) and unit.casefold() not in _EMPTY_CELL else ""
             qualifier = qualifiers.get(col_name.casefold())
             if qualifier:
                 what = f"{qualifier} {lower_first(label)}"
@@ -217,7 +220,10 @@ def code(block: dict, task: Task) -> list[Item]:
         return []
     language, lead = block.get("language") or "", (block.get("lead") or "").strip()
     fenced = f"```{language}\n{text}\n```"
-    return [Item(fields | {"code": text, "language": language, "lead": lead, "fenced": fenced}, fenced)]
+    lead_lc = lower_first(lead.rstrip(" .:;"))
+    return [
+        Item(fields | {"code": text, "language": language, "lead": lead, "lead_lc": lead_lc, "fenced": fenced}, fenced)
+    ]
 
 
 def conversation(block: dict, task: Task) -> list[Item]:

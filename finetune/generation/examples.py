@@ -40,6 +40,20 @@ def question_text(template: str, item: Item, taskfile: TaskFile, where: str, sou
     return _SPACE_BEFORE.sub(r"\1", text)
 
 
+_OPTIONAL = re.compile(r"\(\{\w+\}\)")  # "({parent})": a placeholder in brackets may be empty
+
+
+def eligible(questions: list[str], fields: dict) -> list[int]:
+    """Phrasings whose placeholders all have a value, but for bracketed ones ("({parent})", which vanish when
+    empty): a phrasing built on a code block's lead is not used for a block without one. None eligible: all."""
+    ok = [
+        n
+        for n, q in enumerate(questions)
+        if all(fields.get(name, "x") != "" for name in re.findall(r"\{(\w+)\}", _OPTIONAL.sub("", q)))
+    ]
+    return ok or list(range(len(questions)))
+
+
 def example(task: str, source: str, block_id: str, messages: list[dict], meta: dict) -> dict:
     # The id hashes every turn but the system prompt: for one question and answer it is (task, source, q, a).
     turns = [m["content"] for m in messages if m["role"] != "system"]
@@ -65,7 +79,8 @@ def examples_for(name: str, task: Task, block: dict, gparams: Generate, taskfile
     out = []
     for i, item in enumerate(BUILDERS[task.builder](block, task)):
         rng = random.Random(f"{gparams.seed}|{name}|{block['id']}|{i}")
-        k = min(gparams.phrasings_per_item, len(task.questions))
+        choices = eligible(task.questions, item.fields)
+        k = min(gparams.phrasings_per_item, len(choices))
         if task.answer is not None:
             answer = render(task.answer, item.fields, taskfile, f"tasks.{name}.answer", block["source"]).strip()
         else:
@@ -79,7 +94,7 @@ def examples_for(name: str, task: Task, block: dict, gparams: Generate, taskfile
             {"role": m["role"], "content": f"{task.prefix} {m['content']}" if m["role"] == "user" else m["content"]}
             for m in item.history
         ]
-        for n in rng.sample(range(len(task.questions)), k):
+        for n in rng.sample(choices, k):
             where = f"tasks.{name}.questions[{n}]"
             if task.builder == "conversation":  # the user's own words, as written
                 question = render(task.questions[n], item.fields, taskfile, where, block["source"])
