@@ -296,3 +296,15 @@ def test_generic_tasks_leave_a_heading_path_that_a_specific_task_reads():
     params = typed(repo_params()).generate.model_copy(update={"tasks": ["PINS", "TABLE"]})
     examples = run([PINS, RATINGS], params, tasks)
     assert {(e["task"], e["source"]) for e in examples} == {("PINS", PINS["source"]), ("TABLE", RATINGS["source"])}
+
+
+def test_the_parts_of_a_long_section_ask_distinct_questions(generated):
+    text = "Paths are resolved from the project root, and ignored files are skipped unless forced to be added."
+    parts = [
+        dict(b(f"docs/add.md#h=Usage#part={n}", "section", [*CLI, "Usage"], f"{text} ({n})"), items=[]) for n in (1, 2)
+    ]
+    params = typed(repo_params()).generate.model_copy(update={"tasks": ["SECTION"], "phrasings_per_item": 3})
+    questions = [e["messages"][1]["content"] for e in run(parts, params, TASKS)]
+    assert len(questions) == len(set(questions)) == 6
+    assert all(q.endswith(("(part 1)?", "(part 2)?")) for q in questions)
+    assert not [e for e in generated if "part" in e["messages"][-2]["content"] and e["task"] == "SECTION"]

@@ -2,7 +2,8 @@
 
 An item holds the fields the task's question and answer templates fill in, the builder's own answer, its key points
 and meta. Every block item gets the heading fields: `heading` (the block's own heading), `parent` (the one above),
-`document` (the first), `section` (all below the first, " / "), `path` (all, " / "), `_lc` variants with a lower-case first letter for mid-sentence use, and
+`document` (the first), `section` (all below the first, " / "), `path` (all, " / "), `part` (N of a long
+section's `#part=N`, else ""), `_lc` variants with a lower-case first letter for mid-sentence use, and
 the named groups of the task's `heading`/`title` patterns. Which block is a procedure, which column is a row's key or
 unit, what a column qualifies: decided by the block's structure and the task file's options, never by English words
 in this file.
@@ -20,6 +21,7 @@ _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|`)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HEADER_UNIT = re.compile(r"^(?P<name>.*?)\s*[(\[](?P<unit>[^()\[\]]{1,12})[)\]]\s*$")
+_PART = re.compile(r"#part=(\d+)$")
 _EMPTY_CELL = {"", "-", "–", "—", "n/a"}
 _NUMERIC = re.compile(r"^[<>≤≥~±+\-−]?\s*\d")  # a cell a unit applies to: "3.3", "-40", "≤ 20", "±0.5"
 
@@ -67,6 +69,10 @@ def heading_fields(block: dict, sel: Select | None) -> dict | None:
     # parent and section are "" for a document's own text: a question's "({parent})" then disappears whole.
     fields = {"heading": hs[-1], "parent": hs[-2] if len(hs) > 1 else "", "document": hs[0]}
     fields |= {"section": " / ".join(hs[1:]), "path": " / ".join(hs)}
+    # A long section cut into parts (source `…#part=2`): each part needs its own question, or two parts would ask
+    # the same thing with different answers (and the split could put them on both sides).
+    part = _PART.search(block.get("source", ""))
+    fields["part"] = part.group(1) if part else ""
     groups: dict = {}
     for pattern, text in ((sel.heading, hs[-1]), (sel.title, fields["path"])) if sel else ():
         found = _matches(pattern, text)

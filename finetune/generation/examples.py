@@ -32,20 +32,21 @@ def render(template: str, fields: dict, taskfile: TaskFile, where: str, source: 
     return _PLACEHOLDER.sub(sub, template)
 
 
+# A bracketed group with one placeholder, "({parent})" or "(part {part})", is optional: it vanishes when empty.
+_OPTIONAL = re.compile(r"\s*\([^(){}]*\{(\w+)\}[^(){}]*\)")
+
+
 def question_text(template: str, item: Item, taskfile: TaskFile, where: str, source: str) -> str:
-    """A question from its phrasing: a cell ending a sentence loses its full stop mid-question, and a field left
-    empty leaves no double space or empty brackets behind."""
+    """A question from its phrasing: a cell ending a sentence loses its full stop mid-question, and an empty
+    optional group leaves no double space or empty brackets behind."""
     fields = {k: v.rstrip(" .:;") if isinstance(v, str) else v for k, v in item.fields.items()}
-    text = " ".join(render(template, fields, taskfile, where, source).replace("()", "").split())
+    template = _OPTIONAL.sub(lambda m: "" if fields.get(m.group(1)) == "" else m.group(0), template)
+    text = " ".join(render(template, fields, taskfile, where, source).split())
     return _SPACE_BEFORE.sub(r"\1", text)
 
 
-_OPTIONAL = re.compile(r"\(\{\w+\}\)")  # "({parent})": a placeholder in brackets may be empty
-
-
 def eligible(questions: list[str], fields: dict) -> list[int]:
-    """Phrasings whose placeholders all have a value, but for bracketed ones ("({parent})", which vanish when
-    empty): a phrasing built on a code block's lead is not used for a block without one. None eligible: all."""
+    """Phrasings whose placeholders all have a value, but for optional (bracketed) ones: a phrasing built on a code block's lead is not used for a block without one. None eligible: all."""
     ok = [
         n
         for n, q in enumerate(questions)
