@@ -11,6 +11,7 @@ in this file.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -36,6 +37,7 @@ class Item:
     system: str | None = None  # conversation: its own system message
 
 
+@functools.lru_cache(maxsize=1 << 16)  # every task reads every block's headings: clean each once
 def clean(text: str) -> str:
     """A heading or term as plain words: anchors, link targets, emphasis and backticks gone."""
     text = _EMPHASIS.sub("", _LINK.sub(r"\1", _ANCHOR.sub("", text)))

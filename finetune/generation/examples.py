@@ -7,6 +7,7 @@ so adding a block never changes the phrasing of another.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from pathlib import Path
@@ -45,13 +46,15 @@ def question_text(template: str, item: Item, taskfile: TaskFile, where: str, sou
     return _SPACE_BEFORE.sub(r"\1", text)
 
 
+@functools.lru_cache(maxsize=1024)
+def _required(question: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"\{(\w+)\}", _OPTIONAL.sub("", question)))
+
+
 def eligible(questions: list[str], fields: dict) -> list[int]:
-    """Phrasings whose placeholders all have a value, but for optional (bracketed) ones: a phrasing built on a code block's lead is not used for a block without one. None eligible: all."""
-    ok = [
-        n
-        for n, q in enumerate(questions)
-        if all(fields.get(name, "x") != "" for name in re.findall(r"\{(\w+)\}", _OPTIONAL.sub("", q)))
-    ]
+    """Phrasings whose placeholders all have a value, but for optional (bracketed) ones: a phrasing built on a code
+    block's lead is not used for a block without one. None eligible: all."""
+    ok = [n for n, q in enumerate(questions) if all(fields.get(name, "x") != "" for name in _required(q))]
     return ok or list(range(len(questions)))
 
 

@@ -211,8 +211,12 @@ def load(path: str | os.PathLike = REPO_TASKS) -> TaskFile:
     except FileNotFoundError:
         raise InputError(p, "task file not found (run from the repository root or pass --tasks)") from None
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # one parse: the nodes (for line numbers) and the data built from them
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise InputError(p, f"not valid YAML: {getattr(e, 'problem', e)}", mark.line + 1 if mark else None) from None
