@@ -63,6 +63,11 @@ def test_a_bad_heading_pattern_is_named(tmp_path):
     assert ":5: tasks.SPEC.blocks.heading: not a valid regular expression" in message
 
 
+def test_an_unknown_block_kind_is_named_with_the_nearest_kind(tmp_path):
+    message = error(tmp_path, GOOD.replace("kind: table", "kind: tabel"))
+    assert message.endswith(":5: tasks.SPEC.blocks.kind: unknown block kind 'tabel' (did you mean table?)")
+
+
 def test_an_unknown_builder_is_named(tmp_path):
     message = error(tmp_path, GOOD.replace("builder: table", "builder: tabel"))
     assert ":4: tasks.SPEC.builder:" in message and "'section'" in message and "tabel" in message

@@ -24,6 +24,8 @@ from finetune.io import InputError
 
 # The repository's own task file: what library callers get when they pass none (the stages always pass --tasks).
 REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks.yaml"
+# The block kinds of the block contract (finetune/schema.py BLOCK_KINDS once extraction emits them).
+KINDS = ("section", "list", "table", "definitions", "code", "row", "qa")
 BUILDERS = ("section", "table", "row", "steps", "definitions", "code", "conversation", "refusal")
 _KEY = "@"  # a validator's message "@name: …" points at the sub-key `name` of the value it checks
 
@@ -58,6 +60,17 @@ class Select(Model):
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for kind in v:
+            if kind not in KINDS:
+                near = difflib.get_close_matches(kind, KINDS, n=1)
+                raise ValueError(
+                    f"unknown block kind {kind!r} ({f'did you mean {near[0]}?' if near else ', '.join(KINDS)})"
+                )
+        return v
 
     @field_validator("heading", "title")
     @classmethod
