@@ -174,3 +174,16 @@ def test_the_repository_task_file_checks_accept_the_sample_answer_shapes():
         c = tasks[name].check
         assert [a for a in good if not passes(c.name, c.args, a, "", {})] == [], name
         assert [a for a in bad if passes(c.name, c.args, a, "", {})] == [], name
+
+
+@pytest.mark.parametrize("stage", ["generate", "baseline", "evaluate"])
+def test_every_stage_that_reads_the_task_file_takes_tasks_and_stops_on_a_bad_one_before_any_work(tmp_path, stage):
+    import importlib
+
+    from tests.conftest import invoke, params_file
+
+    cli = importlib.import_module(f"stages.{stage}").cli
+    bad = write(tmp_path, GOOD.replace("check: value_with_unit", "check: {name: unitt}"))
+    result = invoke(cli, ["--tasks", bad, "--params", params_file(tmp_path / "params.yaml")])
+    assert isinstance(result.exception, InputError)
+    assert str(result.exception).startswith(f"{bad}:7: tasks.SPEC.check.name: unknown check 'unitt'")
