@@ -25,6 +25,7 @@ COMMANDS = {
     "evaluate": "stages.evaluate:cli",
     "export": "finetune.commands.export:cli",
     "verify": "finetune.commands.verify:cli",
+    "show": "finetune.commands.show:cli",
 }
 
 

@@ -46,10 +46,10 @@ class Teacher(Section):
 
 class Generate(Section):
     seed: int
-    tasks: list[str] = Field(min_length=1)
-    prefixes: dict[str, str]
+    tasks: list[str] = Field(min_length=1)  # names of tasks in the task file (tasks.yaml)
     system_prompt: str
     refusal: str
+    override_system_prompt: bool = False  # imported conversations keep their own system message unless true
     phrasings_per_item: int = Field(ge=1)
     teacher: Teacher
 

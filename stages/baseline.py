@@ -17,18 +17,21 @@ from finetune.params import load_params
 @click.option("--val", "val_path", default="data/processed/val.jsonl", show_default=True)
 @click.option("--predictions", default="data/eval/baseline_predictions.jsonl", show_default=True)
 @click.option("--scores", default="data/eval/baseline_scores.json", show_default=True)
+@click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file: format checks.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
-def cli(base_path, val_path, predictions, scores, params_path):
+def cli(base_path, val_path, predictions, scores, tasks_path, params_path):
     """Generate val answers with the untuned base model and score them."""
     from finetune.evaluation.metrics import score
     from finetune.evaluation.predict import predict
+    from finetune.generation.taskfile import load
     from finetune.training.models import load_base, load_tokenizer
 
     params = load_params(params_path)
+    tasks = load(tasks_path)
     examples = load_jsonl(val_path)
     tokenizer = load_tokenizer(base_path, params.model.trust_remote_code)
     model = load_base(base_path, params.model)
-    rows = predict(model, tokenizer, examples, params.eval, params.generate.refusal, "baseline")
+    rows = predict(model, tokenizer, examples, params.eval, params.generate.refusal, "baseline", tasks)
     result = score(rows)
     write_jsonl(predictions, rows)
     write_json(scores, result)

@@ -39,6 +39,7 @@ from finetune.params import load_params
 @click.option("--metrics", "metrics_path", default="metrics/eval.json", show_default=True)
 @click.option("--report", "report_path", default="reports/eval.md", show_default=True)
 @click.option("--plot", "plot_path", default="reports/eval_tasks.csv", show_default=True)
+@click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file: format checks.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.option(
     "--endpoint",
@@ -65,6 +66,7 @@ def cli(
     metrics_path,
     report_path,
     plot_path,
+    tasks_path,
     params_path,
     endpoint,
     cache_dir,
@@ -74,8 +76,10 @@ def cli(
 
     from finetune.evaluation.metrics import delta, score
     from finetune.evaluation.report import chart, markdown, plot_rows
+    from finetune.generation.taskfile import load
 
     params = load_params(params_path)
+    tasks = load(tasks_path)
     examples = load_jsonl(val_path)
     refusal = params.generate.refusal
     if endpoint:
@@ -83,14 +87,14 @@ def cli(
             raise click.UsageError("--endpoint needs --model NAME: the model name the server answers to")
         from finetune.evaluation.predict import endpoint_predict
 
-        rows = endpoint_predict(endpoint, base_path, examples, params.eval, refusal, cache_dir)
+        rows = endpoint_predict(endpoint, base_path, examples, params.eval, refusal, cache_dir, tasks)
     else:
         from finetune.evaluation.predict import predict
         from finetune.training.models import load_merged, load_tokenizer
 
         tokenizer = load_tokenizer(adapter, params.model.trust_remote_code)
         model = load_merged(base_path, adapter, params.model)
-        rows = predict(model, tokenizer, examples, params.eval, refusal, "fine-tuned")
+        rows = predict(model, tokenizer, examples, params.eval, refusal, "fine-tuned", tasks)
     baseline = json.loads(Path(baseline_scores).read_text(encoding="utf-8"))
     finetuned = score(rows)
     result = {"baseline": baseline, "finetuned": finetuned, "delta": delta(finetuned, baseline)}

@@ -1,4 +1,4 @@
-"""`finetune generate`: blocks -> chat examples for every task in generate.tasks (finetune.generation).
+"""`finetune generate`: blocks -> chat examples for every task in generate.tasks, as the task file defines them.
 
 Optionally a teacher LLM on any OpenAI-compatible endpoint adds paraphrased questions (generate.teacher).
 """
@@ -10,6 +10,7 @@ from collections import Counter
 import click
 
 from finetune.generation.examples import run
+from finetune.generation.taskfile import load
 from finetune.io import InputError, load_jsonl, log, write_json, write_jsonl
 from finetune.params import load_params
 
@@ -18,22 +19,29 @@ from finetune.params import load_params
 @click.option("--input", "input_path", default="data/interim/blocks.jsonl", show_default=True)
 @click.option("--output", default="data/interim/examples.jsonl", show_default=True)
 @click.option("--metrics", "metrics_path", default="metrics/generate.json", show_default=True)
+@click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
-def cli(input_path, output, metrics_path, params_path):
+def cli(input_path, output, metrics_path, tasks_path, params_path):
     """Generate chat examples for every task in generate.tasks."""
     gparams = load_params(params_path).generate
-    examples = run(load_jsonl(input_path), gparams)
+    taskfile = load(tasks_path)
+    examples = run(load_jsonl(input_path), gparams, taskfile, str(params_path))
+    if not examples:
+        raise InputError(input_path, f"no examples: none of the tasks {gparams.tasks} found a block to build from")
     counts = Counter(e["task"] for e in examples)
-    missing = [t for t in gparams.tasks if not counts[t]]
-    if missing:
-        raise InputError(input_path, f"no blocks for task(s) {missing}: the corpus has nothing they can be built from")
+    for name in gparams.tasks:
+        if not counts[name]:
+            # A generic task (TABLE, OPTION, …) has nothing to read in many corpora: say so, do not fail.
+            log("generate", f"warning: task {name} made no examples (no block in {input_path} matches it)")
     metrics = {}
     if gparams.teacher.endpoint:  # optional teacher LLM: paraphrased questions
         from finetune.generation import teacher
 
-        examples, metrics["teacher"] = teacher.run(examples, gparams)
+        prefixes = {name: task.prefix for name, task in taskfile.tasks.items()}
+        examples, metrics["teacher"] = teacher.run(examples, gparams, prefixes)
         counts = Counter(e["task"] for e in examples)
         log("generate", f"teacher: {metrics['teacher']}")
+    per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
-    write_json(metrics_path, {"examples": len(examples), "per_task": dict(sorted(counts.items())), **metrics})
-    log("generate", f"{len(examples)} examples: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+    write_json(metrics_path, {"examples": len(examples), "per_task": per_task, **metrics})
+    log("generate", f"{len(examples)} examples: " + ", ".join(f"{t} {n}" for t, n in per_task.items()))

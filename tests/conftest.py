@@ -46,13 +46,15 @@ TINY_MODEL = {
 HEATING = "Brenntal Service Manual — Heating / Calora gas condensing boilers"
 CALORA_NAMES = "calora combi 20;Brenntal Kombitherme 20 kW;20kW Brenntal gas combi;ca20c boiler"
 
-# One or two blocks of every kind, shaped like extract's output for the sample corpus (Markdown and PDF titles).
+# One or two blocks for every task of tasks.yaml's sample part, shaped like extract's output for the sample corpus
+# (block kinds as in finetune/schema.py; Markdown and PDF titles).
 TINY_BLOCKS = [
     block(
         "data/raw/catalog.csv#row=1",
-        "catalog_row",
+        "row",
         "Brenntal Calora CA-20C combi boiler",
         f"model_code: CA-20C\nname: Brenntal Calora CA-20C combi boiler\nrating: 20\nunit: kW\n{CALORA_NAMES}",
+        columns=["model_code", "family", "name", "rating", "unit", "informal_names"],
         rows=[
             {
                 "model_code": "CA-20C",
@@ -66,9 +68,10 @@ TINY_BLOCKS = [
     ),
     block(
         "data/raw/catalog.csv#row=2",
-        "catalog_row",
+        "row",
         "Brenntal Aquis AQ-200 hot-water cylinder",
         "model_code: AQ-200\nname: Brenntal Aquis AQ-200 hot-water cylinder\nrating: 200\nunit: l",
+        columns=["model_code", "family", "name", "rating", "unit", "informal_names"],
         rows=[
             {
                 "model_code": "AQ-200",
@@ -82,9 +85,10 @@ TINY_BLOCKS = [
     ),
     block(
         "data/raw/manual.md#h=Calora/Specifications — CA-24C",
-        "spec_table",
+        "table",
         f"{HEATING} / Specifications — CA-24C",
         "Rated output: 24 kW\nWeight: 32 kg\nGas inlet pressure: 20 mbar",
+        columns=["Parameter", "Value", "Unit"],
         rows=[
             {"Parameter": "Rated output", "Value": "24", "Unit": "kW"},
             {"Parameter": "Weight", "Value": "32", "Unit": "kg"},
@@ -93,9 +97,10 @@ TINY_BLOCKS = [
     ),
     block(
         "data/raw/manual.pdf#page=3",
-        "spec_table",
+        "table",
         "Aquis / Specifications / AQ-200",
         "Nominal volume: 200 l\nMaximum operating pressure: 10 bar",
+        columns=["Parameter", "Value", "Unit"],
         rows=[
             {"Parameter": "Nominal volume", "Value": "200", "Unit": "l"},
             {"Parameter": "Maximum operating pressure", "Value": "10", "Unit": "bar"},
@@ -103,7 +108,7 @@ TINY_BLOCKS = [
     ),
     block(
         "data/raw/manual.md#h=Calora/Procedure — Annual service",
-        "procedure",
+        "list",
         f"{HEATING} / Procedure — Annual service",
         "1. Isolate the gas and electrical supplies.\n2. Clean the burner with the brush.\n3. Check the flue seals.",
         items=[
@@ -114,37 +119,38 @@ TINY_BLOCKS = [
     ),
     block(
         "data/raw/manual.pdf#page=5",
-        "procedure",
+        "list",
         "Aquis / Procedure / Inspecting the magnesium anode",
         "1. Close the cold-water inlet.\n2. Drain two litres from the cylinder.\n3. Unscrew and measure the anode.",
         items=["Close the cold-water inlet.", "Drain two litres from the cylinder.", "Unscrew and measure the anode."],
     ),
     block(
         "data/raw/manual.md#h=Calora/Explanation — Why condensing saves gas",
-        "prose",
+        "section",
         f"{HEATING} / Explanation — Why condensing saves gas",
         "A condensing boiler cools its flue gas below the dew point. The water vapour condenses and releases its "
         "latent heat into the heating water, so less gas is burnt for the same output.",
     ),
     block(
         "data/raw/manual.md#h=Brenntal Service Manual — Heating",
-        "prose",
+        "section",
         "Brenntal Service Manual — Heating",
         "This manual covers the Calora boilers. Work on gas appliances may only be done by a registered engineer.",
     ),
     block(
         "data/raw/manual.md#h=Calora/Wiring — External controls",
-        "wiring",
+        "section",
         f"{HEATING} / Wiring — External controls",
         "- Terminal X4 pins 1-2: room thermostat, volt-free.\n- Terminal X5: 230 V supply, fused at 3 A.",
         items=["Terminal X4 pins 1-2: room thermostat, volt-free.", "Terminal X5: 230 V supply, fused at 3 A."],
     ),
     block(
         "data/raw/manual.md#h=Calora/Troubleshooting — CA-24C",
-        "troubleshooting",
+        "table",
         f"{HEATING} / Troubleshooting — CA-24C",
         "Symptom: F22 low pressure; Cause: Leak or air in the system; Remedy: Top up to 1.5 bar and bleed\n"
         "Symptom: F28 no ignition; Cause: Gas supply closed; Remedy: Open the gas valve and reset",
+        columns=["Symptom", "Cause", "Remedy"],
         rows=[
             {
                 "Symptom": "F22 low pressure",

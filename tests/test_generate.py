@@ -1,6 +1,6 @@
-"""`finetune generate` and the task registry (stages/tasks.py): every task turns its blocks into chat examples with
-the params' system prompt and task prefix, phrasings are chosen reproducibly, and each task's format check tells a
-well-formed answer from a malformed one."""
+"""`finetune generate` over the task file: every task turns its blocks into chat examples with the params' system
+prompt and the task's prefix, phrasings are chosen reproducibly, a task with nothing to read is a warning, and each
+task's format check tells a well-formed answer from a malformed one."""
 
 from __future__ import annotations
 
@@ -9,35 +9,41 @@ import json
 from collections import Counter
 
 import pytest
+import yaml
 
+from finetune.generation.checks import passes
 from finetune.generation.examples import run
-from stages.generate import cli
+from finetune.generation.taskfile import REPO_TASKS, load, parse
 from finetune.io import InputError, load_jsonl, write_jsonl
-from finetune.schema import example_problems
-from finetune.generation.tasks import OUT_OF_DOMAIN, TASKS, title_parts
-from tests.conftest import TINY_BLOCKS, assert_ok, invoke, repo_params, write_params
 from finetune.params import Generate
+from finetune.schema import example_problems
+from stages.generate import cli
+from tests.conftest import TINY_BLOCKS, assert_ok, invoke, repo_params, write_params
 
-# Prefixes and texts unlike the repo's, so a test can tell they come from params.
+SAMPLE_TASKS = ["TERMINOLOGY", "SPEC", "PROCEDURE", "EXPLANATION", "WIRING", "TROUBLESHOOTING", "QA", "REFUSAL"]
 GPARAMS = {
     **repo_params()["generate"],
     "seed": 42,
-    "prefixes": {name: f"<{name.lower()}>" for name in TASKS} | {"REFUSAL": "<qa>"},
     "system_prompt": "Test system prompt: answer briefly.",
     "refusal": "Sorry, only Brenntal products.",
     "phrasings_per_item": 1,
 }
 BLOCKS_BY_ID = {b["id"]: b for b in TINY_BLOCKS}
+TASKS = load()
 
 
 def gparams(**changes) -> dict:
     return copy.deepcopy(GPARAMS) | changes
 
 
-def generate(tmp_path, blocks, generate_params):
+def typed(**changes) -> Generate:
+    return Generate.model_validate(gparams(**changes))
+
+
+def generate(tmp_path, blocks, generate_params, tasks_file=REPO_TASKS):
     params = repo_params() | {"generate": generate_params}
     write_jsonl(tmp_path / "blocks.jsonl", blocks)
-    args = ["--input", tmp_path / "blocks.jsonl", "--output", tmp_path / "examples.jsonl"]
+    args = ["--input", tmp_path / "blocks.jsonl", "--output", tmp_path / "examples.jsonl", "--tasks", tasks_file]
     args += ["--metrics", tmp_path / "generate.json", "--params", write_params(tmp_path / "params.yaml", params)]
     return invoke(cli, args)
 
@@ -45,12 +51,13 @@ def generate(tmp_path, blocks, generate_params):
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     root = tmp_path_factory.mktemp("generate")
-    assert_ok(generate(root, TINY_BLOCKS, gparams()))
-    return load_jsonl(root / "examples.jsonl"), json.loads((root / "generate.json").read_text())
+    result = generate(root, TINY_BLOCKS, gparams())
+    assert_ok(result)
+    return load_jsonl(root / "examples.jsonl"), json.loads((root / "generate.json").read_text()), result
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
-def test_every_task_yields_system_user_assistant_examples_with_its_prefix(generated, task):
+@pytest.mark.parametrize("task", SAMPLE_TASKS)
+def test_every_sample_task_yields_system_user_assistant_examples_with_its_prefix(generated, task):
     examples = [e for e in generated[0] if e["task"] == task]
     assert examples, f"no {task} examples from the tiny corpus"
     for e in examples:
@@ -58,20 +65,36 @@ def test_every_task_yields_system_user_assistant_examples_with_its_prefix(genera
         assert example_problems(e) == []
         system, user, assistant = e["messages"]
         assert [system["role"], user["role"], assistant["role"]] == ["system", "user", "assistant"]
-        assert system["content"] == GPARAMS["system_prompt"]
-        assert user["content"].startswith(GPARAMS["prefixes"][task] + " ")
+        if task != "QA" or BLOCKS_BY_ID[e["block_id"]]["messages"][0]["role"] != "system":
+            assert system["content"] == GPARAMS["system_prompt"]
+        assert user["content"].startswith(TASKS.tasks[task].prefix + " ")
         assert assistant["content"].strip()
         if task != "REFUSAL":
             block = BLOCKS_BY_ID[e["block_id"]]
-            assert e["source"] == block["source"] and block["kind"] in TASKS[task].kinds
+            assert e["source"] == block["source"] and block["kind"] in TASKS.tasks[task].blocks.kind
 
 
-def test_metrics_count_the_examples_of_each_task(generated):
-    examples, metrics = generated
-    assert metrics == {
-        "examples": len(examples),
-        "per_task": dict(sorted(Counter(e["task"] for e in examples).items())),
-    }
+def test_metrics_count_every_listed_task_including_those_with_none(generated):
+    examples, metrics, _ = generated
+    counts = Counter(e["task"] for e in examples)
+    assert metrics["examples"] == len(examples)
+    assert metrics["per_task"] == {t: counts[t] for t in sorted(GPARAMS["tasks"])}
+    assert metrics["per_task"]["CODE"] == 0 and metrics["per_task"]["SPEC"] == 5
+
+
+def test_a_task_with_nothing_to_read_is_a_warning_not_an_error(generated):
+    _, metrics, result = generated
+    empty = [t for t, n in metrics["per_task"].items() if n == 0]
+    assert empty  # the tiny corpus has no code, definitions or free tables
+    for t in empty:
+        assert f"warning: task {t} made no examples" in result.stderr
+
+
+def test_generate_fails_only_when_no_task_makes_anything(tmp_path):
+    result = generate(tmp_path, [b for b in TINY_BLOCKS if b["kind"] == "qa"], gparams(tasks=["SPEC", "CODE"]))
+    assert isinstance(result.exception, InputError)
+    assert "no examples" in str(result.exception) and str(tmp_path / "blocks.jsonl") in str(result.exception)
+    assert not (tmp_path / "examples.jsonl").exists()
 
 
 def test_example_ids_are_unique(generated):
@@ -81,21 +104,16 @@ def test_example_ids_are_unique(generated):
 
 def test_every_generated_answer_passes_its_own_task_format_check(generated):
     for e in generated[0]:
-        meta = {**e["meta"], "refusal": GPARAMS["refusal"]}
-        assert TASKS[e["task"]].check(e["messages"][-1]["content"], meta), e
+        check = TASKS.tasks[e["task"]].check
+        assert passes(check.name, check.args, e["messages"][-1]["content"], e["messages"][-1]["content"], e["meta"]), e
 
 
 def test_phrasings_are_the_same_for_the_same_seed():
-    assert run(TINY_BLOCKS, Generate.model_validate(gparams(seed=7))) == run(
-        TINY_BLOCKS, Generate.model_validate(gparams(seed=7))
-    )
+    assert run(TINY_BLOCKS, typed(seed=7), TASKS) == run(TINY_BLOCKS, typed(seed=7), TASKS)
 
 
 def test_phrasings_differ_across_seeds_for_some_fact_but_the_answers_do_not():
-    a, b = (
-        run(TINY_BLOCKS, Generate.model_validate(gparams(seed=1))),
-        run(TINY_BLOCKS, Generate.model_validate(gparams(seed=2))),
-    )
+    a, b = run(TINY_BLOCKS, typed(seed=1), TASKS), run(TINY_BLOCKS, typed(seed=2), TASKS)
     assert [e["messages"][1]["content"] for e in a] != [e["messages"][1]["content"] for e in b]
     assert [(e["block_id"], e["messages"][2]["content"]) for e in a] == [
         (e["block_id"], e["messages"][2]["content"]) for e in b
@@ -103,26 +121,29 @@ def test_phrasings_differ_across_seeds_for_some_fact_but_the_answers_do_not():
 
 
 def test_adding_a_block_does_not_change_the_phrasing_of_another():
-    without = run(TINY_BLOCKS[1:], Generate.model_validate(gparams()))
-    with_it = run(TINY_BLOCKS, Generate.model_validate(gparams()))
+    without = run(TINY_BLOCKS[1:], typed(), TASKS)
+    with_it = run(TINY_BLOCKS, typed(), TASKS)
     assert [e for e in with_it if e["block_id"] != TINY_BLOCKS[0]["id"]] == without
 
 
 def test_phrasings_per_item_gives_that_many_different_questions_per_fact_at_most_one_per_phrasing():
-    examples = run(TINY_BLOCKS, Generate.model_validate(gparams(phrasings_per_item=3)))
+    examples = run(TINY_BLOCKS, typed(phrasings_per_item=3), TASKS)
     per_fact = Counter((e["task"], e["block_id"], e["messages"][2]["content"]) for e in examples)
     spec = [n for (task, _, _), n in per_fact.items() if task == "SPEC"]
     assert spec and set(spec) == {3}
     wiring = [n for (task, _, _), n in per_fact.items() if task == "WIRING"]
-    assert wiring == [len(TASKS["WIRING"].phrasings)] == [2]  # only two wiring phrasings exist
+    assert wiring == [len(TASKS.tasks["WIRING"].questions)] == [2]  # only two wiring phrasings exist
     prompts = [e["messages"][1]["content"] for e in examples]
     assert len(prompts) == len(set(prompts))
 
 
-def test_refusal_examples_answer_with_generate_refusal(generated):
+def test_refusal_examples_ask_every_question_of_the_task_file_and_answer_with_generate_refusal(generated):
     refusals = [e for e in generated[0] if e["task"] == "REFUSAL"]
     assert {e["messages"][2]["content"] for e in refusals} == {GPARAMS["refusal"]}
-    assert sorted(e["messages"][1]["content"] for e in refusals) == sorted(f"<qa> {q}" for q in OUT_OF_DOMAIN)
+    questions = TASKS.tasks["REFUSAL"].questions
+    assert len(questions) >= 100 and len(set(questions)) == len(questions)
+    assert sorted(e["messages"][1]["content"] for e in refusals) == sorted(f"[QA] {q}" for q in questions)
+    assert len({e["source"] for e in refusals}) == len(questions)  # one source each: the split spreads them
 
 
 def test_terminology_answer_is_name_code_rating_unit_for_every_informal_name(generated):
@@ -141,97 +162,70 @@ def test_spec_answer_is_value_and_unit_and_the_question_names_parameter_and_prod
     assert "maximum operating pressure" in spec["10 bar"] and "AQ-200" in spec["10 bar"]
 
 
-def test_troubleshooting_answer_gives_cause_and_remedy(generated):
-    answers = {e["messages"][2]["content"] for e in generated[0] if e["task"] == "TROUBLESHOOTING"}
-    assert answers == {
+def test_troubleshooting_answer_gives_cause_and_remedy_and_the_question_drops_the_cells_full_stop(generated):
+    tr = [e for e in generated[0] if e["task"] == "TROUBLESHOOTING"]
+    assert {e["messages"][2]["content"] for e in tr} == {
         "Cause: Leak or air in the system\nRemedy: Top up to 1.5 bar and bleed",
         "Cause: Gas supply closed\nRemedy: Open the gas valve and reset",
     }
+    assert not [
+        e for e in tr if "ignition.." in e["messages"][1]["content"] or "ignition. " in e["messages"][1]["content"]
+    ]
 
 
-def test_a_document_preface_yields_no_explanation(generated):
+def test_a_document_preface_is_no_explanation_but_a_generic_section_question(generated):
     preface = next(b for b in TINY_BLOCKS if b["title"] == "Brenntal Service Manual — Heating")
-    assert not [e for e in generated[0] if e["block_id"] == preface["id"]]
+    tasks = {e["task"] for e in generated[0] if e["block_id"] == preface["id"]}
+    assert tasks == {"SECTION"}
 
 
-def test_an_unknown_task_in_params_is_an_error_naming_params_yaml(tmp_path):
-    result = generate(tmp_path, TINY_BLOCKS, gparams(tasks=["SPEC", "SUMMARY"]))
+def test_the_generic_tasks_leave_alone_what_a_sample_task_reads(generated):
+    # The spec table is SPEC's: the generic TABLE task must not ask about it again.
+    assert not [e for e in generated[0] if e["task"] == "TABLE"]
+
+
+def test_a_conversation_keeps_its_own_system_message_unless_params_override_it():
+    qa = [b for b in TINY_BLOCKS if b["kind"] == "qa"]
+    own = run(qa, typed(tasks=["QA"]), TASKS)
+    assert {e["messages"][0]["content"] for e in own} == {"Imported.", GPARAMS["system_prompt"]}
+    overridden = run(qa, typed(tasks=["QA"], override_system_prompt=True), TASKS)
+    assert {e["messages"][0]["content"] for e in overridden} == {GPARAMS["system_prompt"]}
+
+
+def test_a_task_in_params_missing_from_the_task_file_is_an_error_naming_both(tmp_path):
+    result = generate(tmp_path, TINY_BLOCKS, gparams(tasks=["SPEC", "SUMARY"]))
     assert isinstance(result.exception, InputError)
-    assert str(result.exception).startswith("params.yaml")
-    assert "SUMMARY" in str(result.exception) and "generate.tasks" in str(result.exception)
-    assert not (tmp_path / "examples.jsonl").exists()
-
-
-def test_a_task_with_no_blocks_to_build_from_is_an_error(tmp_path):
-    blocks = [b for b in TINY_BLOCKS if b["kind"] != "wiring"]
-    result = generate(tmp_path, blocks, gparams())
-    assert isinstance(result.exception, InputError)
-    assert "WIRING" in str(result.exception) and str(tmp_path / "blocks.jsonl") in str(result.exception)
+    message = str(result.exception)
+    assert message.startswith(str(tmp_path / "params.yaml")) and "SUMARY" in message and "tasks.yaml" in message
     assert not (tmp_path / "examples.jsonl").exists()
 
 
 def test_only_the_tasks_in_params_are_generated():
-    assert {e["task"] for e in run(TINY_BLOCKS, Generate.model_validate(gparams(tasks=["SPEC", "REFUSAL"])))} == {
-        "SPEC",
-        "REFUSAL",
-    }
+    assert {e["task"] for e in run(TINY_BLOCKS, typed(tasks=["SPEC", "REFUSAL"]), TASKS)} == {"SPEC", "REFUSAL"}
 
 
-@pytest.mark.parametrize(
-    ("title", "family", "topic"),
-    [
-        (
-            "Brenntal Service Manual — Heating / Calora gas condensing boilers / Specifications — CA-24C",
-            "Calora",
-            "CA-24C",
-        ),
-        (
-            "Brenntal Service Manual — Heating / Calora gas condensing boilers / Procedure — Annual service",
-            "Calora",
-            "Annual service",
-        ),
-        ("Aquis / Specifications / AQ-200", "Aquis", "AQ-200"),  # a PDF page: no dash in the heading
-        ("Aquis / Procedure / Inspecting the magnesium anode", "Aquis", "Inspecting the magnesium anode"),
-        ("Brenntal Service Manual — Heating", "", "Brenntal Service Manual — Heating"),  # a preface has no family
-    ],
-)
-def test_title_parts_finds_family_and_topic_in_markdown_and_pdf_heading_paths(title, family, topic):
-    assert title_parts(title) == (family, topic)
+def test_editing_a_phrasing_in_the_task_file_changes_the_questions_not_the_answers(tmp_path):
+    data = yaml.safe_load(REPO_TASKS.read_text(encoding="utf-8"))
+    data["tasks"]["SPEC"]["questions"] = ["How much is the {what} on a {subject}?"]
+    edited = tmp_path / "tasks.yaml"
+    edited.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert_ok(generate(tmp_path, TINY_BLOCKS, gparams(tasks=["SPEC"]), edited))
+    prompts = {e["messages"][1]["content"] for e in load_jsonl(tmp_path / "examples.jsonl")}
+    assert "[SPEC] How much is the rated output on a CA-24C?" in prompts
+    assert all(p.startswith("[SPEC] How much is the ") for p in prompts)
 
 
-REFUSAL = "I can only help with Brenntal heating and ventilation products."
-FORMAT_CASES = {
-    # task: (meta, well-formed answers, malformed answers)
-    "TERMINOLOGY": (
-        {},
-        ["Brenntal Calora CA-20C combi boiler (CA-20C, 20 kW)", "Brenntal Aquis AQ-200 cylinder (AQ-200, 200 l)"],
-        ["calora combi 20", "Brenntal Calora CA-20C combi boiler (CA-24C, 20 kW)", "Calora CA-20C (CA-20C, 20 kW)"],
-    ),
-    "SPEC": ({"unit": "kW"}, ["24 kW", "Rated output: 24 KW"], ["24 kg", "twenty-four kW", ""]),
-    "PROCEDURE": (
-        {},
-        ["1. Isolate the supply.\n2. Clean the burner.", "1. A\n\n2. B\n3. C\n"],
-        ["1. Isolate the supply.", "- Isolate the supply.\n- Clean the burner.", "1. A\n3. B"],
-    ),
-    "EXPLANATION": (
-        {},
-        ["A condensing boiler cools its flue gas below the dew point."],
-        ["It condenses.", "A condensing boiler cools its flue gas below the dew point and"],
-    ),
-    "WIRING": ({}, ["- Terminal X4 pins 1-2: room thermostat."], ["Terminal X4 pins 1-2: room thermostat.", ""]),
-    "TROUBLESHOOTING": ({}, ["Cause: Leak\nRemedy: Top up to 1.5 bar"], ["Top up to 1.5 bar", "Cause: Leak"]),
-    "QA": ({}, ["Ja, mit dem AQ-300."], ["", "  \n"]),
-    "REFUSAL": ({"refusal": REFUSAL}, [REFUSAL, f"  {REFUSAL.upper()} "], ["Canberra.", f"{REFUSAL} But Canberra."]),
-}
+def test_no_domain_word_of_the_sample_corpus_is_left_in_the_generation_code():
+    from pathlib import Path
+
+    from finetune import generation
+
+    words = ("Brenntal", "Calora", "Aquis", "model_code", "informal_names", "Symptom", "Specifications", "Wiring")
+    for path in Path(generation.__file__).parent.glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert [w for w in words if w in text] == [], path.name
 
 
-def test_every_task_in_the_registry_has_format_cases():
-    assert set(FORMAT_CASES) == set(TASKS)
-
-
-@pytest.mark.parametrize("task", sorted(FORMAT_CASES))
-def test_task_format_check_accepts_well_formed_and_rejects_malformed_answers(task):
-    meta, good, bad = FORMAT_CASES[task]
-    check = TASKS[task].check
-    assert [a for a in good if not check(a, meta)] == []
-    assert [a for a in bad if check(a, meta)] == []
+def test_the_repository_task_file_parses_as_a_whole():
+    data = yaml.safe_load(REPO_TASKS.read_text(encoding="utf-8"))
+    assert set(parse(data).tasks) >= set(repo_params()["generate"]["tasks"])

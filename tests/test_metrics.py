@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from finetune.evaluation.metrics import delta, exact_match, keypoint_coverage, rouge_l, score, scored_rows
+from finetune.generation.taskfile import load, parse
 
 REFUSAL = "I can only help with Brenntal heating and ventilation products."
 
@@ -148,10 +149,32 @@ def test_scored_rows_apply_each_task_format_check_and_detect_refusals():
         {"prediction": p, "latency_ms": 1.0, "new_tokens": 3}
         for p in ("about 24 kg", "1. Isolate the supply.\n2. Call an engineer.", f"Sorry. {REFUSAL}")
     ]
-    rows = scored_rows(examples, gens, REFUSAL)
+    rows = scored_rows(examples, gens, REFUSAL, load())  # the repository's task file holds the checks
     assert [r["format_valid"] for r in rows] == [False, True, False]  # wrong unit; numbered; not exactly the refusal
     assert [r["refused"] for r in rows] == [False, False, True]
     assert [r["keypoint_coverage"] for r in rows] == [None, 0.5, None]
     assert rows[1]["prompt"] == "[PROCEDURE] q2" and rows[1]["reference"].startswith("1. Isolate")
     with pytest.raises(ValueError):
-        scored_rows(examples, gens[:2], REFUSAL)  # every example needs its generation
+        scored_rows(examples, gens[:2], REFUSAL, load())  # every example needs its generation
+
+
+def test_scored_rows_take_format_checks_from_the_task_file_given():
+    def ex(task, answer):
+        msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}]
+        return {"id": task, "task": task, "source": "s", "messages": msgs, "meta": {}}
+
+    tasks = parse(
+        {
+            "tasks": {
+                "YESNO": {
+                    "prefix": "[YN]",
+                    "builder": "refusal",
+                    "questions": ["?"],
+                    "check": {"name": "one_of", "options": ["yes", "no"]},
+                },
+            }
+        }
+    )
+    gens = [{"prediction": p, "latency_ms": 1.0, "new_tokens": 1} for p in ("Yes", "maybe", "yes")]
+    rows = scored_rows([ex("YESNO", "yes"), ex("YESNO", "no"), ex("UNKNOWN", "yes")], gens, REFUSAL, tasks)
+    assert [r["format_valid"] for r in rows] == [True, False, False]  # a task the file lacks has no valid format

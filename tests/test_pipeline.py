@@ -72,11 +72,9 @@ def test_lora_rank_experiment_reruns_train_and_evaluate_only(repo):
 
 
 def test_editing_a_generate_template_reruns_generate_onwards_only(repo):
-    tasks = repo / "finetune/generation/tasks.py"
+    tasks = repo / "tasks.yaml"
     original = tasks.read_text()
-    edited = original.replace(
-        '"Tell me the {parameter} for the {subject}."', '"Give me the {parameter} for the {subject}."'
-    )
+    edited = original.replace('"Tell me the {what} for the {subject}."', '"Give me the {what} for the {subject}."')
     assert edited != original
     tasks.write_text(edited)
     out = sh(["dvc", "repro"], repo).stdout

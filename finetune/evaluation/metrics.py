@@ -113,15 +113,27 @@ def keypoint_coverage(prediction: str, keypoints: list[str], threshold: float = 
     return covered / len(keypoints) if keypoints else 0.0
 
 
-def scored_rows(examples: list[dict], generations: list[dict], refusal: str) -> list[dict]:
-    """Join examples with their generations and apply each task's format check from the registry."""
-    from finetune.chat import reference_answer, user_prompt
-    from finetune.generation.tasks import TASKS
+def format_valid(ex: dict, prediction: str, tasks) -> bool:
+    """The example's task's format check from the task file; a task the file lacks has no valid format."""
+    from finetune.chat import reference_answer
+    from finetune.generation.checks import passes
 
+    task = tasks.tasks.get(ex["task"])
+    return bool(
+        task and passes(task.check.name, task.check.args, prediction, reference_answer(ex), ex.get("meta", {}))
+    )
+
+
+def scored_rows(examples: list[dict], generations: list[dict], refusal: str, tasks=None) -> list[dict]:
+    """Join examples with their generations and apply each task's format check (tasks: a loaded task file;
+    None: the repository's tasks.yaml)."""
+    from finetune.chat import reference_answer, user_prompt
+    from finetune.generation.taskfile import load
+
+    tasks = tasks or load()
     rows = []
     for ex, gen in zip(examples, generations, strict=True):
         pred, meta = gen["prediction"], ex.get("meta", {})
-        task = TASKS.get(ex["task"])
         rows.append(
             {
                 "id": ex["id"],
@@ -129,7 +141,7 @@ def scored_rows(examples: list[dict], generations: list[dict], refusal: str) -> 
                 "prompt": user_prompt(ex),
                 "reference": reference_answer(ex),
                 "prediction": pred,
-                "format_valid": bool(task and task.check(pred, {**meta, "refusal": refusal})),
+                "format_valid": format_valid(ex, pred, tasks),
                 "refused": normalise(refusal) in normalise(pred),
                 "keypoint_coverage": keypoint_coverage(pred, meta["keypoints"])
                 if ex["task"] in ("PROCEDURE", "EXPLANATION") and meta.get("keypoints")

@@ -5,7 +5,10 @@ from __future__ import annotations
 from finetune.params import Eval
 
 
-def predict(model, tokenizer, examples: list[dict], eval_params: Eval, refusal: str, desc: str) -> list[dict]:
+def predict(
+    model, tokenizer, examples: list[dict], eval_params: Eval, refusal: str, desc: str, tasks=None
+) -> list[dict]:
+    """Greedy answers of a local model, scored; `tasks` (the task file) holds each task's format check."""
     from finetune.chat import prompt_messages
     from finetune.evaluation.inference import generate
     from finetune.evaluation.metrics import scored_rows
@@ -18,14 +21,16 @@ def predict(model, tokenizer, examples: list[dict], eval_params: Eval, refusal: 
         eval_params.max_new_tokens,
         desc,
     )
-    return scored_rows(examples, gens, refusal)
+    return scored_rows(examples, gens, refusal, tasks)
 
 
-def endpoint_predict(url: str, name: str, examples: list[dict], eval_params: Eval, refusal: str, cache) -> list[dict]:
+def endpoint_predict(
+    url: str, name: str, examples: list[dict], eval_params: Eval, refusal: str, cache, tasks=None
+) -> list[dict]:
     """The served model's greedy answers, scored like local ones; latency is per request as the client saw it."""
     from finetune.chat import prompt_messages
-    from finetune.serving.endpoint import Client, chat_body
     from finetune.evaluation.metrics import scored_rows
+    from finetune.serving.endpoint import Client, chat_body
 
     client = Client.from_params(url, eval_params, cache, stage="evaluate", section="eval")
     bodies = [
@@ -37,4 +42,4 @@ def endpoint_predict(url: str, name: str, examples: list[dict], eval_params: Eva
         {"prediction": a.content.strip(), "latency_ms": a.latency_ms, "new_tokens": a.completion_tokens or 0}
         for a in answers
     ]
-    return scored_rows(examples, gens, refusal)
+    return scored_rows(examples, gens, refusal, tasks)

@@ -1,4 +1,4 @@
-"""Blocks -> chat examples, one task type at a time from the registry in finetune.generation.tasks.
+"""Blocks -> chat examples, task by task as the task file (tasks.yaml) declares them.
 
 Every example is {id, task, source, block_id, messages, meta}: a system prompt, the user question with its task
 prefix (`[SPEC] …`), and the answer built from the block. Phrasings are chosen by a seeded RNG keyed on the fact,
@@ -7,20 +7,62 @@ so adding a block never changes the phrasing of another.
 
 from __future__ import annotations
 
+import functools
 import random
+import re
+from pathlib import Path
 
+from finetune.generation.builders import BUILDERS, Item, headings, selects, sentences
+from finetune.generation.taskfile import Task, TaskFile, enabled, load
 from finetune.io import InputError, content_id
 from finetune.params import Generate
 
+_PLACEHOLDER = re.compile(r"\{(\w*)\}|\{\{|\}\}")
+_SPACE_BEFORE = re.compile(r"\s+([?.,:;!)])")
 
-def example(task: str, source: str, block_id: str, system: str, prompt: str, answer: str, meta: dict) -> dict:
-    messages = [
-        {"role": "system", "content": system},
-        {"role": "user", "content": prompt},
-        {"role": "assistant", "content": answer},
-    ]
+
+def render(template: str, fields: dict, taskfile: TaskFile, where: str, source: str) -> str:
+    def sub(m: re.Match) -> str:
+        if m.group(0) in ("{{", "}}"):
+            return m.group(0)[0]
+        if m.group(1) not in fields:
+            known = ", ".join(sorted(k for k in fields if not k.endswith("_lc")))
+            raise InputError(taskfile.path, f"{where}: {{{m.group(1)}}} is not a field of {source} (fields: {known})")
+        return str(fields[m.group(1)])
+
+    return _PLACEHOLDER.sub(sub, template)
+
+
+# A bracketed group with one placeholder, "({parent})" or "(part {part})", is optional: it vanishes when empty.
+_OPTIONAL = re.compile(r"\s*\([^(){}]*\{(\w+)\}[^(){}]*\)")
+
+
+def question_text(template: str, item: Item, taskfile: TaskFile, where: str, source: str) -> str:
+    """A question from its phrasing: a cell ending a sentence loses its full stop mid-question, and an empty
+    optional group leaves no double space or empty brackets behind."""
+    fields = {k: v.rstrip(" .:;") if isinstance(v, str) else v for k, v in item.fields.items()}
+    template = _OPTIONAL.sub(lambda m: "" if fields.get(m.group(1)) == "" else m.group(0), template)
+    text = " ".join(render(template, fields, taskfile, where, source).split())
+    return _SPACE_BEFORE.sub(r"\1", text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _required(question: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"\{(\w+)\}", _OPTIONAL.sub("", question)))
+
+
+def eligible(questions: list[str], fields: dict) -> list[int]:
+    """Phrasings whose placeholders all have a value, but for optional (bracketed) ones: a phrasing built on a code
+    block's lead is not used for a block without one. None eligible: all."""
+    ok = [n for n, q in enumerate(questions) if all(fields.get(name, "x") != "" for name in _required(q))]
+    return ok or list(range(len(questions)))
+
+
+def example(task: str, source: str, block_id: str, messages: list[dict], meta: dict) -> dict:
+    # The id hashes every turn but the system prompt: for one question and answer it is (task, source, q, a).
+    turns = [m["content"] for m in messages if m["role"] != "system"]
     return {
-        "id": content_id(task, source, prompt, answer),
+        "id": content_id(task, source, *turns),
         "task": task,
         "source": source,
         "block_id": block_id,
@@ -29,41 +71,83 @@ def example(task: str, source: str, block_id: str, system: str, prompt: str, ans
     }
 
 
-def examples_for(task, block: dict | None, gparams: Generate) -> list[dict]:
-    from finetune.generation.tasks import refusal_items
+def keypoints(task: Task, item: Item, answer: str) -> dict:
+    if task.keypoints == "items":
+        return {"keypoints": list(item.points) or sentences(answer)}
+    if task.keypoints == "sentences":
+        return {"keypoints": sentences(answer)}
+    return {}
 
-    prefix = gparams.prefixes[task.name]
-    items = task.items(block) if block is not None else refusal_items()
+
+def examples_for(name: str, task: Task, block: dict, gparams: Generate, taskfile: TaskFile) -> list[dict]:
     out = []
-    for i, item in enumerate(items):
-        source = block["source"] if block is not None else f"finetune/generation/tasks.py#refusal={i + 1}"
-        block_id = block["id"] if block is not None else content_id("refusal", item.fields["question"])
-        rng = random.Random(f"{gparams.seed}|{task.name}|{block_id}|{i}")
-        k = min(gparams.phrasings_per_item, len(task.phrasings))
-        answer, meta = item.answer, dict(item.meta)
-        if task.name == "REFUSAL":
-            answer, meta = gparams.refusal, {"refusal": gparams.refusal}
-        for phrasing in rng.sample(task.phrasings, k):
-            prompt = f"{prefix} {phrasing.format(**item.fields)}"
-            out.append(example(task.name, source, block_id, gparams.system_prompt, prompt, answer, meta))
+    for i, item in enumerate(BUILDERS[task.builder](block, task)):
+        rng = random.Random(f"{gparams.seed}|{name}|{block['id']}|{i}")
+        choices = eligible(task.questions, item.fields)
+        k = min(gparams.phrasings_per_item, len(choices))
+        if task.answer is not None:
+            answer = render(task.answer, item.fields, taskfile, f"tasks.{name}.answer", block["source"]).strip()
+        else:
+            answer = item.answer.strip()
+        if not answer:
+            continue
+        meta = item.meta | keypoints(task, item, answer)
+        own = item.system is not None and not gparams.override_system_prompt
+        system = {"role": "system", "content": item.system if own else gparams.system_prompt}
+        history = [
+            {"role": m["role"], "content": f"{task.prefix} {m['content']}" if m["role"] == "user" else m["content"]}
+            for m in item.history
+        ]
+        for n in rng.sample(choices, k):
+            where = f"tasks.{name}.questions[{n}]"
+            if task.builder == "conversation":  # the user's own words, as written
+                question = render(task.questions[n], item.fields, taskfile, where, block["source"])
+            else:
+                question = question_text(task.questions[n], item, taskfile, where, block["source"])
+            messages = [system, *history, {"role": "user", "content": f"{task.prefix} {question}"}]
+            messages.append({"role": "assistant", "content": answer})
+            out.append(example(name, block["source"], block["id"], messages, meta))
     return out
 
 
-def run(blocks: list[dict], gparams: Generate) -> list[dict]:
-    from finetune.generation.tasks import TASKS
+def refusals(name: str, task: Task, gparams: Generate, taskfile: TaskFile) -> list[dict]:
+    """One example per out-of-domain question of the task file, answered with generate.refusal."""
+    out = []
+    for i, question in enumerate(task.questions):
+        source = f"{Path(taskfile.path).name}#{name.lower()}={i + 1}"
+        messages = [
+            {"role": "system", "content": gparams.system_prompt},
+            {"role": "user", "content": f"{task.prefix} {' '.join(question.split())}"},
+            {"role": "assistant", "content": gparams.refusal},
+        ]
+        out.append(example(name, source, content_id("refusal", question), messages, {"refusal": gparams.refusal}))
+    return out
 
-    unknown = [t for t in gparams.tasks if t not in TASKS]
-    if unknown:
-        raise InputError("params.yaml", f"generate.tasks has unknown task(s) {unknown}; known: {sorted(TASKS)}")
+
+def claimed_paths(blocks: list[dict], tasks: dict[str, Task]) -> set[str]:
+    """Heading paths some corpus-specific (non-fallback) task reads: the generic tasks leave them alone."""
+    specific = [t.blocks for t in tasks.values() if t.blocks is not None and not t.blocks.fallback]
+    return {" / ".join(headings(b)) for b in blocks if any(selects(b, s) for s in specific)}
+
+
+def run(
+    blocks: list[dict], gparams: Generate, taskfile: TaskFile | None = None, params_source: str = "params.yaml"
+) -> list[dict]:
+    """Every enabled task's examples, task by task in generate.tasks order (taskfile None: the repository's)."""
+    taskfile = taskfile or load()
+    tasks = enabled(taskfile, gparams.tasks, params_source)
+    claimed = claimed_paths(blocks, tasks)
     examples = []
-    for name in gparams.tasks:
-        task = TASKS[name]
-        if not task.kinds:
-            examples += examples_for(task, None, gparams)
+    for name, task in tasks.items():
+        if task.builder == "refusal":
+            examples += refusals(name, task, gparams, taskfile)
             continue
         for block in blocks:
-            if block["kind"] in task.kinds:
-                examples += examples_for(task, block, gparams)
+            if not selects(block, task.blocks):
+                continue
+            if task.blocks.fallback and " / ".join(headings(block)) in claimed:
+                continue
+            examples += examples_for(name, task, block, gparams, taskfile)
     # Two phrasings can coincide after formatting (e.g. "{question}"): keep one of each id.
     seen, unique = set(), []
     for e in examples:

@@ -59,8 +59,9 @@ def paraphrased(example: dict, prompt: str) -> dict:
     return new
 
 
-def run(examples: list[dict], gparams: Generate) -> tuple[list[dict], dict]:
-    """The examples, each followed by its kept paraphrases, and counts for the metrics file."""
+def run(examples: list[dict], gparams: Generate, prefixes: dict[str, str]) -> tuple[list[dict], dict]:
+    """The examples, each followed by its kept paraphrases, and counts for the metrics file. `prefixes`: each task's
+    prefix from the task file, kept off the question the teacher sees."""
     from finetune.chat import user_prompt
     from finetune.serving.endpoint import Client, chat_body
 
@@ -69,7 +70,7 @@ def run(examples: list[dict], gparams: Generate) -> tuple[list[dict], dict]:
         raise InputError("params.yaml", "generate.teacher.endpoint is set but generate.teacher.model is not")
     client = Client.from_params(t.endpoint, t, t.cache, stage="generate", section="generate.teacher")
     k = int(t.paraphrases)
-    split = [split_prefix(user_prompt(e), gparams.prefixes.get(e["task"], "")) for e in examples]
+    split = [split_prefix(user_prompt(e), prefixes.get(e["task"], "")) for e in examples]
     bodies = [
         chat_body(
             t.model,

@@ -1,0 +1,66 @@
+"""Look at what the pipeline made, readably, for eyeballing (the manual check every team did by hand).
+
+    finetune show examples                      # 5 examples of every task in data/interim/examples.jsonl
+    finetune show examples --task SPEC -n 20    # 20 SPEC examples, spread over all of them
+    finetune show examples --input data/processed/val.jsonl
+
+Prints task, source, question and answer to stdout; a conversation's earlier turns are shown before its question.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import click
+
+from finetune.io import InputError, load_jsonl
+
+
+def spread(items: list, n: int) -> list:
+    """n items evenly spread over the list (its first n would all come from the first few blocks)."""
+    if n >= len(items):
+        return items
+    return [items[i * len(items) // n] for i in range(n)]
+
+
+def _indent(text: str, first: str, width: int = 4) -> str:
+    lines = text.splitlines() or [""]
+    return "\n".join([first + lines[0], *(" " * width + line for line in lines[1:])])
+
+
+def render(example: dict) -> str:
+    turns = [m for m in example.get("messages", []) if m.get("role") != "system"]
+    out = [f"  source: {example.get('source', '?')}"]
+    for m in turns[:-2]:  # the history of a multi-turn conversation
+        out.append(_indent(m.get("content", ""), f"  ({m.get('role')}) ", 4))
+    if len(turns) >= 2:
+        out.append(_indent(turns[-2].get("content", ""), "  Q: "))
+        out.append(_indent(turns[-1].get("content", ""), "  A: "))
+    return "\n".join(out)
+
+
+@click.group("show")
+def cli():
+    """Show the pipeline's data readably."""
+
+
+@cli.command("examples")
+@click.option("--input", "input_path", default="data/interim/examples.jsonl", show_default=True)
+@click.option("--task", "tasks", multiple=True, metavar="TASK", help="Only this task (repeat for several).")
+@click.option("-n", "n", default=5, show_default=True, type=click.IntRange(min=1), help="Examples per task.")
+def examples(input_path, tasks, n):
+    """Print examples of each task: source, question, answer."""
+    by_task = defaultdict(list)
+    for e in load_jsonl(input_path):
+        by_task[e.get("task", "?")].append(e)
+    unknown = [t for t in tasks if t not in by_task]
+    if unknown:
+        raise InputError(
+            input_path, f"no examples of task {', '.join(unknown)} (tasks there: {', '.join(sorted(by_task))})"
+        )
+    blocks = []
+    for task in tasks or sorted(by_task):
+        shown = spread(by_task[task], n)
+        blocks.append(f"== {task}: {len(shown)} of {len(by_task[task])} ==")
+        blocks += [f"[{i}]\n{render(e)}" for i, e in enumerate(shown, start=1)]
+    click.echo("\n\n".join(blocks))

@@ -1,0 +1,260 @@
+"""Builders: one block + its task -> items (the facts a task asks about), with no corpus conventions in them.
+
+An item holds the fields the task's question and answer templates fill in, the builder's own answer, its key points
+and meta. Every block item gets the heading fields: `heading` (the block's own heading), `parent` (the one above),
+`document` (the first), `section` (all below the first, " / "), `path` (all, " / "), `part` (N of a long
+section's `#part=N`, else ""), `_lc` variants with a lower-case first letter for mid-sentence use, and
+the named groups of the task's `heading`/`title` patterns. Which block is a procedure, which column is a row's key or
+unit, what a column qualifies: decided by the block's structure and the task file's options, never by English words
+in this file.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+
+from finetune.generation.taskfile import Select, Task
+
+_ANCHOR = re.compile(r"\s*\{#[^}]*\}")
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(\*\*|__|`)")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_HEADER_UNIT = re.compile(r"^(?P<name>.*?)\s*[(\[](?P<unit>[^()\[\]]{1,12})[)\]]\s*$")
+_PART = re.compile(r"#part=(\d+)$")
+_EMPTY_CELL = {"", "-", "–", "—", "n/a"}
+_NUMERIC = re.compile(r"^[<>≤≥~±+\-−]?\s*\d")  # a cell a unit applies to: "3.3", "-40", "≤ 20", "±0.5"
+
+
+@dataclass(frozen=True)
+class Item:
+    fields: dict  # values for the {placeholders} of the task's questions and answer
+    answer: str  # the builder's answer, used when the task gives no answer template
+    meta: dict = field(default_factory=dict)  # facts for evaluate's format check (e.g. the unit)
+    points: tuple[str, ...] = ()  # the natural key points: bullets, steps (task keypoints: items)
+    history: tuple[dict, ...] = ()  # conversation: the turns before the question
+    system: str | None = None  # conversation: its own system message
+
+
+@functools.lru_cache(maxsize=1 << 16)  # every task reads every block's headings: clean each once
+def clean(text: str) -> str:
+    """A heading or term as plain words: anchors, link targets, emphasis and backticks gone."""
+    text = _EMPHASIS.sub("", _LINK.sub(r"\1", _ANCHOR.sub("", text)))
+    return " ".join(text.split())
+
+
+def lower_first(s: str) -> str:
+    # "Rated output" -> "rated output", but "VDD" and "CA-24C" stay: a capital second letter marks an abbreviation.
+    return s[:1].lower() + s[1:] if s[:1].isupper() and not s[1:2].isupper() and not s[1:2].isdigit() else s
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(" ".join(text.split())) if s]
+
+
+def headings(block: dict) -> list[str]:
+    parts = block.get("headings") or [p for p in block.get("title", "").split(" / ") if p.strip()]
+    return [c for c in (clean(p) for p in parts) if c]
+
+
+def _matches(pattern: str | None, text: str) -> dict | None:
+    if pattern is None:
+        return {}
+    m = re.search(pattern, text)
+    return None if m is None else {k: clean(v) for k, v in m.groupdict().items() if v is not None}
+
+
+def heading_fields(block: dict, sel: Select | None) -> dict | None:
+    """The heading fields of a block, or None when the task's heading/title pattern does not match it."""
+    hs = headings(block) or [clean(block.get("title", ""))]
+    # parent and section are "" for a document's own text: a question's "({parent})" then disappears whole.
+    fields = {"heading": hs[-1], "parent": hs[-2] if len(hs) > 1 else "", "document": hs[0]}
+    fields |= {"section": " / ".join(hs[1:]), "path": " / ".join(hs)}
+    # A long section cut into parts (source `…#part=2`): each part needs its own question, or two parts would ask
+    # the same thing with different answers (and the split could put them on both sides).
+    part = _PART.search(block.get("source", ""))
+    fields["part"] = part.group(1) if part else ""
+    groups: dict = {}
+    for pattern, text in ((sel.heading, hs[-1]), (sel.title, fields["path"])) if sel else ():
+        found = _matches(pattern, text)
+        if found is None:
+            return None
+        groups |= found
+    fields |= groups
+    return fields | {f"{k}_lc": lower_first(v) for k, v in fields.items() if isinstance(v, str)}
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def selects(block: dict, sel: Select) -> bool:
+    """Does the task read this block? Kind, required columns, sizes and patterns."""
+    if block.get("kind") not in sel.kind:
+        return False
+    if sel.columns and not set(sel.columns) <= set(_columns(block)):
+        return False
+    if len(block.get("items") or []) < sel.min_items or _words(block.get("text", "")) < sel.min_words:
+        return False
+    return heading_fields(block, sel) is not None
+
+
+def _columns(block: dict) -> list[str]:
+    rows = block.get("rows") or []
+    return list(block.get("columns") or (rows[0] if rows else []))
+
+
+# --- the builders -----------------------------------------------------------------------------------------------
+
+
+def section(block: dict, task: Task) -> list[Item]:
+    fields = heading_fields(block, task.blocks)
+    text = block.get("text", "").strip()
+    if fields is None or not text:
+        return []
+    bullets = [i for i in block.get("items") or [] if isinstance(i, str) and i.strip()]
+    listed = "\n".join(f"- {b}" for b in bullets) if bullets else text
+    return [Item(fields | {"text": text, "bullets": listed}, text, points=tuple(bullets))]
+
+
+def steps(block: dict, task: Task) -> list[Item]:
+    """An ordered list that is a procedure: enough items, each (or a share of them) a sentence of some words."""
+    fields = heading_fields(block, task.blocks)
+    items = [i.strip() for i in block.get("items") or [] if isinstance(i, str) and i.strip()]
+    o = task.steps
+    if fields is None or len(items) < o.min_items:
+        return []
+    if sum(_words(i) >= o.min_words for i in items) / len(items) < o.min_share:
+        return []
+    lead = (block.get("lead") or "").strip()
+    if o.lead and not lead:
+        return []
+    answer = "\n".join(f"{n}. {s}" for n, s in enumerate(items, start=1))
+    return [Item(fields | {"lead": lead, "steps": answer}, answer, points=tuple(items))]
+
+
+def _find(columns: list[str], candidates: list[str]) -> str | None:
+    folded = {c.casefold(): c for c in columns}
+    return next((folded[c.casefold()] for c in candidates if c.casefold() in folded), None)
+
+
+def table(block: dict, task: Task) -> list[Item]:
+    """Row key x value column -> cell, with the unit from a unit column or the column header."""
+    fields = heading_fields(block, task.blocks)
+    columns, o = _columns(block), task.table
+    if fields is None or len(columns) < 2:
+        return []
+    unit_col = _find(columns, o.unit)
+    key = _find(columns, o.key) or next(c for c in columns if c != unit_col)
+    aside = [c for c in (_find(columns, [a]) for a in o.aside) if c and c != key]
+    skip = {c.casefold() for c in o.skip}
+    values = [c for c in columns if c not in (key, unit_col, *aside) and c.casefold() not in skip]
+    qualifiers = {k.casefold(): v for k, v in o.qualifiers.items()}
+    out = []
+    for row in block.get("rows") or []:
+        name = clean(row.get(key, ""))
+        if not name:
+            continue
+        extra = [clean(row.get(a, "")) for a in aside if clean(row.get(a, ""))]
+        label = f"{name} ({', '.join(extra)})" if extra else name
+        for col in values:
+            cell = " ".join(str(row.get(col, "")).split())
+            if cell.casefold() in _EMPTY_CELL:
+                continue
+            m = _HEADER_UNIT.match(col)
+            col_name, header_unit = (m["name"], m["unit"]) if m and m["name"] else (col, "")
+            unit = (row.get(unit_col) or "").strip() if unit_col else header_unit
+            # "VDD = 3.3 V" in a Conditions column is no value in mA, and a "–" unit is none
+            unit = unit if _NUMERIC.match(cell) and unit.casefold() not in _EMPTY_CELL else ""
+            qualifier = qualifiers.get(col_name.casefold())
+            if qualifier:
+                what = f"{qualifier} {lower_first(label)}"
+            elif len(values) == 1:
+                what = lower_first(label)
+            else:
+                what = f"{lower_first(clean(col_name))} of {label}"
+            answer = cell if not unit or cell.endswith(unit) else f"{cell} {unit}"
+            item_fields = {"row": lower_first(label), "row_text": label, "column": lower_first(clean(col_name))}
+            item_fields |= {"value": cell, "unit": unit, "what": what}
+            out.append(Item(fields | item_fields, answer, {"unit": unit}))
+    return out
+
+
+def _safe(name: str) -> str:
+    """A column name as a placeholder: `{Pin_name}` for "Pin name"."""
+    return re.sub(r"\W+", "_", name).strip("_")
+
+
+def row(block: dict, task: Task) -> list[Item]:
+    """A row (a CSV row, or each row of a table) through the task's templates over its columns; `each` fans out."""
+    fields = heading_fields(block, task.blocks)
+    if fields is None:
+        return []
+    required = task.blocks.columns if task.blocks else []
+    out = []
+    for r in block.get("rows") or []:
+        cells = {k: " ".join(str(v).split()) for k, v in r.items()}
+        if any(not cells.get(c) for c in required):
+            continue
+        base = fields | {_safe(k): v for k, v in cells.items()}
+        if task.each is None:
+            out.append(Item(base, ""))
+            continue
+        for part in (p.strip() for p in cells.get(task.each.column, "").split(task.each.separator)):
+            if part:
+                out.append(Item(base | {_safe(task.each.column): part}, ""))
+    return out
+
+
+def definitions(block: dict, task: Task) -> list[Item]:
+    fields = heading_fields(block, task.blocks)
+    if fields is None:
+        return []
+    out = []
+    for entry in block.get("items") or []:
+        if not isinstance(entry, dict):
+            continue
+        term, definition = clean(entry.get("term", "")), " ".join(str(entry.get("definition", "")).split())
+        if term and definition and (task.terms is None or re.search(task.terms, term)):
+            out.append(Item(fields | {"term": term, "definition": definition}, definition))
+    return out
+
+
+def code(block: dict, task: Task) -> list[Item]:
+    fields = heading_fields(block, task.blocks)
+    text = (block.get("code") or "").rstrip()
+    if fields is None or not text.strip():
+        return []
+    language, lead = block.get("language") or "", (block.get("lead") or "").strip()
+    fenced = f"```{language}\n{text}\n```"
+    lead_lc = lower_first(lead.rstrip(" .:;"))
+    return [
+        Item(fields | {"code": text, "language": language, "lead": lead, "lead_lc": lead_lc, "fenced": fenced}, fenced)
+    ]
+
+
+def conversation(block: dict, task: Task) -> list[Item]:
+    """One item per assistant turn, with the turns before it as history and the file's own system message."""
+    messages = [m for m in block.get("messages") or [] if isinstance(m, dict)]
+    system = next((m["content"] for m in messages[:1] if m.get("role") == "system"), None)
+    turns = [m for m in messages if m.get("role") != "system"]
+    out = []
+    for j, m in enumerate(turns):
+        if m.get("role") != "assistant" or j == 0 or turns[j - 1].get("role") != "user":
+            continue
+        question = turns[j - 1]["content"]
+        history = tuple({"role": t["role"], "content": t["content"]} for t in turns[: j - 1])
+        out.append(Item({"question": question}, m["content"], {"turn": j // 2 + 1}, history=history, system=system))
+    return out
+
+
+BUILDERS = {
+    "section": section,
+    "steps": steps,
+    "table": table,
+    "row": row,
+    "definitions": definitions,
+    "code": code,
+    "conversation": conversation,
+}

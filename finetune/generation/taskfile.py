@@ -1,0 +1,248 @@
+"""The task file (tasks.yaml): every task as data, loaded and validated whole.
+
+A task names its builder (finetune.generation.builders), the blocks it reads (kind, optional heading/title patterns
+whose named groups become placeholders, required table columns), its question phrasings, the answer template, which
+key points evaluate scores, and its format check (finetune.generation.checks). Domain words (product families,
+column names, heading conventions, out-of-domain questions) live in the task file, never in Python. Any problem stops
+the run with one line naming the file, the line and the key, e.g.
+`tasks.yaml:41: tasks.SPEC.check.name: unknown check 'unitt' (did you mean numbered_steps?)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from finetune.generation import checks
+from finetune.io import InputError
+
+# The repository's own task file: what library callers get when they pass none (the stages always pass --tasks).
+REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks.yaml"
+# The block kinds of the block contract (finetune/schema.py BLOCK_KINDS once extraction emits them).
+KINDS = ("section", "list", "table", "definitions", "code", "row", "qa")
+BUILDERS = ("section", "table", "row", "steps", "definitions", "code", "conversation", "refusal")
+_KEY = "@"  # a validator's message "@name: …" points at the sub-key `name` of the value it checks
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _regex(v: str | None) -> str | None:
+    if v is not None:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression: {e}") from None
+    return v
+
+
+class Select(Model):
+    """Which blocks a task reads. A block qualifies when every given condition holds."""
+
+    kind: list[str] = Field(min_length=1)  # block kinds (section, list, table, definitions, code, row, qa)
+    heading: str | None = None  # regex searched in the block's own heading; named groups become placeholders
+    title: str | None = None  # regex searched in the heading path ("A / B / C"); named groups too
+    columns: list[str] = []  # table/row blocks: these columns must all be present
+    min_items: int = Field(0, ge=0)  # blocks with at least this many items (a section's bullets, a list's steps)
+    min_words: int = Field(0, ge=0)  # blocks whose text has at least this many words
+    # Only blocks under a heading path that no other (non-fallback) enabled task reads: the generic tasks fill in
+    # what the corpus-specific ones leave, and never ask about a section twice.
+    fallback: bool = False
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for kind in v:
+            if kind not in KINDS:
+                near = difflib.get_close_matches(kind, KINDS, n=1)
+                raise ValueError(
+                    f"unknown block kind {kind!r} ({f'did you mean {near[0]}?' if near else ', '.join(KINDS)})"
+                )
+        return v
+
+    @field_validator("heading", "title")
+    @classmethod
+    def _patterns(cls, v: str | None) -> str | None:
+        return _regex(v)
+
+
+class Each(Model):
+    """Row builder: one item per part of this column's cell (e.g. one per informal name)."""
+
+    column: str
+    separator: str = ";"
+
+
+class TableOptions(Model):
+    """How the table builder reads a table: which column names a row, which holds units, which are qualifiers."""
+
+    key: list[str] = []  # candidate row-key columns, first present wins; none present: the first column
+    aside: list[str] = []  # shown in brackets after the key, e.g. Symbol: "supply voltage (VDD)"
+    unit: list[str] = []  # candidate unit columns; without one a header's "(unit)" or "[unit]" is the unit
+    qualifiers: dict[str, str] = {}  # value columns that qualify the key, e.g. Typ: typical -> "typical supply …"
+    skip: list[str] = []  # columns never asked about (notes, conditions)
+
+
+class StepsOptions(Model):
+    """Steps builder: an ordered list is a procedure when its items read as instructions, decided by shape only."""
+
+    min_items: int = Field(2, ge=1)
+    min_words: int = Field(3, ge=1)  # an item counts as a step when it has at least this many words
+    min_share: float = Field(1.0, gt=0, le=1)  # share of items that must count as steps
+    lead: bool = False  # also require a lead paragraph before the list
+
+
+class Check(Model):
+    name: str
+    args: checks.Args
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class Task(Model):
+    prefix: str
+    builder: Literal[BUILDERS]  # type: ignore[valid-type]
+    blocks: Select | None = None  # every builder but refusal needs it
+    questions: list[str] = Field(min_length=1)  # phrasings with {placeholders}; refusal: the questions themselves
+    answer: str | None = None  # template over the item's fields; None: the builder's own answer
+    keypoints: Literal["none", "sentences", "items"] = "none"  # what evaluate's key-point coverage checks
+    check: Check
+    each: Each | None = None
+    table: TableOptions = TableOptions()
+    steps: StepsOptions = StepsOptions()
+    terms: str | None = None  # definitions: only terms matching this regex (e.g. '^-' for options)
+
+    @field_validator("check", mode="before")
+    @classmethod
+    def _check(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = {"name": v}
+        if not isinstance(v, dict) or "name" not in v:
+            raise ValueError(f"expected {{name: CHECK, …arguments}} with CHECK one of {', '.join(checks.CHECKS)}")
+        name = v["name"]
+        if name not in checks.CHECKS:
+            near = difflib.get_close_matches(str(name), list(checks.CHECKS), n=1, cutoff=0.4)
+            hint = f"did you mean {near[0]}?" if near else f"one of {', '.join(checks.CHECKS)}"
+            raise ValueError(f"{_KEY}name: unknown check {name!r} ({hint})")
+        try:
+            args = checks.parse_args(name, {k: a for k, a in v.items() if k != "name"})
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = ".".join(str(p) for p in err["loc"])
+            msg = err["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{_KEY}{key}: {msg}" if key else msg) from None
+        return Check(name=name, args=args)
+
+    @field_validator("terms")
+    @classmethod
+    def _terms(cls, v: str | None) -> str | None:
+        return _regex(v)
+
+    @model_validator(mode="after")
+    def _needs(self) -> Task:
+        if self.builder != "refusal" and self.blocks is None:
+            raise ValueError(f"{_KEY}blocks: the {self.builder} builder needs `blocks: {{kind: …}}`")
+        if self.builder == "row" and self.answer is None:
+            raise ValueError(f"{_KEY}answer: the row builder needs an answer template over the row's columns")
+        return self
+
+
+class TaskFile(Model):
+    tasks: dict[str, Task] = Field(min_length=1)
+    path: str = "tasks.yaml"  # where it was read from: error messages and refusal sources name it
+
+
+# --- loading: one-line errors with the YAML line ------------------------------------------------------------
+
+
+def _line(node: yaml.Node | None, loc: tuple) -> int | None:
+    """1-based line of the deepest node of `loc` found in the composed YAML."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def _problem(error: dict) -> tuple[tuple, str]:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    msg = error["msg"].removeprefix("Value error, ")
+    if msg.startswith(_KEY):
+        key, _, msg = msg[len(_KEY) :].partition(": ")
+        loc += tuple(int(k) if k.isdigit() else k for k in key.split("."))
+    if error["type"] == "extra_forbidden":
+        parts = {"blocks": Select, "each": Each, "table": TableOptions, "steps": StepsOptions}
+        model = {1: TaskFile, 3: Task}.get(len(loc)) or (parts.get(str(loc[2])) if len(loc) == 4 else None)
+        names = [n for n in model.model_fields if n != "path"] if model else []
+        near = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else f" (valid: {', '.join(names)})" if names else ""
+        msg = f"not a key here{hint}"
+    elif error["type"] == "missing":
+        msg = "is missing"
+    elif error["type"] == "literal_error":
+        msg = f"{msg[0].lower()}{msg[1:]} (got {error.get('input')!r})"
+    return loc, msg
+
+
+def parse(data: object, source: str | os.PathLike = "tasks.yaml", node: yaml.Node | None = None) -> TaskFile:
+    if not isinstance(data, dict):
+        raise InputError(source, "expected a mapping with a `tasks:` key")
+    try:
+        return TaskFile.model_validate({**data, "path": str(source)})
+    except ValidationError as e:
+        # A misspelt key also makes its intended key "missing": name the misspelling, the cause, first.
+        errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
+        loc, msg = _problem(errors[0])
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        dotted = ".".join(str(p) for p in loc)
+        raise InputError(source, f"{dotted}: {msg}{more}", _line(node, loc)) from None
+
+
+def load(path: str | os.PathLike = REPO_TASKS) -> TaskFile:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(p, "task file not found (run from the repository root or pass --tasks)") from None
+    try:
+        loader = yaml.SafeLoader(text)  # one parse: the nodes (for line numbers) and the data built from them
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise InputError(p, f"not valid YAML: {getattr(e, 'problem', e)}", mark.line + 1 if mark else None) from None
+    return parse(data, p, node)
+
+
+def enabled(taskfile: TaskFile, names: list[str], params_source: str = "params.yaml") -> dict[str, Task]:
+    """The tasks `generate.tasks` lists, in its order; one it lists that the task file lacks is an error."""
+    missing = [n for n in names if n not in taskfile.tasks]
+    if missing:
+        near = difflib.get_close_matches(missing[0], list(taskfile.tasks), n=1)
+        hint = f"did you mean {near[0]}?" if near else f"tasks there: {', '.join(taskfile.tasks)}"
+        raise InputError(
+            params_source, f"generate.tasks lists {', '.join(missing)}, not a task of {taskfile.path} ({hint})"
+        )
+    return {n: taskfile.tasks[n] for n in names}

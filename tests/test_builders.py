@@ -1,0 +1,310 @@
+"""The builders read any corpus by structure (block kinds of finetune/schema.py), with domain words only in the task
+file: section Q&A from the heading path, table Q&A for any table, steps only from lists that are procedures,
+definitions and options, code examples, every assistant turn of a conversation."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from finetune.documents.sections import block
+from finetune.generation.builders import clean, code, conversation, definitions, row, section, steps, table
+from finetune.generation.examples import run
+from finetune.generation.taskfile import REPO_TASKS, load, parse
+from finetune.io import InputError
+from tests.conftest import repo_params, typed
+
+TASKS = load()  # the repository's task file, unedited
+CLI = ["Quarry CLI reference", "quarry add {#add}"]
+BOARD = "XB-200 sensor board"
+
+
+def b(source: str, kind: str, headings: list[str], text: str = "…", **extra) -> dict:
+    return block(source, kind, " / ".join(headings), text, headings=headings, **extra)
+
+
+def task(builder: str, **spec) -> object:
+    """One task of a task file written for the test."""
+    spec = {"prefix": "[T]", "builder": builder, "questions": ["{heading}?"], "check": "nonempty"} | spec
+    spec.setdefault("blocks", {"kind": ["section", "list", "table", "row", "definitions", "code", "qa"]})
+    return parse({"tasks": {"T": spec}}).tasks["T"]
+
+
+SECTION = b(
+    "docs/add.md#h=quarry add",
+    "section",
+    CLI,
+    "`quarry add` stages files for the next snapshot. Paths are resolved from the project root.",
+    items=[],
+)
+OPTIONS = b(
+    "docs/add.md#h=quarry add/Options",
+    "definitions",
+    [*CLI, "Options"],
+    items=[
+        {"term": "`--force`", "definition": "Add files even when they match an ignore rule."},
+        {"term": "`-n, --dry-run`", "definition": "Show what would be added without changing anything."},
+    ],
+)
+GLOSSARY = b(
+    "docs/glossary.md#h=Glossary",
+    "definitions",
+    ["Quarry CLI reference", "Glossary"],
+    items=[{"term": "snapshot", "definition": "A saved state of every tracked file."}],
+)
+EXAMPLE = b(
+    "docs/add.md#h=quarry add/Examples",
+    "code",
+    [*CLI, "Examples"],
+    code='for f in data/*; do\n    quarry add "$f" --force\ndone',
+    language="sh",
+    lead="Stage every file of a folder, ignored files included:",
+)
+BARE_CODE = b("docs/add.md#h=quarry add/More", "code", [*CLI, "More"], code="quarry add .", language="", lead="")
+INSTALL = b(
+    "docs/install.md#h=Install/From source",
+    "list",
+    ["Quarry CLI reference", "Install", "From source"],
+    items=["Clone the repository with git.", "Run make install in the clone.", "Check the version with quarry -V."],
+    lead="To build from source:",
+)
+PLATFORMS = b(
+    "docs/install.md#h=Install/Platforms",
+    "list",
+    ["Quarry CLI reference", "Install", "Platforms"],
+    items=["Linux", "macOS", "Windows"],
+    lead="",
+)
+ELECTRICAL = b(
+    "ds/xb200.md#h=Electrical characteristics",
+    "table",
+    [BOARD, "Electrical characteristics"],
+    columns=["Symbol", "Parameter", "Min", "Typ", "Max", "Unit", "Conditions"],
+    rows=[
+        {"Symbol": "VDD", "Parameter": "Supply voltage", "Min": "3.0", "Typ": "3.3", "Max": "3.6", "Unit": "V",
+         "Conditions": ""},
+        {"Symbol": "IDD", "Parameter": "Supply current", "Min": "—", "Typ": "12", "Max": "20", "Unit": "mA",
+         "Conditions": "VDD = 3.3 V"},
+    ],
+)  # fmt: skip
+PINS = b(
+    "ds/xb200.md#h=Pinout",
+    "table",
+    [BOARD, "Pinout"],
+    columns=["Pin", "Name", "Type", "Description"],
+    rows=[{"Pin": "1", "Name": "VDD", "Type": "Power", "Description": "Supply input, 3.0 to 3.6 V"}],
+)
+RATINGS = b(
+    "ds/xb200.md#h=Absolute maximum ratings",
+    "table",
+    [BOARD, "Absolute maximum ratings"],
+    columns=["Rating", "Value (V)"],
+    rows=[{"Rating": "Input voltage on any pin", "Value (V)": "4.0"}],
+)
+CHAT = b(
+    "data/chat.jsonl#line=3",
+    "qa",
+    ["How do I undo quarry add?"],
+    messages=[
+        {"role": "system", "content": "You are Quarry's helper."},
+        {"role": "user", "content": "How do I undo quarry add?"},
+        {"role": "assistant", "content": "Run quarry reset with the path."},
+        {"role": "user", "content": "And for every file?"},
+        {"role": "assistant", "content": "Run quarry reset without a path."},
+    ],
+)
+CORPUS = [SECTION, OPTIONS, GLOSSARY, EXAMPLE, BARE_CODE, INSTALL, PLATFORMS, ELECTRICAL, PINS, RATINGS, CHAT]
+
+
+def qa(examples: list[dict], name: str) -> dict[str, str]:
+    return {e["messages"][-2]["content"]: e["messages"][-1]["content"] for e in examples if e["task"] == name}
+
+
+@pytest.fixture(scope="module")
+def generated() -> list[dict]:
+    """The repository's task file and params, unedited, on a CLI reference and a datasheet, every phrasing."""
+    params = typed(repo_params()).generate.model_copy(update={"phrasings_per_item": 3})
+    return run(CORPUS, params, TASKS)
+
+
+def test_subjects_lose_anchors_links_and_markup():
+    assert clean("quarry add {#add}") == "quarry add"
+    assert clean("See [the `--force` flag](#force) **now**") == "See the --force flag now"
+
+
+def test_a_new_corpus_gets_every_generic_task_with_no_edit(generated):
+    made = {e["task"] for e in generated}
+    assert {"SECTION", "STEPS", "TABLE", "DEFINITION", "OPTION", "CODE", "QA", "REFUSAL"} <= made
+    for e in generated:
+        question = e["messages"][-2]["content"]
+        assert not any(s in question for s in ("{", "}", "()", "  ", " ?", "{#")), question
+
+
+def test_option_questions_ask_what_an_option_of_the_command_does(generated):
+    options = qa(generated, "OPTION")
+    assert options["[QA] What does the --force option of `quarry add` do?"] == OPTIONS["items"][0]["definition"]
+    assert len(options) == 6  # two options x three phrasings
+    assert "snapshot" not in " ".join(options)  # a glossary term is a DEFINITION, not an option
+
+
+def test_glossary_terms_become_definition_questions(generated):
+    assert set(qa(generated, "DEFINITION").values()) == {"A saved state of every tracked file."}
+
+
+def test_datasheet_tables_ask_row_by_column_with_qualifier_and_unit(generated):
+    tables = qa(generated, "TABLE")
+    asked = {q: a for q, a in tables.items() if "typical supply voltage (VDD)" in q}
+    assert asked and set(asked.values()) == {"3.3 V"}
+    assert any("What is the maximum supply current (IDD) of the XB-200 sensor board" in q for q in tables)
+    assert not any("minimum supply current" in q for q in tables)  # the "—" cell is no value
+    assert not any("conditions" in q.lower() for q in tables)  # the Conditions column is skipped (task file)
+    assert "4.0 V" in tables.values()  # the unit from the header "Value (V)"
+    assert {a for q, a in tables.items() if "description of VDD" in q} == {"Supply input, 3.0 to 3.6 V"}
+
+
+def test_only_lists_that_are_procedures_become_steps(generated):
+    answers = set(qa(generated, "STEPS").values())
+    assert answers == {"\n".join(f"{n}. {s}" for n, s in enumerate(INSTALL["items"], start=1))}
+
+
+def test_code_examples_are_fenced_verbatim_and_a_lead_phrases_the_question(generated):
+    code_qa = qa(generated, "CODE")
+    assert "[EXAMPLE] How do I stage every file of a folder, ignored files included (quarry add)?" in code_qa
+    assert code_qa["[EXAMPLE] How do I stage every file of a folder, ignored files included (quarry add)?"] == (
+        '```sh\nfor f in data/*; do\n    quarry add "$f" --force\ndone\n```'
+    )
+    bare = [q for q, a in code_qa.items() if a == "```\nquarry add .\n```"]
+    assert bare == ["[EXAMPLE] Can you give me an example for More (quarry add)?"]  # no lead: no lead phrasing
+
+
+def test_every_assistant_turn_of_a_conversation_is_an_example_with_its_history(generated):
+    chats = [e for e in generated if e["task"] == "QA"]
+    assert [[m["role"] for m in e["messages"]] for e in chats] == [
+        ["system", "user", "assistant"],
+        ["system", "user", "assistant", "user", "assistant"],
+    ]
+    assert {e["messages"][0]["content"] for e in chats} == {"You are Quarry's helper."}
+    assert chats[1]["messages"][1:3] == [
+        {"role": "user", "content": "[QA] How do I undo quarry add?"},
+        {"role": "assistant", "content": "Run quarry reset with the path."},
+    ]
+    assert chats[1]["messages"][-1]["content"] == "Run quarry reset without a path."
+    assert len({e["id"] for e in chats}) == 2 and {e["source"] for e in chats} == {CHAT["source"]}
+
+
+def test_section_items_carry_heading_fields_and_the_text():
+    (item,) = section(SECTION, task("section"))
+    assert item.fields["heading"] == "quarry add" and item.fields["document"] == "Quarry CLI reference"
+    assert item.answer == SECTION["text"] and item.fields["parent"] == "Quarry CLI reference"
+
+
+def test_a_heading_pattern_selects_blocks_and_its_named_groups_become_fields():
+    t = task("section", blocks={"kind": "section", "title": r"^(?P<product>\w+) CLI"})
+    (item,) = section(SECTION, t)
+    assert item.fields["product"] == "Quarry" and item.fields["product_lc"] == "quarry"
+    assert section(SECTION, task("section", blocks={"kind": "section", "heading": "^Options$"})) == []
+
+
+def test_steps_thresholds_come_from_the_task_file():
+    assert steps(PLATFORMS, task("steps")) == []  # one-word items are no instructions
+    assert len(steps(PLATFORMS, task("steps", steps={"min_words": 1}))) == 1
+    assert steps(PLATFORMS, task("steps", steps={"min_words": 1, "lead": True})) == []  # it has no lead
+    assert steps(INSTALL, task("steps", steps={"min_items": 4})) == []
+
+
+def test_table_options_choose_key_aside_unit_and_qualifiers():
+    t = task(
+        "table", table={"key": ["Parameter"], "aside": ["Symbol"], "unit": ["Unit"], "qualifiers": {"typ": "typ."}}
+    )
+    items = table(ELECTRICAL, t)
+    whats = {i.fields["what"]: i.answer for i in items}
+    assert whats["typ. supply voltage (VDD)"] == "3.3 V"
+    assert whats["min of Supply voltage (VDD)"] == "3.0 V"  # not a qualifier here: an attribute of the row
+    assert "conditions of Supply current (IDD)" in whats  # not skipped unless the task says so
+    assert {i.meta["unit"] for i in items} == {"V", "mA", ""}
+
+
+def test_a_row_template_fans_out_over_a_separated_column_and_skips_rows_missing_a_required_cell():
+    catalog = b(
+        "data/catalog.csv#row=2",
+        "row",
+        ["catalog"],
+        columns=["Code", "Full name", "Aliases"],
+        rows=[{"Code": "XB-200", "Full name": "XB-200 sensor board", "Aliases": "xb200 | the 200 board |"}],
+    )
+    t = task(
+        "row",
+        blocks={"kind": "row", "columns": ["Code", "Full name"]},
+        each={"column": "Aliases", "separator": "|"},
+        answer="{Full_name} ({Code})",
+    )
+    assert [i.fields["Aliases"] for i in row(catalog, t)] == ["xb200", "the 200 board"]
+    empty = dict(catalog, rows=[{"Code": "", "Full name": "x", "Aliases": "y"}])
+    assert row(empty, t) == []
+
+
+def test_definitions_terms_filter_and_code_and_conversation_builders_on_their_own():
+    assert [i.fields["term"] for i in definitions(OPTIONS, task("definitions", terms="^-"))] == [
+        "--force",
+        "-n, --dry-run",
+    ]
+    assert definitions(GLOSSARY, task("definitions", terms="^-")) == []
+    (item,) = code(EXAMPLE, task("code"))
+    assert item.fields["language"] == "sh" and "    quarry add" in item.fields["code"]
+    assert [i.answer for i in conversation(CHAT, task("conversation"))] == [
+        "Run quarry reset with the path.",
+        "Run quarry reset without a path.",
+    ]
+
+
+def test_a_placeholder_that_is_no_field_names_the_task_file_key_and_the_block():
+    tasks = parse(
+        {
+            "tasks": {
+                "T": {
+                    "prefix": "[T]",
+                    "builder": "section",
+                    "blocks": {"kind": "section"},
+                    "questions": ["What about {product}?"],
+                    "check": "nonempty",
+                }
+            }
+        },
+        "my_tasks.yaml",
+    )
+    params = typed(repo_params()).generate.model_copy(update={"tasks": ["T"]})
+    with pytest.raises(InputError) as e:
+        run([SECTION], params, tasks)
+    message = str(e.value)
+    assert message.startswith(
+        "my_tasks.yaml: tasks.T.questions[0]: {product} is not a field of docs/add.md#h=quarry add"
+    )
+    assert "heading" in message
+
+
+def test_generic_tasks_leave_a_heading_path_that_a_specific_task_reads():
+    spec = {
+        "prefix": "[PINS]",
+        "builder": "row",
+        "blocks": {"kind": "table", "columns": ["Pin", "Name"]},
+        "questions": ["Which pin is {Name}?"],
+        "answer": "Pin {Pin}",
+        "check": "nonempty",
+    }
+    data = yaml.safe_load(REPO_TASKS.read_text(encoding="utf-8"))
+    tasks = parse({"tasks": {**data["tasks"], "PINS": spec}})
+    params = typed(repo_params()).generate.model_copy(update={"tasks": ["PINS", "TABLE"]})
+    examples = run([PINS, RATINGS], params, tasks)
+    assert {(e["task"], e["source"]) for e in examples} == {("PINS", PINS["source"]), ("TABLE", RATINGS["source"])}
+
+
+def test_the_parts_of_a_long_section_ask_distinct_questions(generated):
+    text = "Paths are resolved from the project root, and ignored files are skipped unless forced to be added."
+    parts = [
+        dict(b(f"docs/add.md#h=Usage#part={n}", "section", [*CLI, "Usage"], f"{text} ({n})"), items=[]) for n in (1, 2)
+    ]
+    params = typed(repo_params()).generate.model_copy(update={"tasks": ["SECTION"], "phrasings_per_item": 3})
+    questions = [e["messages"][1]["content"] for e in run(parts, params, TASKS)]
+    assert len(questions) == len(set(questions)) == 6
+    assert all(q.endswith(("(part 1)?", "(part 2)?")) for q in questions)
+    assert not [e for e in generated if "part" in e["messages"][-2]["content"] and e["task"] == "SECTION"]
