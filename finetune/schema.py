@@ -66,3 +66,66 @@ def example_problems(record) -> list[str]:
     if "messages" in record:
         problems += message_problems(record["messages"])
     return problems
+
+
+# Degenerate answers: well-formed, yet harmful to train on. Four copies, not three: "no, no, no" is still a figure of
+# speech, while one phrase four times over filling half an answer is a generation loop or a copy-paste accident.
+MIN_REPEATS = 4
+SHOW_PHRASE = 60  # characters of a repeated phrase quoted in a problem
+
+
+def _borders(words: list[str]) -> list[int]:
+    """Knuth-Morris-Pratt prefix function: for each prefix, the length of its longest proper prefix that is also its
+    suffix. A prefix of length L is then a phrase of L - border words said L / (L - border) times over."""
+    border = [0] * len(words)
+    for i in range(1, len(words)):
+        k = border[i - 1]
+        while k and words[i] != words[k]:
+            k = border[k - 1]
+        border[i] = k + (words[i] == words[k])
+    return border
+
+
+def repeated_phrase(text: str) -> tuple[str, int] | None:
+    """(phrase, times) when one phrase said at least MIN_REPEATS times in a row fills at least half of `text` (a
+    short lead-in before a loop, or a tail after it, still counts); None otherwise. Words compare case-insensitively."""
+    original = text.split()
+    words = [w.casefold() for w in original]
+    n = len(words)
+    # A loop of >= 4 copies over >= half the words leaves at most n - 3n/8 distinct words: prose never gets here, so
+    # the linear scan below runs only on suspects.
+    if n < MIN_REPEATS or 3 * len(set(words)) > 2 * n:
+        return None
+    found = None
+    for seq, forward in ((words, True), (words[::-1], False)):  # the loop at the start, then the loop at the end
+        border = _borders(seq)
+        for length in range(n, 0, -1):  # the longest periodic run first
+            period = length - border[length - 1]
+            if length // period >= MIN_REPEATS:
+                if 2 * length >= n and (found is None or length > found[0]):
+                    phrase = original[:period] if forward else original[n - period :]
+                    found = (length, phrase, length // period)
+                break
+    if found is None:
+        return None
+    _, phrase, times = found
+    return " ".join(phrase), times
+
+
+def repetition_problem(answer: str) -> str:
+    """'' for a sound answer, else which phrase it repeats and how often."""
+    if (found := repeated_phrase(answer)) is None:
+        return ""
+    phrase, times = found
+    shown = phrase if len(phrase) <= SHOW_PHRASE else phrase[: SHOW_PHRASE - 1] + "…"
+    return f"the answer is one phrase repeated {times:,} times: {shown!r}"
+
+
+def answer_problems(answer: str, max_chars: int) -> list[str]:
+    """What makes one (well-formed) assistant answer a degenerate training target; empty when there is nothing."""
+    problems = (
+        [f"the answer has {len(answer):,} characters, over the cap of {max_chars:,}"]
+        if len(answer) > max_chars
+        else []
+    )
+    return problems + [p for p in [repetition_problem(answer)] if p]
