@@ -121,11 +121,12 @@ def repetition_problem(answer: str) -> str:
     return f"the answer is one phrase repeated {times:,} times: {shown!r}"
 
 
-def answer_problems(answer: str, max_chars: int) -> list[str]:
-    """What makes one (well-formed) assistant answer a degenerate training target; empty when there is nothing."""
-    problems = (
-        [f"the answer has {len(answer):,} characters, over the cap of {max_chars:,}"]
-        if len(answer) > max_chars
-        else []
-    )
-    return problems + [p for p in [repetition_problem(answer)] if p]
+def answer_problems(answer: str, max_chars: int | None = None, cap_name: str = "the cap") -> list[str]:
+    """What makes one (well-formed) assistant answer a degenerate training target; empty when there is nothing.
+    `cap_name` names the knob that sets max_chars (None: no cap), so the words say what to change."""
+    problems = []
+    if max_chars is not None and len(answer) > max_chars:
+        problems.append(f"the answer has {len(answer):,} characters, more than {cap_name} {max_chars:,}")
+    if repeated := repetition_problem(answer):
+        problems.append(repeated)
+    return problems
