@@ -11,7 +11,8 @@ Block (data/interim/blocks.jsonl, written by extract):
     items    (procedure, wiring) list of steps or notes, in order
     messages (qa) the imported conversation in OpenAI chat format
 
-Example (data/interim/examples.jsonl, data/processed/{train,val}.jsonl, written by generate and balance):
+Example (data/interim/examples.jsonl from generate, data/interim/{train,val}.jsonl from balance, and the checked
+data/processed/{train,val}.jsonl from validate):
     id, task, source, block_id, messages [{role, content}, ...], meta {task-specific facts for the format check}
 """
 
