@@ -23,10 +23,18 @@ from finetune.validation.expectations import run
 @click.option("--train", "train_path", default="data/interim/train.jsonl", show_default=True, type=click.Path())
 @click.option("--val", "val_path", default="data/interim/val.jsonl", show_default=True, type=click.Path())
 @click.option(
-    "--train-out", default="data/processed/train.jsonl", show_default=True, type=click.Path(), help="Checked train."
+    "--train-out",
+    default="data/processed/train.jsonl",
+    show_default=True,
+    type=click.Path(),
+    help="Train as checked: written only when every check passes.",
 )
 @click.option(
-    "--val-out", default="data/processed/val.jsonl", show_default=True, type=click.Path(), help="Checked val."
+    "--val-out",
+    default="data/processed/val.jsonl",
+    show_default=True,
+    type=click.Path(),
+    help="Val as checked: written only when every check passes.",
 )
 @click.option("--model", default="models/base", show_default=True, type=click.Path(), help="Tokenizer directory.")
 @click.option("--metrics", "metrics_path", default="metrics/validation.json", show_default=True, type=click.Path())

@@ -45,7 +45,13 @@ def default_max_answer_chars(params_path: str) -> int:
     type=click.IntRange(min=1),
     help="Longest answer in characters [default: validate.max_answer_chars of --params].",
 )
-@click.option("--params", "params_path", default="params.yaml", show_default=True, help="Read if it exists.")
+@click.option(
+    "--params",
+    "params_path",
+    default="params.yaml",
+    show_default=True,
+    help="Where validate.max_answer_chars is read from; skipped when missing.",
+)
 def data(path, model, max_seq_len, max_answer_chars, params_path):
     """Check a chat file (JSONL, or a JSON array of records): roles, alternation, non-empty string contents,
     degenerate answers (one phrase repeated, over the length cap), exact duplicates, and token length with --model."""
