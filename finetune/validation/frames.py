@@ -85,10 +85,11 @@ def example_frame(records: list[dict], tokenizer, path: str = "", lines: list[in
     frame["problems"] = ["; ".join(p) for p in problems]
     frame["copy"] = [copy_number(r.get("id")) for r in records]
     frame["prompt"] = [render_prompt(m) for m in messages]
-    frame["answer"] = [answer_of(m) for m in messages]
+    answers = [answer_of(m) for m in messages]
+    frame["answer"] = answers
     frame["n_tokens"] = pd.array(n_tokens, dtype="Int64")
-    frame["answer_chars"] = frame["answer"].str.len()
-    frame["repeated"] = [repetition_problem(a) for a in frame["answer"]]
+    frame["answer_chars"] = pd.array([len(a) for a in answers], dtype="int64")
+    frame["repeated"] = pd.array([repetition_problem(a) for a in answers], dtype=object)
     return frame
 
 
