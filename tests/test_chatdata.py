@@ -169,3 +169,25 @@ def test_invalid_utf8_in_a_json_array_names_its_line(tmp_path, monkeypatch, caps
     assert capsys.readouterr().err.splitlines()[-1] == (
         "error: raw/bad.json:3: not valid UTF-8 (invalid start byte); save it as UTF-8"
     )
+
+
+@pytest.mark.parametrize(
+    "answer, found",
+    [
+        ("Eat a banana! " * 2000, ("Eat a banana!", 2000)),
+        ("Sure. " + "Eat a banana! " * 6, ("Eat a banana!", 6)),  # a short lead-in before the loop
+        ("Eat a banana! " * 6 + "Hope this helps.", ("Eat a banana!", 6)),  # a short tail after it
+        ("Eat a banana! Eat a banana! Eat a banana! Eat a ba", None),  # three and a bit copies: not yet a loop
+        ("No, no, no. The valve must stay shut while the system is filled.", None),
+        ("Close valve 1. Close valve 2. Close valve 3. Close valve 4. Close valve 5.", None),  # counted steps vary
+        (
+            "Check the fuse. " * 4 + "If it is intact, measure the supply voltage at the terminal block, then "
+            "replace the control board if the voltage is right but the unit stays dark.",
+            None,
+        ),  # loop under half
+    ],
+)
+def test_an_answer_that_is_one_phrase_repeated_is_recognised(answer, found):
+    from finetune.schema import repeated_phrase
+
+    assert repeated_phrase(answer) == found
