@@ -67,6 +67,8 @@ class Split(Section):
 
 class Validate(Section):
     val_fraction_tolerance: float = Field(ge=0, lt=1)
+    max_answer_chars: int = Field(4000, ge=1)  # a longer answer is a pasted document or a runaway generation
+    on_overlong: Literal["fail", "drop"] = "fail"  # examples over model.max_seq_len tokens
 
 
 class Tiny(Section):

@@ -25,7 +25,8 @@ is about (a spec, a fault, a product); the task file picks blocks by kind, headi
     row          one CSV row; `columns`, `rows` (a one-element list)
     qa           one imported conversation; `messages` (OpenAI format, the file's own system message, every turn)
 
-Example (data/interim/examples.jsonl, data/processed/{train,val}.jsonl, written by generate and balance):
+Example (data/interim/examples.jsonl from generate, data/interim/{train,val}.jsonl from balance, and the checked
+data/processed/{train,val}.jsonl from validate):
     id, task, source, block_id, messages [{role, content}, ...], meta {task-specific facts for the format check}
 """
 
@@ -79,4 +80,68 @@ def example_problems(record) -> list[str]:
             problems.append(f"`{c}` must be a non-empty string")
     if "messages" in record:
         problems += message_problems(record["messages"])
+    return problems
+
+
+# Degenerate answers: well-formed, yet harmful to train on. Four copies, not three: "no, no, no" is still a figure of
+# speech, while one phrase four times over filling half an answer is a generation loop or a copy-paste accident.
+MIN_REPEATS = 4
+SHOW_PHRASE = 60  # characters of a repeated phrase quoted in a problem
+
+
+def _borders(words: list[str]) -> list[int]:
+    """Knuth-Morris-Pratt prefix function: for each prefix, the length of its longest proper prefix that is also its
+    suffix. A prefix of length L is then a phrase of L - border words said L / (L - border) times over."""
+    border = [0] * len(words)
+    for i in range(1, len(words)):
+        k = border[i - 1]
+        while k and words[i] != words[k]:
+            k = border[k - 1]
+        border[i] = k + (words[i] == words[k])
+    return border
+
+
+def repeated_phrase(text: str) -> tuple[str, int] | None:
+    """(phrase, times) when one phrase said at least MIN_REPEATS times in a row fills at least half of `text` (a
+    short lead-in before a loop, or a tail after it, still counts); None otherwise. Words compare case-insensitively."""
+    original = text.split()
+    words = [w.casefold() for w in original]
+    n = len(words)
+    # A loop of >= 4 copies over >= half the words leaves at most n - 3n/8 distinct words: prose never gets here, so
+    # the linear scan below runs only on suspects.
+    if n < MIN_REPEATS or 3 * len(set(words)) > 2 * n:
+        return None
+    found = None
+    for seq, forward in ((words, True), (words[::-1], False)):  # the loop at the start, then the loop at the end
+        border = _borders(seq)
+        for length in range(n, 0, -1):  # the longest periodic run first
+            period = length - border[length - 1]
+            if length // period >= MIN_REPEATS:
+                if 2 * length >= n and (found is None or length > found[0]):
+                    phrase = original[:period] if forward else original[n - period :]
+                    found = (length, phrase, length // period)
+                break
+    if found is None:
+        return None
+    _, phrase, times = found
+    return " ".join(phrase), times
+
+
+def repetition_problem(answer: str) -> str:
+    """'' for a sound answer, else which phrase it repeats and how often."""
+    if (found := repeated_phrase(answer)) is None:
+        return ""
+    phrase, times = found
+    shown = phrase if len(phrase) <= SHOW_PHRASE else phrase[: SHOW_PHRASE - 1] + "…"
+    return f"the answer is one phrase repeated {times:,} times: {shown!r}"
+
+
+def answer_problems(answer: str, max_chars: int | None = None, cap_name: str = "the cap") -> list[str]:
+    """What makes one (well-formed) assistant answer a degenerate training target; empty when there is nothing.
+    `cap_name` names the knob that sets max_chars (None: no cap), so the words say what to change."""
+    problems = []
+    if max_chars is not None and len(answer) > max_chars:
+        problems.append(f"the answer has {len(answer):,} characters, more than {cap_name} {max_chars:,}")
+    if repeated := repetition_problem(answer):
+        problems.append(repeated)
     return problems

@@ -11,8 +11,8 @@ from finetune.params import load_params
 
 @click.command()
 @click.option("--input", "input_path", default="data/interim/examples.jsonl", show_default=True)
-@click.option("--train", "train_path", default="data/processed/train.jsonl", show_default=True)
-@click.option("--val", "val_path", default="data/processed/val.jsonl", show_default=True)
+@click.option("--train", "train_path", default="data/interim/train.jsonl", show_default=True)
+@click.option("--val", "val_path", default="data/interim/val.jsonl", show_default=True)
 @click.option("--metrics", "metrics_path", default="metrics/balance.json", show_default=True)
 @click.option("--plot", "plot_path", default="reports/task_distribution.csv", show_default=True)
 @click.option("--params", "params_path", default="params.yaml", show_default=True)

@@ -1,10 +1,13 @@
 """`finetune validate`: the gate between balance and train. Great Expectations checks train/val; any failure stops DVC.
 
-    finetune validate                      # data/processed/{train,val}.jsonl, tokenizer from models/base
-    finetune validate --train t.jsonl --val v.jsonl --model models/base --metrics m.json --docs docs/
+    finetune validate       # data/interim/{train,val}.jsonl in, data/processed/{train,val}.jsonl out, models/base
+    finetune validate --train t.jsonl --val v.jsonl --model models/base --metrics m.json --docs docs/ \
+        --train-out checked/train.jsonl --val-out checked/val.jsonl
 
 The checks are in finetune.validation: each split becomes a pandas frame with derived columns, each rule one named
-GE expectation. The flat metrics JSON is the gate DVC diffs; the Data Docs HTML is for people.
+GE expectation. The flat metrics JSON is the gate DVC diffs; the Data Docs HTML is for people. Only a passing run
+writes the examples training reads (--train-out/--val-out): balance's split minus what `validate.on_overlong: drop`
+left out.
 """
 
 from __future__ import annotations
@@ -17,13 +20,27 @@ from finetune.validation.expectations import run
 
 
 @click.command("validate")
-@click.option("--train", "train_path", default="data/processed/train.jsonl", show_default=True, type=click.Path())
-@click.option("--val", "val_path", default="data/processed/val.jsonl", show_default=True, type=click.Path())
+@click.option("--train", "train_path", default="data/interim/train.jsonl", show_default=True, type=click.Path())
+@click.option("--val", "val_path", default="data/interim/val.jsonl", show_default=True, type=click.Path())
+@click.option(
+    "--train-out",
+    default="data/processed/train.jsonl",
+    show_default=True,
+    type=click.Path(),
+    help="Train as checked: written only when every check passes.",
+)
+@click.option(
+    "--val-out",
+    default="data/processed/val.jsonl",
+    show_default=True,
+    type=click.Path(),
+    help="Val as checked: written only when every check passes.",
+)
 @click.option("--model", default="models/base", show_default=True, type=click.Path(), help="Tokenizer directory.")
 @click.option("--metrics", "metrics_path", default="metrics/validation.json", show_default=True, type=click.Path())
 @click.option("--docs", default="reports/validation", show_default=True, type=click.Path(), help="Data Docs site.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path())
-def cli(train_path, val_path, model, metrics_path, docs, params_path):
+def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, params_path):
     """Check train/val with Great Expectations; exit non-zero (stopping `dvc repro`) if any expectation fails."""
     p = load_params(params_path)
     metrics, lines = run(
@@ -37,9 +54,14 @@ def cli(train_path, val_path, model, metrics_path, docs, params_path):
         max_ratio=p.balance.max_ratio,
         val_fraction=p.split.val_fraction,
         tolerance=p.validate_.val_fraction_tolerance,
+        max_answer_chars=p.validate_.max_answer_chars,
+        on_overlong=p.validate_.on_overlong,
+        train_out=train_out,
+        val_out=val_out,
     )
     passed = sum(e["success"] for e in metrics["expectations"].values())
     log("validate", f"{passed}/{len(metrics['expectations'])} expectations passed; wrote {metrics_path} and {docs}/")
     if not metrics["success"]:
         click.echo("\n".join(lines), err=True)
         raise click.ClickException(f"validation failed; see {docs}/index.html")
+    log("validate", f"wrote {metrics['n_train']} train and {metrics['n_val']} val examples to {train_out}, {val_out}")

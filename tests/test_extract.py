@@ -483,7 +483,7 @@ def test_ids_are_stable_content_hashes_and_unique(tmp_path, monkeypatch):
 def test_metrics_count_files_per_format_and_blocks_per_kind(tmp_path, monkeypatch):
     files = {"manual.md": MANUAL_MD, "manual.html": MANUAL_HTML, "catalog.csv": CATALOG_CSV, "qa.jsonl": QA_JSONL}
     _, blocks, metrics = extract(tmp_path, monkeypatch, files)
-    assert metrics["files"] == {"csv": 1, "html": 1, "image": 0, "jsonl": 1, "md": 1, "pdf": 0, "txt": 0}
+    assert metrics["files"] == {"csv": 1, "html": 1, "image": 0, "json": 0, "jsonl": 1, "md": 1, "pdf": 0, "txt": 0}
     assert metrics["rejected"] == {"files": 0, "records": 0}
     assert metrics["blocks"] == {"code": 0, "definitions": 0, "list": 2, "qa": 4, "row": 2, "section": 2, "table": 4}
     assert metrics["total_blocks"] == len(blocks) == sum(metrics["blocks"].values())

@@ -25,6 +25,8 @@ EXPECTATIONS = [
         "fits_max_seq_len",
         "unique_ids",
         "unique_prompt_answer",
+        "answer_not_repeated",
+        "answer_max_chars",
     )
 ] + ["val_source_not_in_train", "val_prompt_not_in_train", "train_task_ratio", "val_share"]
 
@@ -70,14 +72,14 @@ def clean_splits():
     return train, val
 
 
-def write_case(root, train, val, max_seq_len=64):
+def write_case(root, train, val, max_seq_len=64, on_overlong="fail", max_answer_chars=600):
     root.mkdir(parents=True, exist_ok=True)
     params = {
         "generate": {"tasks": ["spec", "qa"]},
         "model": {"max_seq_len": max_seq_len},
         "balance": {"max_ratio": 2.0},
         "split": {"val_fraction": 0.15},
-        "validate": {"val_fraction_tolerance": 0.05},
+        "validate": {"val_fraction_tolerance": 0.05, "max_answer_chars": max_answer_chars, "on_overlong": on_overlong},
     }
     params_file(root / "params.yaml", params)
     for name, records in (("train", train), ("val", val)):
@@ -87,6 +89,7 @@ def write_case(root, train, val, max_seq_len=64):
 
 def invoke(root, model):
     args = ["--train", root / "train.jsonl", "--val", root / "val.jsonl", "--model", model]
+    args += ["--train-out", root / "out" / "train.jsonl", "--val-out", root / "out" / "val.jsonl"]
     args += ["--metrics", root / "metrics.json", "--docs", root / "docs", "--params", root / "params.yaml"]
     result = CliRunner().invoke(cli, [str(a) for a in args])
     metrics = json.loads((root / "metrics.json").read_text()) if (root / "metrics.json").exists() else None
@@ -112,6 +115,10 @@ def broken_run(tmp_path_factory, model):
     train[3]["task"] = "poetry"  # unknown task
     train[4]["messages"][2]["content"] = "The CA-24C draws 2.4 kW. " * 40  # too long for max_seq_len 64
     train.append({**train[5], "question": "x"})  # duplicate id (and pair)
+    train[7]["messages"][2]["content"] = "Eat a banana! " * 30  # one phrase over and over
+    train[8]["messages"][2]["content"] = (
+        "The fan runs. The pump runs, then the burner fires and heats. " * 2 + "x" * 500
+    )
     train += [example(30 + i, "spec") for i in range(12)]  # spec 18+ vs qa 6: ratio > 2; val 2 of 23 sources
     val[0]["source"] = train[0]["source"]  # source in both splits
     val[1]["messages"] = [dict(m) for m in train[6]["messages"]]  # same prompt as a train example
@@ -155,7 +162,16 @@ def test_metrics_are_deterministic(clean_run, tmp_path, model):
         ("train_task_known", "'poetry'"),
         ("train_fits_max_seq_len", "model.max_seq_len is 64"),
         ("train_unique_ids", "train.jsonl:6: id=ex5"),
-        ("train_unique_prompt_answer", "same prompt and answer"),
+        ("train_unique_prompt_answer", "an exact duplicate: another example has the same prompt and answer"),
+        (
+            "train_answer_not_repeated",
+            "train.jsonl:8: id=ex7 source=data/raw/manual.md#h=Section 7: the answer is one phrase repeated 30",
+        ),
+        (
+            "train_answer_max_chars",
+            "Section 8: the answer has 624 characters, validate.max_answer_chars is 600",
+        ),
+        ("train_fits_max_seq_len", "set validate.on_overlong: drop to leave them out"),
         ("val_source_not_in_train", "source is also in train"),
         ("val_prompt_not_in_train", "prompt also occurs in train"),
         ("train_task_ratio", "'spec' has 18 examples"),
@@ -215,3 +231,71 @@ def test_val_share_counts_unique_train_examples_only():
     train = pd.DataFrame({"copy": [0] * 8 + [2] * 8})
     val = pd.DataFrame({"copy": [0] * 2})
     assert split_share(train, val)["val_share"].iloc[0] == 0.2
+
+
+def read_records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_passing_run_writes_the_checked_examples_for_training(clean_run):
+    root, _, metrics = clean_run
+    train, val = clean_splits()
+    assert read_records(root / "out" / "train.jsonl") == train
+    assert read_records(root / "out" / "val.jsonl") == val
+    assert metrics["overlong"] == {"on_overlong": "fail", "n_dropped": 0, "dropped": []}
+
+
+def test_a_failing_run_writes_nothing_for_training(broken_run):
+    root, _, metrics = broken_run
+    assert metrics["success"] is False
+    assert not (root / "out").exists()
+
+
+def overlong_case(root, on_overlong):
+    """The clean splits plus two train examples (an original and its up-sampled copy) and one val example over
+    max_seq_len 64, each from a source of its own."""
+    train, val = clean_splits()
+    long = "The CA-24C draws 2.4 kW at full load, 0.8 kW in standby, and needs a 16 A fuse. "
+    extra = example(40, "qa", answer=long * 3, source="data/raw/qa.jsonl#line=40")
+    train[3:3] = [extra, upsampled(extra, 2)]
+    val.append(example(41, "spec", answer=long * 4, source="data/raw/qa.jsonl#line=41"))
+    return write_case(root, train, val, on_overlong=on_overlong)
+
+
+def test_on_overlong_drop_leaves_them_out_counts_and_lists_them(tmp_path, model):
+    root = overlong_case(tmp_path, "drop")
+    result, metrics = invoke(root, model)
+    assert result.exit_code == 0, result.output
+    train, val = clean_splits()
+    assert read_records(root / "out" / "train.jsonl") == train  # what is left is exactly the clean split
+    assert read_records(root / "out" / "val.jsonl") == val
+    assert (metrics["n_train"], metrics["n_val"]) == (12, 2)
+    overlong = metrics["overlong"]
+    assert overlong["on_overlong"] == "drop" and overlong["n_dropped"] == 3
+    assert [(d["split"], d["line"], d["id"], d["source"]) for d in overlong["dropped"]] == [
+        ("train", 4, "ex40", "data/raw/qa.jsonl#line=40"),
+        ("train", 5, "ex40~2", "data/raw/qa.jsonl#line=40"),
+        ("val", 3, "ex41", "data/raw/qa.jsonl#line=41"),
+    ]
+    assert all(d["n_tokens"] > 64 for d in overlong["dropped"])
+    # The checks judged what trains: nothing over the limit is left, and the val share is of the kept sources.
+    assert metrics["expectations"]["train_fits_max_seq_len"]["observed"] <= 64
+    assert metrics["expectations"]["val_share"]["observed"] == pytest.approx(2 / 12, abs=1e-4)
+    assert "left out 3 examples over model.max_seq_len 64 tokens (validate.on_overlong: drop)" in result.stderr
+
+
+def test_on_overlong_fail_stops_and_names_the_knob(tmp_path, model):
+    result, metrics = invoke(overlong_case(tmp_path, "fail"), model)
+    assert result.exit_code == 1
+    assert metrics["overlong"]["n_dropped"] == 0
+    assert metrics["expectations"]["train_fits_max_seq_len"]["unexpected_count"] == 2
+    assert metrics["expectations"]["val_fits_max_seq_len"]["unexpected_count"] == 1
+    section = result.stderr.split("FAILED val_fits_max_seq_len:", 1)[1]
+    assert "val.jsonl:3: id=ex41" in section
+    assert "set validate.on_overlong: drop to leave them out" in section
+
+
+def test_on_overlong_takes_fail_or_drop_only(tmp_path, model):
+    result, _ = invoke(overlong_case(tmp_path, "truncate"), model)
+    assert result.exit_code == 1
+    assert "validate.on_overlong: input should be 'fail' or 'drop' (got 'truncate')" in str(result.exception)

@@ -16,12 +16,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from finetune.documents.chatfiles import json_blocks, jsonl_blocks
 from finetune.documents.pages import page_section, pdf_lines
 from finetune.documents.sections import block, clean, heading_blocks, one_line, section_block, section_blocks
-from finetune.documents.textfiles import check_text_file, conversation, raw_lines, read_text, too_long
+from finetune.documents.textfiles import read_text
 from finetune.io import InputError, log
 
 FORMATS = {f".{x}": x for x in ("md", "html", "pdf", "csv", "jsonl", "txt")} | {".htm": "html", ".markdown": "md"}
+FORMATS |= {".json": "json"}  # a JSON array of chat records (alpaca_data.json style)
 FORMATS |= {".png": "image", ".jpg": "image", ".jpeg": "image"}  # scanned pages, read by OCR
 DEFAULT_MIN_CHARS = 40  # shorter prose is a lead-in like "Follow these steps:", nothing to train on
 # Front matter (YAML `---` or TOML `+++`) is metadata for a site generator, not text of the document.
@@ -140,30 +142,6 @@ def csv_blocks(text: str, rel: str, reject) -> list[dict]:
     return out
 
 
-def jsonl_blocks(path: Path, rel: str, reject) -> list[dict]:
-    check_text_file(path, rel)
-    out, records = [], 0
-    for lineno, raw in raw_lines(path):
-        if raw is not None and not raw.strip():
-            continue
-        records += 1
-        if raw is None:
-            reject(too_long(rel, lineno))
-            continue
-        try:
-            messages = conversation(raw)
-        except ValueError as e:
-            reject(InputError(rel, str(e), lineno))
-            continue
-        first = one_line(next(m["content"] for m in messages if m["role"] == "user"))
-        title = first if len(first) <= 80 else first[:79] + "…"
-        text = "\n".join(f"{m['role']}: {m['content'].strip()}" for m in messages)
-        out.append(block(f"{rel}#line={lineno}", "qa", title, text, messages=messages))
-    if not records:
-        raise InputError(rel, "no records, only blank lines")
-    return out
-
-
 def txt_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0) -> list[dict]:
     """Each paragraph of a plain text file is a section of its own (a text file has no headings to group them)."""
     paragraphs = [clean(p) for p in re.split(r"\n\s*\n", text)]
@@ -189,8 +167,8 @@ def file_blocks(path: Path, min_chars: int = DEFAULT_MIN_CHARS, reject=fail, max
         return fmt, pdf_blocks(path, rel, min_chars, reject, max_chars)
     if fmt == "image":
         return fmt, image_blocks(path, rel, min_chars, max_chars)
-    if fmt == "jsonl":
-        return fmt, jsonl_blocks(path, rel, reject)
+    if fmt in ("jsonl", "json"):  # chat data: finetune.documents.chatfiles
+        return fmt, (jsonl_blocks if fmt == "jsonl" else json_blocks)(path, rel, reject)
     text = read_text(path, rel)
     if fmt == "csv":
         return fmt, csv_blocks(text, rel, reject)

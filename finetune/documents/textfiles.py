@@ -1,13 +1,16 @@
 """Input files line by line, for extract: text read with line-numbered errors (length limit, binary data, UTF-8),
-and JSONL training records as OpenAI messages.
+and chat records (a JSONL line, or an element of a JSON array) as OpenAI messages.
 
-A JSONL line may be a chat-messages record (`{"messages": [...]}`), alpaca (`instruction`, `input`, `output`) or
-sharegpt (`conversations` of `{from, value}`); all three become `[{role, content}, ...]`.
+A record may be a chat-messages record (`{"messages": [...]}`), alpaca (`instruction`, `input`, `output`) or
+sharegpt (`conversations` of `{from, value}`); all three become `[{role, content}, ...]`, every turn and the file's own
+system message kept.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from finetune.io import InputError
@@ -82,7 +85,11 @@ def normalise_conversation(obj: dict) -> list:
             if not isinstance(t, dict) or t.get("from") not in SHAREGPT_ROLES:
                 got = t.get("from") if isinstance(t, dict) else t
                 raise ValueError(f"conversations[{i}] has from {got!r}, expected one of human, gpt, system")
-        return [{"role": SHAREGPT_ROLES[t["from"]], "content": t.get("value")} for t in turns]
+        messages = [{"role": SHAREGPT_ROLES[t["from"]], "content": t.get("value")} for t in turns]
+        # LLaMA-Factory's and axolotl's sharegpt put the system prompt beside the turns, not among them.
+        if obj.get("system") and not (messages and messages[0]["role"] == "system"):
+            messages.insert(0, {"role": "system", "content": obj["system"]})
+        return messages
     if "conversations" in obj:
         raise ValueError("`conversations` must be a list of {from, value} turns")
     if "instruction" in obj and "output" in obj:
@@ -105,9 +112,68 @@ def conversation(raw: bytes) -> list:
         raise ValueError(f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"malformed JSON: {e.msg} at column {e.colno}") from None
+    return record_messages(obj)
+
+
+def record_messages(obj) -> list:
+    """The messages of one parsed record (a JSONL line or a JSON array element); ValueError saying what is wrong."""
     if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")  # noqa: TRY004 - rejected like any bad record
     messages = normalise_conversation(obj)
     if problems := message_problems(messages):
         raise ValueError("; ".join(problems))
     return messages
+
+
+JSON_SPACE = re.compile(r"[ \t\n\r]*")  # JSON's own white space, nothing else
+
+
+def json_elements(path: Path, rel: str) -> Iterator[tuple[int, int, object]]:
+    """(index, line, value) of each element of a JSON array file (alpaca_data.json style), index from 0 as in
+    `jq '.[3]'`, line where the element starts.
+
+    Parsed one element at a time, so an error names the element and its line, not only a character offset, and a
+    minified one-line file still numbers its elements. Anything that is not one JSON array is an InputError."""
+    check_text_file(path, rel)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError(rel, f"not valid UTF-8 ({e.reason}); save it as UTF-8", line) from None
+    decoder, index = json.JSONDecoder(), 0
+    newlines, counted = 0, 0  # lines are counted up to the current position once, as the parse moves forward
+
+    def line_at(pos: int) -> int:
+        nonlocal newlines, counted
+        newlines += text.count("\n", counted, pos)
+        counted = pos
+        return newlines + 1
+
+    pos = JSON_SPACE.match(text).end()
+    if not text.startswith("[", pos):
+        raise InputError(
+            rel,
+            "expected a JSON array of records ([{...}, {...}]); one record per line is a .jsonl file",
+            line_at(pos),
+        )
+    pos = JSON_SPACE.match(text, pos + 1).end()
+    if text.startswith("]", pos):
+        raise InputError(rel, "no records, the array is empty", line_at(pos))
+    while True:
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise InputError(
+                rel, f"malformed JSON: {e.msg} at column {e.colno}", e.lineno, f"element {index}"
+            ) from None
+        yield index, line_at(pos), value
+        pos = JSON_SPACE.match(text, end).end()
+        if text.startswith("]", pos):
+            break
+        if not text.startswith(",", pos):
+            got = repr(text[pos]) if pos < len(text) else "the end of the file"
+            raise InputError(rel, f"expected , or ] after element {index}, got {got}", line_at(pos))
+        pos, index = JSON_SPACE.match(text, pos + 1).end(), index + 1
+    if (rest := JSON_SPACE.match(text, pos + 1).end()) < len(text):
+        raise InputError(rel, "extra data after the array's closing ]", line_at(rest))

@@ -9,10 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from finetune.io import atomic_path, log, read_jsonl, write_json
+from finetune.io import atomic_path, log, read_jsonl, write_json, write_jsonl
 from finetune.schema import EXAMPLE_COLUMNS
 from finetune.training.models import load_tokenizer
-from finetune.validation.frames import example_frame, mark_overlap, split_share, task_counts
+from finetune.validation.frames import (
+    example_frame,
+    mark_overlap,
+    row_entries,
+    split_overlong,
+    split_share,
+    task_counts,
+)
 
 SHOW_ROWS = 5  # offending rows printed per failed expectation
 
@@ -24,9 +31,17 @@ class Check:
     expectation: Any  # a great_expectations Expectation
     why: Callable[[Any], str]  # offending row -> words for the failure summary
     observed: Callable[[Any], dict] | None = None  # frame -> a few small numbers for the metrics entry
+    hint: str = ""  # what a user can do about a failure, printed after its rows
 
 
-def checks(tasks: list[str], max_seq_len: int, max_ratio: float, val_fraction: float, tolerance: float) -> list[Check]:
+def checks(
+    tasks: list[str],
+    max_seq_len: int,
+    max_ratio: float,
+    val_fraction: float,
+    tolerance: float,
+    max_answer_chars: int = 4000,
+) -> list[Check]:
     """Every rule, in the order of metrics/validation.json."""
     os.environ["GX_ANALYTICS_ENABLED"] = "False"  # read at import and context creation: no network calls from a gate
     import great_expectations.expectations as gxe
@@ -34,10 +49,10 @@ def checks(tasks: list[str], max_seq_len: int, max_ratio: float, val_fraction: f
 
     found: list[Check] = []
 
-    def add(name, frame, rule, expectation, why, observed=None):
+    def add(name, frame, rule, expectation, why, observed=None, hint=""):
         # GE returns results in its own order and Data Docs ignore `meta`: the name goes in both meta and description.
         expectation.meta, expectation.description = {"name": name}, f"{name}: {rule}"
-        found.append(Check(name, frame, expectation, why, observed))
+        found.append(Check(name, frame, expectation, why, observed, hint))
 
     for s in ("train", "val"):
         add(
@@ -68,6 +83,7 @@ def checks(tasks: list[str], max_seq_len: int, max_ratio: float, val_fraction: f
             gxe.ExpectColumnValuesToBeBetween(column="n_tokens", min_value=1, max_value=max_seq_len),
             lambda r: f"{r['n_tokens']} tokens, model.max_seq_len is {max_seq_len}",
             lambda f: {"observed": int(f["n_tokens"].max()) if f["n_tokens"].notna().any() else 0},
+            "set validate.on_overlong: drop to leave them out (or raise model.max_seq_len)",
         )
         add(
             f"{s}_unique_ids",
@@ -84,7 +100,24 @@ def checks(tasks: list[str], max_seq_len: int, max_ratio: float, val_fraction: f
             gxe.ExpectCompoundColumnsToBeUnique(
                 column_list=["prompt", "answer"], row_condition=Column(name="copy") == 0
             ),
-            lambda r: "another example has the same prompt and answer",
+            lambda r: "an exact duplicate: another example has the same prompt and answer",
+        )
+        add(
+            f"{s}_answer_not_repeated",
+            s,
+            "no answer is one phrase said over and over (a generation loop or a copy-paste accident)",
+            gxe.ExpectColumnValueLengthsToEqual(column="repeated", value=0),
+            lambda r: r["repeated"],
+        )
+        add(
+            f"{s}_answer_max_chars",
+            s,
+            f"no answer is longer than {max_answer_chars} characters (validate.max_answer_chars)",
+            gxe.ExpectColumnValuesToBeBetween(column="answer_chars", max_value=max_answer_chars),
+            lambda r: (
+                f"the answer has {r['answer_chars']:,} characters, validate.max_answer_chars is {max_answer_chars:,}"
+            ),
+            lambda f: {"observed": int(f["answer_chars"].max())},
         )
     add(
         "val_source_not_in_train",
@@ -183,27 +216,59 @@ def summarize(frames: dict, all_checks: list[Check], results: dict) -> tuple[dic
                 lines.append(f"  {where}: id={row.get('id')} source={row.get('source')}: {c.why(row)}")
             else:
                 lines.append(f"  {c.why(row)}")
+        if c.hint:
+            lines.append(f"  {c.hint}")
     return entries, lines
 
 
-def run(train_path, val_path, model, metrics_path, docs, tasks, max_seq_len, max_ratio, val_fraction, tolerance):
-    """Validate train and val; write metrics and Data Docs; return the metrics and the failure lines."""
+def run(
+    train_path,
+    val_path,
+    model,
+    metrics_path,
+    docs,
+    tasks,
+    max_seq_len,
+    max_ratio,
+    val_fraction,
+    tolerance,
+    *,
+    max_answer_chars: int = 4000,
+    on_overlong: str = "fail",
+    train_out=None,
+    val_out=None,
+):
+    """Validate train and val; write metrics and Data Docs; return the metrics and the failure lines.
+
+    on_overlong="drop" leaves the examples over max_seq_len out before any check runs, so the checks (task ratio, val
+    share, ...) judge what will be trained on, and lists them in the metrics. When every check passes, the kept
+    examples go to train_out/val_out (if given): training reads those, never the unchecked input."""
     tokenizer = load_tokenizer(model)
     t0 = time.perf_counter()
-    frames = {}
+    frames, records, dropped = {}, {}, []
     for split, path in (("train", train_path), ("val", val_path)):
         rows = list(read_jsonl(path))
+        records[split] = {n: r for n, r in rows}
         frames[split] = example_frame([r for _, r in rows], tokenizer, path, [n for n, _ in rows])
+        if on_overlong == "drop":
+            frames[split], overlong = split_overlong(frames[split], max_seq_len)
+            dropped += [{"split": split, **entry} for entry in row_entries(overlong)]
     train, val = frames["train"], frames["val"]
     log(
         "validate",
         f"train {len(train)} examples, val {len(val)}; read and tokenised in {time.perf_counter() - t0:.1f} s",
     )
+    if dropped:
+        log(
+            "validate",
+            f"left out {len(dropped)} examples over model.max_seq_len {max_seq_len} tokens (validate.on_overlong: "
+            f"drop); listed in {metrics_path}",
+        )
     mark_overlap(train, val)
     mark_overlap(val, train)
     frames.update(tasks=task_counts(train, tasks), share=split_share(train, val))
     t0 = time.perf_counter()
-    all_checks = checks(tasks, max_seq_len, max_ratio, val_fraction, tolerance)
+    all_checks = checks(tasks, max_seq_len, max_ratio, val_fraction, tolerance, max_answer_chars)
     results = run_checks(frames, all_checks, docs)
     log("validate", f"ran {len(all_checks)} expectations and built Data Docs in {time.perf_counter() - t0:.1f} s")
     entries, lines = summarize(frames, all_checks, results)
@@ -211,7 +276,12 @@ def run(train_path, val_path, model, metrics_path, docs, tasks, max_seq_len, max
         "success": all(e["success"] for e in entries.values()),
         "n_train": len(train),
         "n_val": len(val),
+        "overlong": {"on_overlong": on_overlong, "n_dropped": len(dropped), "dropped": dropped},
         "expectations": entries,
     }
     write_json(metrics_path, metrics)
+    if metrics["success"]:
+        for split, out in (("train", train_out), ("val", val_out)):
+            if out is not None:
+                write_jsonl(out, (records[split][n] for n in frames[split]["line"]))
     return metrics, lines

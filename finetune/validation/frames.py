@@ -1,11 +1,11 @@
 """Train/val as pandas frames with the derived columns the expectations check: problems, prompt, answer, token
-length under the chat template, up-sampled copy number, overlap with the other split."""
+length under the chat template, up-sampled copy number, degenerate answers, overlap with the other split."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from finetune.schema import EXAMPLE_COLUMNS, example_problems
+from finetune.schema import EXAMPLE_COLUMNS, example_problems, repetition_problem
 
 UPSAMPLE_MARK = "~"  # balance writes up-sampled copies as `<original id>~2`, `~3`, …
 TOKENIZE_CHUNK = 2048  # texts per tokenizer call: enough to keep its Rust threads busy, few enough for a progress bar
@@ -85,9 +85,21 @@ def example_frame(records: list[dict], tokenizer, path: str = "", lines: list[in
     frame["problems"] = ["; ".join(p) for p in problems]
     frame["copy"] = [copy_number(r.get("id")) for r in records]
     frame["prompt"] = [render_prompt(m) for m in messages]
-    frame["answer"] = [answer_of(m) for m in messages]
+    answers = [answer_of(m) for m in messages]
+    frame["answer"] = answers
     frame["n_tokens"] = pd.array(n_tokens, dtype="Int64")
+    frame["answer_chars"] = pd.array([len(a) for a in answers], dtype="int64")
+    frame["repeated"] = pd.array([repetition_problem(a) for a in answers], dtype=object)
     return frame
+
+
+def split_overlong(frame, max_seq_len: int):
+    """(kept, overlong): the rows within max_seq_len tokens (and those the template could not count, which the
+    well_formed check reports), and the rows over it. Both keep the frame's path for `PATH:LINE` messages."""
+    over = frame["n_tokens"].fillna(0).astype(int) > max_seq_len
+    kept, overlong = frame[~over].reset_index(drop=True), frame[over].reset_index(drop=True)
+    kept.attrs["path"] = overlong.attrs["path"] = frame.attrs["path"]
+    return kept, overlong
 
 
 def mark_overlap(frame, other) -> None:
@@ -125,3 +137,11 @@ def split_share(train, val) -> Any:
             "source_share": [round(source_share, 4)],
         }
     )
+
+
+def row_entries(frame) -> list[dict]:
+    """{line, id, source, n_tokens} of each row: where to find an example the metrics list."""
+    return [
+        {"line": int(r["line"]), "id": r.get("id"), "source": r.get("source"), "n_tokens": int(r["n_tokens"])}
+        for _, r in frame.iterrows()
+    ]
