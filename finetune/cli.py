@@ -23,8 +23,10 @@ COMMANDS = {
     "train": "stages.train:cli",
     "baseline": "stages.baseline:cli",
     "evaluate": "stages.evaluate:cli",
+    "report": "stages.report:cli",
     "export": "finetune.commands.export:cli",
     "verify": "finetune.commands.verify:cli",
+    "chat": "finetune.commands.chat:cli",
 }
 
 
