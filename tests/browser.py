@@ -239,9 +239,8 @@ def render(page: Path, timeout: float = 90) -> Rendered:
 
 if __name__ == "__main__":
     # python -m tests.browser reports/index.html docs/report.png: the README's screenshot of a real run's report
-    import sys
-
     import io
+    import sys
 
     from PIL import Image
 
