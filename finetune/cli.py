@@ -23,9 +23,11 @@ COMMANDS = {
     "train": "stages.train:cli",
     "baseline": "stages.baseline:cli",
     "evaluate": "stages.evaluate:cli",
+    "report": "stages.report:cli",
     "export": "finetune.commands.export:cli",
     "verify": "finetune.commands.verify:cli",
     "show": "finetune.commands.show:cli",
+    "chat": "finetune.commands.chat:cli",
 }
 
 

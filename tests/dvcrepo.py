@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["extract", "base", "generate", "balance", "validate", "train", "baseline", "evaluate"]
+STAGES = ["extract", "base", "generate", "balance", "validate", "train", "baseline", "evaluate", "report"]
 
 SMALL = {
     # A smaller vocabulary cuts text into more tokens: 512 keeps the longest example inside max_seq_len.

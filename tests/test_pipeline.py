@@ -64,9 +64,9 @@ def test_second_repro_runs_nothing(repo):
     assert "Data and pipelines are up to date" in out
 
 
-def test_lora_rank_experiment_reruns_train_and_evaluate_only(repo):
+def test_lora_rank_experiment_reruns_train_evaluate_and_report_only(repo):
     out = sh(["dvc", "exp", "run", "-S", "lora.r=4"], repo).stdout
-    assert ran_stages(out) == {"train", "evaluate"}, out
+    assert ran_stages(out) == {"train", "evaluate", "report"}, out
     config = json.loads((repo / "models/adapter/adapter_config.json").read_text())
     assert config["r"] == 4
 
@@ -78,4 +78,4 @@ def test_editing_a_generate_template_reruns_generate_onwards_only(repo):
     assert edited != original
     tasks.write_text(edited)
     out = sh(["dvc", "repro"], repo).stdout
-    assert ran_stages(out) == {"generate", "balance", "validate", "train", "baseline", "evaluate"}, out
+    assert ran_stages(out) == {"generate", "balance", "validate", "train", "baseline", "evaluate", "report"}, out

@@ -69,7 +69,7 @@ def sweep(team) -> SimpleNamespace:
     """A runs one experiment (lora.r=64) and shares it: the experiment through git, its run through the run cache."""
     a, env = team.a, team.env
     out = sh(["dvc", "exp", "run", "-n", "r64", "-S", "lora.r=64"], a, env=env).stdout
-    assert ran_stages(out) == {"train", "evaluate"}, out
+    assert ran_stages(out) == {"train", "evaluate", "report"}, out
     adapter = digests(a / "models/adapter")
     assert adapter != team.adapter
     # `exp push` sends the experiment's git ref and, to the default DVC remote, its cached outputs; the run cache

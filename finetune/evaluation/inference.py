@@ -7,12 +7,13 @@ import time
 
 
 def generate(
-    model, tokenizer, prompts: list[list[dict]], batch_size: int, max_new_tokens: int, desc: str
+    model, tokenizer, prompts: list[list[dict]], batch_size: int, max_new_tokens: int, desc: str, progress: bool = True
 ) -> list[dict]:
     """Answer each prompt (a list of chat messages); returns {prediction, latency_ms, new_tokens} per prompt.
 
     Left padding so every sequence in a batch ends at its generation prompt; greedy so results are reproducible.
     Latency is the batch's wall time divided by its size: what a served batch of this size would give per request.
+    progress=False drops the progress bar, for one question at a time (`finetune chat`).
     """
     import torch
     from tqdm import tqdm
@@ -21,7 +22,9 @@ def generate(
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     out: list[dict] = []
     model.eval()
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, file=sys.stderr, unit="batch"):
+    for start in tqdm(
+        range(0, len(texts), batch_size), desc=desc, file=sys.stderr, unit="batch", disable=not progress
+    ):
         batch = texts[start : start + batch_size]
         enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         t0 = time.perf_counter()
