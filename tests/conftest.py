@@ -182,6 +182,10 @@ TINY_BLOCKS = [
         ],
     ),
 ]
+# As extract writes them: a document block's heading path is its title's parts; a CSV row or a Q&A line has its file.
+for _b in TINY_BLOCKS:
+    if _b["kind"] not in ("row", "qa"):
+        _b["headings"] = _b["title"].split(" / ")
 
 
 def repo_params() -> dict:
