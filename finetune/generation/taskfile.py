@@ -21,11 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from finetune.generation import checks
 from finetune.io import InputError
+from finetune.schema import BLOCK_KINDS
 
 # The repository's own task file: what library callers get when they pass none (the stages always pass --tasks).
 REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks.yaml"
-# The block kinds of the block contract (finetune/schema.py BLOCK_KINDS once extraction emits them).
-KINDS = ("section", "list", "table", "definitions", "code", "row", "qa")
 BUILDERS = ("section", "table", "row", "steps", "definitions", "code", "conversation", "refusal")
 _KEY = "@"  # a validator's message "@name: …" points at the sub-key `name` of the value it checks
 
@@ -65,10 +64,10 @@ class Select(Model):
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
         for kind in v:
-            if kind not in KINDS:
-                near = difflib.get_close_matches(kind, KINDS, n=1)
+            if kind not in BLOCK_KINDS:
+                near = difflib.get_close_matches(kind, BLOCK_KINDS, n=1)
                 raise ValueError(
-                    f"unknown block kind {kind!r} ({f'did you mean {near[0]}?' if near else ', '.join(KINDS)})"
+                    f"unknown block kind {kind!r} ({f'did you mean {near[0]}?' if near else ', '.join(BLOCK_KINDS)})"
                 )
         return v
 
