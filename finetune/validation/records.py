@@ -3,9 +3,9 @@ Used by `finetune verify data`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from finetune.io import json_line
 from finetune.schema import example_problems, message_problems
 
 PIPELINE_FIELDS = ("id", "task", "source")  # a record with all of these is held to the pipeline's example contract
@@ -14,15 +14,9 @@ PIPELINE_FIELDS = ("id", "task", "source")  # a record with all of these is held
 def line_problems(raw: bytes) -> tuple[dict | None, list[str]]:
     """Parse one JSONL line; return the record (None if unreadable) and what is wrong with it."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return None, [f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)"]
-    try:
-        record = json.loads(text.rstrip("\r\n"))  # with the newline, a cut-off line reports column 1
-    except json.JSONDecodeError as e:
-        return None, [f"malformed JSON: {e.msg} at column {e.colno}"]
-    if not isinstance(record, dict):
-        return None, [f"expected a JSON object, got {type(record).__name__}"]
+        record = json_line(raw)
+    except ValueError as e:
+        return None, [str(e)]
     if all(f in record for f in PIPELINE_FIELDS):
         return record, example_problems(record)
     # A plain chat file (`{"messages": [...]}`) only has to hold valid conversations.
