@@ -155,3 +155,22 @@ def test_scored_rows_apply_each_task_format_check_and_detect_refusals():
     assert rows[1]["prompt"] == "[PROCEDURE] q2" and rows[1]["reference"].startswith("1. Isolate")
     with pytest.raises(ValueError):
         scored_rows(examples, gens[:2], REFUSAL)  # every example needs its generation
+
+
+def test_every_task_with_key_points_in_its_meta_is_scored_on_them():
+    def ex(i, task, meta):
+        msgs = [{"role": "user", "content": f"[{task}] q{i}"}, {"role": "assistant", "content": "a"}]
+        return {"id": f"e{i}", "task": task, "source": "s", "messages": msgs, "meta": meta}
+
+    notes = ["Connect the outdoor sensor to terminals 1 and 2.", "Use shielded cable above 20 metres."]
+    examples = [ex(1, "WIRING", {"keypoints": notes}), ex(2, "SPEC", {"unit": "kW"}), ex(3, "QA", {"keypoints": []})]
+    gens = [
+        {"prediction": p, "latency_ms": 1.0, "new_tokens": 3}
+        for p in ("- Connect the outdoor sensor to terminals 1 and 2.", "24 kW", "anything")
+    ]
+    rows = scored_rows(examples, gens, REFUSAL)
+    assert [r["keypoint_coverage"] for r in rows] == [0.5, None, None]  # one of two notes said; no key points
+    scores = score(rows)
+    assert scores["WIRING"]["keypoint_coverage"] == 0.5
+    assert "keypoint_coverage" not in scores["SPEC"] and "keypoint_coverage" not in scores["QA"]
+    assert scores["overall"]["keypoint_coverage"] == 0.5  # averaged over the rows that have key points only
