@@ -109,8 +109,8 @@ def checks(tasks: list[str], max_seq_len: int, max_ratio: float, val_fraction: f
         lambda f: {"observed": float(f["ratio"].max()) if len(f) else 0.0},
     )
     lo, hi = round(val_fraction - tolerance, 4), round(val_fraction + tolerance, 4)
-    # Measured on sources, as split.val_fraction is defined: balance down-samples train after the split, so a share
-    # of examples would drift with every balance param.
+    # Measured as split.val_fraction is defined: val's share of the sources of the split's input. Balance caps train
+    # after the split, so a share of train's examples, or of the sources left in train, would drift with balance.
     add(
         "val_share",
         "share",
@@ -186,8 +186,21 @@ def summarize(frames: dict, all_checks: list[Check], results: dict) -> tuple[dic
     return entries, lines
 
 
-def run(train_path, val_path, model, metrics_path, docs, tasks, max_seq_len, max_ratio, val_fraction, tolerance):
-    """Validate train and val; write metrics and Data Docs; return the metrics and the failure lines."""
+def run(
+    train_path,
+    val_path,
+    model,
+    metrics_path,
+    docs,
+    tasks,
+    max_seq_len,
+    max_ratio,
+    val_fraction,
+    tolerance,
+    examples_path=None,
+):
+    """Validate train and val; write metrics and Data Docs; return the metrics and the failure lines.
+    `examples_path`: the split's input, whose sources val's share is measured against (see split_share)."""
     tokenizer = load_tokenizer(model)
     t0 = time.perf_counter()
     frames = {}
@@ -201,7 +214,10 @@ def run(train_path, val_path, model, metrics_path, docs, tasks, max_seq_len, max
     )
     mark_overlap(train, val)
     mark_overlap(val, train)
-    frames.update(tasks=task_counts(train, tasks), share=split_share(train, val))
+    all_sources = None
+    if examples_path is not None:
+        all_sources = {r["source"] for _, r in read_jsonl(examples_path) if isinstance(r.get("source"), str)}
+    frames.update(tasks=task_counts(train, tasks), share=split_share(train, val, all_sources))
     t0 = time.perf_counter()
     all_checks = checks(tasks, max_seq_len, max_ratio, val_fraction, tolerance)
     results = run_checks(frames, all_checks, docs)
