@@ -166,15 +166,18 @@ def test_val_share_is_val_fraction_of_the_sources_on_the_sample_corpus(seed):
 
 
 def test_validate_gates_the_share_the_split_made_even_after_balance_capped_train(tmp_path):
+    from finetune.training.base_model import train_tokenizer
     from stages.validate import cli as validate_cli
-    from tests.test_validate import save_tiny_tokenizer
 
     # No up-sampling: TERMINOLOGY is cut to 2x WIRING's 4 train examples, so most of its train sources vanish.
     train, val, report = balance(tmp_path, SKEWED, params(max_upsample=1))
     left = {e["source"] for e in train} | {e["source"] for e in val}
     assert len(left) < 45 and len({e["source"] for e in val}) / len(left) > 0.25  # what the gate used to see
-    args = ["--train", tmp_path / "train.jsonl", "--val", tmp_path / "val.jsonl", "--model", save_tiny_tokenizer(
-        tmp_path / "tok"), "--examples", tmp_path / "examples.jsonl", "--metrics", tmp_path / "validation.json",
+    train_tokenizer([m["content"] for e in SKEWED for m in e["messages"]], vocab_size=400).save_pretrained(
+        tmp_path / "tok"
+    )
+    args = ["--train", tmp_path / "train.jsonl", "--val", tmp_path / "val.jsonl", "--model", tmp_path / "tok",
+        "--examples", tmp_path / "examples.jsonl", "--metrics", tmp_path / "validation.json",
         "--docs", tmp_path / "docs", "--params", tmp_path / "params.yaml"]  # fmt: skip
     invoke(validate_cli, args)
     gate = json.loads((tmp_path / "validation.json").read_text())["expectations"]["val_share"]
