@@ -12,6 +12,7 @@ import sys
 import click
 
 from finetune.io import InputError
+from finetune.serving.endpoint import EndpointError  # light: openai is imported on the first request
 
 # command name -> "module:attribute"; order is the pipeline's order, as shown by --help.
 COMMANDS = {
@@ -53,7 +54,7 @@ def main(argv=None):
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         group.main(args=argv, prog_name="finetune", standalone_mode=False)
-    except InputError as e:
+    except (InputError, EndpointError) as e:  # bad input, or a server that stayed down: one line, no traceback
         if debug:
             raise
         click.echo(f"error: {e}", err=True)

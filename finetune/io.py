@@ -35,6 +35,25 @@ def content_id(*parts: str) -> str:
     return h.hexdigest()[:16]
 
 
+def json_line(raw: bytes) -> dict:
+    """One JSONL line (bytes, newline or not) as a JSON object; ValueError saying what is wrong with it.
+
+    The one decoder of every JSONL reader: read_jsonl turns the error into an InputError naming file and line,
+    `finetune verify data` lists it and reads on, extract rejects the record. Lines arrive as bytes because a
+    text-mode file decodes in chunks, so a bad byte would be blamed on the line being read when its chunk was
+    decoded, not on the line that holds it; a UTF-8 sequence never spans a newline.
+    """
+    try:
+        obj = json.loads(raw.decode("utf-8").rstrip("\r\n"))  # with the newline, a cut-off line reports column 1
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"malformed JSON: {e.msg} at column {e.colno}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")  # noqa: TRY004 - callers catch one type
+    return obj
+
+
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; a malformed line raises InputError naming it."""
     p = Path(path)
@@ -42,23 +61,14 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
         f = p.open("rb")
     except FileNotFoundError:
         raise InputError(p, "file not found") from None
-    # Bytes, decoded line by line: a text-mode file decodes in chunks, so a bad byte would be blamed on the line
-    # being read when its chunk was decoded, not on the line that holds it.
     with f:
         for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(p, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)", lineno) from None
-            if not line.strip():
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line.rstrip("\r\n"))  # with the newline, a cut-off line reports column 1
-            except json.JSONDecodeError as e:
-                raise InputError(p, f"malformed JSON: {e.msg} at column {e.colno}", lineno) from None
-            if not isinstance(obj, dict):
-                raise InputError(p, f"expected a JSON object, got {type(obj).__name__}", lineno)
-            yield lineno, obj
+                yield lineno, json_line(raw)
+            except ValueError as e:
+                raise InputError(p, str(e), lineno) from None
 
 
 def load_jsonl(path: str | os.PathLike) -> list[dict]:

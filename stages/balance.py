@@ -32,5 +32,5 @@ def cli(input_path, train_path, val_path, metrics_path, plot_path, params_path):
     log(
         "balance",
         f"train {len(train)} (ratio {report['ratio_before']:.2f} -> {report['ratio_after']:.2f}), "
-        f"val {len(val)} ({report['val_share']:.0%} of unique examples)",
+        f"val {len(val)} ({report['val_share']:.0%} of the sources, {report['val_example_share']:.0%} of the examples)",
     )

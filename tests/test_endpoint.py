@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from finetune.io import InputError, load_jsonl, write_json, write_jsonl
 from finetune.serving.endpoint import Client, EndpointError, cache_key, chat_body
 from stages.evaluate import cli as evaluate_cli
-from finetune.io import load_jsonl, write_json, write_jsonl
 from tests.conftest import assert_ok, invoke, write_params
 from tests.serving import FaultServer, free_port
 
@@ -158,6 +158,34 @@ def test_answers_before_a_permanent_failure_stay_cached_and_the_rerun_asks_only_
     assert len(list(cache.iterdir())) == len(prompts)
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"request": {}, "reply": {"choices": [{"message": {"content": "old"}}]}},  # no latency_ms
+        {"request": {}, "reply": {"choices": [{"message": {"content": "old"}}]}, "latency_ms": "fast"},
+        {"request": {}, "reply": [], "latency_ms": 3.0},
+        ["not", "an", "entry"],
+    ],
+)
+def test_an_unreadable_cache_entry_is_asked_again_and_overwritten(tmp_path, entry):
+    cache = tmp_path / "cache"
+    write_json(cache / f"{cache_key(body('q'))}.json", entry)
+    with FaultServer() as server:
+        answer = client(server.url, cache).complete([body("q")], "test")[0]
+    assert (answer.content, answer.cached, server.counts["q"]) == ("answer to q", False, 1)
+    assert json.loads((cache / f"{cache_key(body('q'))}.json").read_text())["reply"]["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "answer to q",
+    }
+
+
+def test_a_server_that_stays_down_is_an_endpoint_error_not_bad_input():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(EndpointError) as e:
+        client(url, max_retries=0).ask(body("q"))
+    assert not isinstance(e.value, InputError)  # the data is fine; the server is not
+
+
 # --- `finetune evaluate --endpoint` against the fault server ----------------------------------------------------
 
 
@@ -215,3 +243,17 @@ def test_evaluate_endpoint_needs_the_model_name(eval_inputs, tiny_splits):
     i = args.index("--model")
     result = invoke(evaluate_cli, args[:i] + args[i + 2 :])
     assert result.exit_code == 2 and "--endpoint needs --model NAME" in result.output
+
+
+def test_finetune_prints_an_endpoint_failure_as_one_error_line_and_exits_1(eval_inputs, tiny_splits, capsys):
+    from finetune.cli import main
+
+    root, _, params = eval_inputs
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: refused on every try
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", *map(str, evaluate_args(root, params, tiny_splits.val, url))])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: {url}/chat/completions: connection refused") and "3 attempts" in last

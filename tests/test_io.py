@@ -128,3 +128,32 @@ def test_write_json_round_trips_unicode(tmp_path):
     write_json(path, {"größe": 1.5, "task": "ÜBERSICHT"})
     assert json.loads(path.read_text(encoding="utf-8")) == {"größe": 1.5, "task": "ÜBERSICHT"}
     assert "größe" in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (b'{"id": 2,}', "malformed JSON: Expecting property name enclosed in double quotes at column 10"),
+        (b'["id", 2]', "expected a JSON object, got list"),
+        (b'{"text": "Gr\xf6\xdfe"}', "not valid UTF-8 (invalid start byte at byte 12 of the line)"),
+    ],
+)
+def test_every_jsonl_reader_names_a_bad_line_in_the_same_words_and_reacts_in_its_own_way(tmp_path, bad, words):
+    from finetune.documents.textfiles import conversation
+    from finetune.validation.records import check_file
+
+    good = b'{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n'
+    other = b'{"messages": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]}\n'
+    path = tmp_path / "chat.jsonl"
+    path.write_bytes(good + bad + b"\n" + other)  # distinct: verify also flags exact duplicates
+    # The pipeline's reader stops at the line ...
+    with pytest.raises(InputError) as err:
+        list(read_jsonl(path))
+    assert str(err.value) == f"{path}:2: {words}"
+    # ... `finetune verify data` lists it and reads on (3 examples counted, only line 2 wrong) ...
+    assert check_file(path) == (3, [(2, words)])
+    # ... and extract rejects that one record (ValueError), keeping the others.
+    with pytest.raises(ValueError) as rejected:
+        conversation(bad + b"\n")
+    assert str(rejected.value) == words
+    assert conversation(good) == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]

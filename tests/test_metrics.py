@@ -178,3 +178,22 @@ def test_scored_rows_take_format_checks_from_the_task_file_given():
     gens = [{"prediction": p, "latency_ms": 1.0, "new_tokens": 1} for p in ("Yes", "maybe", "yes")]
     rows = scored_rows([ex("YESNO", "yes"), ex("YESNO", "no"), ex("UNKNOWN", "yes")], gens, REFUSAL, tasks)
     assert [r["format_valid"] for r in rows] == [True, False, False]  # a task the file lacks has no valid format
+
+
+def test_every_task_with_key_points_in_its_meta_is_scored_on_them():
+    def ex(i, task, meta):
+        msgs = [{"role": "user", "content": f"[{task}] q{i}"}, {"role": "assistant", "content": "a"}]
+        return {"id": f"e{i}", "task": task, "source": "s", "messages": msgs, "meta": meta}
+
+    notes = ["Connect the outdoor sensor to terminals 1 and 2.", "Use shielded cable above 20 metres."]
+    examples = [ex(1, "WIRING", {"keypoints": notes}), ex(2, "SPEC", {"unit": "kW"}), ex(3, "QA", {"keypoints": []})]
+    gens = [
+        {"prediction": p, "latency_ms": 1.0, "new_tokens": 3}
+        for p in ("- Connect the outdoor sensor to terminals 1 and 2.", "24 kW", "anything")
+    ]
+    rows = scored_rows(examples, gens, REFUSAL, load())
+    assert [r["keypoint_coverage"] for r in rows] == [0.5, None, None]  # one of two notes said; no key points
+    scores = score(rows)
+    assert scores["WIRING"]["keypoint_coverage"] == 0.5
+    assert "keypoint_coverage" not in scores["SPEC"] and "keypoint_coverage" not in scores["QA"]
+    assert scores["overall"]["keypoint_coverage"] == 0.5  # averaged over the rows that have key points only

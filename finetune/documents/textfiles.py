@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from finetune.io import InputError
+from finetune.io import InputError, json_line
 from finetune.schema import message_problems
 
 # 1 MB: a long chat example is ~10 kB and minified HTML rarely has 100 kB lines. A longer line is generated or binary
@@ -106,13 +106,7 @@ def normalise_conversation(obj: dict) -> list:
 
 def conversation(raw: bytes) -> list:
     """The messages of one JSONL line; ValueError saying what is wrong with it."""
-    try:
-        obj = json.loads(raw.decode("utf-8").rstrip("\r\n"))  # without the newline, a cut-off line's column is real
-    except UnicodeDecodeError as e:
-        raise ValueError(f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"malformed JSON: {e.msg} at column {e.colno}") from None
-    return record_messages(obj)
+    return record_messages(json_line(raw))
 
 
 def record_messages(obj) -> list:

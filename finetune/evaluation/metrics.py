@@ -143,9 +143,9 @@ def scored_rows(examples: list[dict], generations: list[dict], refusal: str, tas
                 "prediction": pred,
                 "format_valid": format_valid(ex, pred, tasks),
                 "refused": normalise(refusal) in normalise(pred),
-                "keypoint_coverage": keypoint_coverage(pred, meta["keypoints"])
-                if ex["task"] in ("PROCEDURE", "EXPLANATION") and meta.get("keypoints")
-                else None,
+                # Whatever task wrote key points into the example's meta (steps, sentences, wiring notes) is scored
+                # on them; the task's name does not matter.
+                "keypoint_coverage": keypoint_coverage(pred, meta["keypoints"]) if meta.get("keypoints") else None,
                 "latency_ms": gen["latency_ms"],
                 "new_tokens": gen["new_tokens"],
             }

@@ -15,29 +15,44 @@ from finetune.params import Balance, Split
 
 
 def split(examples: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Per task, hold out whole sources until val holds about `val_fraction` of that task's examples."""
+    """Hold out whole sources: val gets val_fraction of all sources (rounded), spread over the tasks in proportion.
+
+    This is the one meaning of `split.val_fraction`, and validate's val_share gate measures the same share. Sources
+    are grouped by the tasks they feed (in practice one task per block); each group gives val its share of sources,
+    rounded by largest remainder, and keeps at least one source in train (a task with a single source keeps it, and
+    its share goes to the others).
+    """
     by_source: dict[str, list[dict]] = defaultdict(list)
     for e in examples:
         by_source[e["source"]].append(e)
-    # A source belongs to the task of its first example (in practice one block feeds one task).
-    sources_by_task: dict[str, list[str]] = defaultdict(list)
+    groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for source, group in by_source.items():
-        sources_by_task[group[0]["task"]].append(source)
+        groups[tuple(sorted({e["task"] for e in group}))].append(source)
+    quota = {g: val_fraction * len(sources) for g, sources in groups.items()}
+    room = {g: max(len(sources) - 1, 0) for g, sources in groups.items()}  # always leave train a source
+    held = {g: min(math.floor(q), room[g]) for g, q in quota.items()}
+    # math.floor(x + 0.5), not round(): Python rounds halves to even, which would be a surprise here.
+    left = math.floor(val_fraction * len(by_source) + 0.5) - sum(held.values())
+    while left > 0 and (open_ := [g for g in groups if held[g] < room[g]]):
+        # The group furthest below its share gets the next source; ties go by name, so the split is stable.
+        g = min(open_, key=lambda g: (held[g] - quota[g], g))
+        held[g] += 1
+        left -= 1
     rng = random.Random(seed)
     val_sources: set[str] = set()
-    for task in sorted(sources_by_task):
-        sources = sorted(sources_by_task[task])
+    for g in sorted(groups):
+        sources = sorted(groups[g])
         rng.shuffle(sources)
-        total = sum(len(by_source[s]) for s in sources)
-        target, held = val_fraction * total, 0
-        for s in sources[: max(len(sources) - 1, 0)]:  # always leave train at least one source
-            if held + len(by_source[s]) / 2 > target:
-                continue
-            val_sources.add(s)
-            held += len(by_source[s])
+        val_sources.update(sources[: held[g]])
     train = [e for e in examples if e["source"] not in val_sources]
     val = [e for e in examples if e["source"] in val_sources]
     return train, val
+
+
+def source_share(val: list[dict], examples: list[dict]) -> float:
+    """Val's share of the sources of `examples`: what split.val_fraction sets and validate gates on."""
+    total = {e["source"] for e in examples}
+    return len({e["source"] for e in val}) / len(total) if total else 0.0
 
 
 def targets(counts: dict[str, int], max_ratio: float, max_upsample: int) -> dict[str, int]:
@@ -87,6 +102,7 @@ def run(examples: list[dict], bparams: Balance, sparams: Split) -> tuple[list[di
         "ratio_after": max(after.values()) / min(after.values()),
         "n_train": len(balanced),
         "n_val": len(val),
-        "val_share": len(val) / (len(val) + len(train)),
+        "val_share": source_share(val, examples),  # of the sources, as split.val_fraction is defined
+        "val_example_share": len(val) / len(examples),  # of the examples before balancing, for reference
     }
     return balanced, val, report

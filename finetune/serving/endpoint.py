@@ -1,40 +1,49 @@
-"""A client for OpenAI-compatible chat completions (vLLM, `transformers serve`, OpenAI) on the standard library.
+"""A client for OpenAI-compatible chat completions (vLLM, `transformers serve`, OpenAI) on the `openai` package.
 
     client = Client("http://127.0.0.1:8000/v1", concurrency=4, timeout_s=60, max_retries=4, cache_dir="cache/")
     answers = client.complete([chat_body("models/merged", messages, temperature=0, max_tokens=96)], "evaluate")
 
-Requests run on a bounded thread pool, each with a timeout, and are retried with exponential backoff when the fault
-may pass: connection refused or reset, timeout, HTTP 429 or 5xx, a reply that is not the JSON asked for. Any other
-HTTP error (400, 401, 404: a wrong model name, key or URL) fails at once, since asking again cannot fix it.
+The `openai` client does the HTTP: one connection pool shared by a bounded thread pool, the per-request timeout,
+typed errors. Its own retries are off and the loop here retries instead, because the knobs mean what params.yaml
+says: `backoff_s` is the first pause, doubled each time (openai's starts at a fixed 0.5 s and stops growing at 8 s);
+a reply that is not a chat completion is asked again (openai returns it); every 4xx but 429 (a wrong model name,
+key or URL) fails at once, since asking again cannot fix it (openai also retries 408 and 409). Retried: connection
+refused or reset, timeout, HTTP 429 or 5xx, a malformed reply.
 
 Every answer is written to the cache the moment it arrives, one JSON file per request named by a hash of the request
 body (model, messages, sampling parameters), so a rerun, or a run after a crash, asks only for what is missing. The
-API key is read from the environment, sent as a Bearer header and never written to the cache, a log or an error.
+API key is read from the environment variable the params name, sent as a Bearer header and never written to the
+cache, a log or an error.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import random
 import sys
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from finetune.io import InputError, log, write_json
+from finetune.io import log, write_json
 
 RETRY_AFTER_CAP_S = 60.0  # a server asking for a longer pause than this is not coming back within one run
 
 
-class EndpointError(InputError):
-    """A request that failed for good, as one line: the URL, the fault and what was tried."""
+class EndpointError(Exception):
+    """A request that failed for good, as one line: the URL, the fault and what was tried.
+
+    Not an InputError: the data is fine, the server is down, overloaded or refuses the key, model name or URL.
+    `finetune` prints it as one `error: …` line all the same."""
+
+    def __init__(self, url: str, message: str):
+        self.url, self.message = url, message
+        super().__init__(f"{url}: {message}")
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,8 @@ class Client:
         self.api_key_env = api_key_env
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.stage, self.section = stage, section  # for log lines and for naming the params in error messages
+        self._openai = None  # built on the first request: importing openai takes ~2 s, too long for --help
+        self._lock = threading.Lock()
 
     @classmethod
     def from_params(cls, url: str, p, cache_dir, stage: str, section: str) -> Client:
@@ -128,38 +139,53 @@ class Client:
             return None
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
-            content = reply_content(entry["reply"])
-        except (ValueError, KeyError, IndexError, TypeError):
+            answer = Answer(
+                reply_content(entry["reply"]), float(entry["latency_ms"]), _completion_tokens(entry["reply"]), True
+            )
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             # Entries are written atomically, so this is a hand-edited or foreign file: ask again, overwrite it.
             log(self.stage, f"ignoring unreadable cache entry {path}")
             return None
-        return Answer(content, entry["latency_ms"], _completion_tokens(entry["reply"]), cached=True)
+        return answer
 
     # --- one request, with retries ------------------------------------------------------------------------------
 
-    def _headers(self) -> tuple[dict, str | None]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers, key
+    def _client(self):
+        with self._lock:  # the worker threads share one client, hence one connection pool
+            if self._openai is None:
+                import openai
 
-    def _attempt(self, data: bytes, headers: dict, secret: str | None) -> tuple[dict, float]:
-        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
+                root = self.url.removesuffix("/chat/completions")
+                # api_key: a placeholder the client insists on; every request sets its own Authorization header.
+                self._openai = openai.OpenAI(base_url=root, api_key="-", timeout=self.timeout_s, max_retries=0)
+            return self._openai
+
+    def _attempt(self, body: dict, secret: str | None) -> tuple[dict, float]:
+        import httpx2
+        import openai
+
+        # The key is read per request and sent only when set: a local vLLM or `transformers serve` needs none.
+        auth = {"Authorization": f"Bearer {secret}" if secret else openai.omit}
         t0 = time.perf_counter()
         try:
-            # The timeout bounds the connect and each read, not their sum; a reply trickling in slower than that
-            # is rare enough from an inference server not to need a watchdog thread per request.
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as e:
-            what = f"HTTP {e.code} {e.reason}: {_snippet(e.read(), secret)}"
-            if e.code == 429 or e.code >= 500:
-                raise _Transient(what, _retry_after(e.headers.get("Retry-After"))) from None
-            hint = f" (is ${self.api_key_env} set to a valid key?)" if e.code in (401, 403) else ""
+            # `post`, openai's documented way to any route: the body goes out exactly as cached (no typed
+            # transform of the messages, ~3 ms a request), the raw reply comes back for the cache as the server
+            # sent it, and a malformed one is ours to judge.
+            response = self._client().post(
+                "/chat/completions", body=body, cast_to=httpx2.Response, options={"headers": auth}
+            )
+            raw = response.content
+        except openai.APIStatusError as e:
+            what = f"HTTP {e.status_code} {e.response.reason_phrase}: {_snippet(e.response.content, secret)}"
+            if e.status_code == 429 or e.status_code >= 500:
+                raise _Transient(what, _retry_after(e.response.headers.get("Retry-After"))) from None
+            hint = f" (is ${self.api_key_env} set to a valid key?)" if e.status_code in (401, 403) else ""
             raise EndpointError(self.url, f"{what}{hint}; not retried, asking again would not change it") from None
-        except (OSError, http.client.HTTPException) as e:  # OSError covers URLError, timeouts, refused, reset
-            raise _Transient(self._describe(e)) from None
+        except openai.APITimeoutError:
+            # The timeout bounds the connect and each read, not their sum, as httpx does.
+            raise _Transient(f"no reply within timeout_s={self.timeout_s:g} s") from None
+        except openai.APIConnectionError as e:
+            raise _Transient(_describe(e)) from None
         latency_ms = (time.perf_counter() - t0) * 1000
         try:
             reply = json.loads(raw)
@@ -168,27 +194,16 @@ class Client:
             raise _Transient(f"malformed reply (not a chat completion): {_snippet(raw, secret)}") from None
         return reply, latency_ms
 
-    def _describe(self, e: BaseException) -> str:
-        reason = e.reason if isinstance(e, urllib.error.URLError) else e
-        if isinstance(reason, ConnectionRefusedError):
-            return "connection refused (is the server running?)"
-        if isinstance(reason, TimeoutError):
-            return f"no reply within timeout_s={self.timeout_s:g} s"
-        if isinstance(reason, (ConnectionResetError, http.client.RemoteDisconnected)):
-            return "connection closed without a reply"
-        return f"{type(reason).__name__}: {reason}"
-
     def ask(self, body: dict) -> Answer:
         """One request: the cached answer if there is one, else the server's (retried), cached before returning."""
         if (hit := self.cached(body)) is not None:
             return hit
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        headers, secret = self._headers()
+        secret = os.environ.get(self.api_key_env) if self.api_key_env else None
         faults: list[str] = []
         t0 = time.monotonic()
         for attempt in range(self.max_retries + 1):
             try:
-                reply, latency_ms = self._attempt(data, headers, secret)
+                reply, latency_ms = self._attempt(body, secret)
             except _Transient as e:
                 faults.append(e.what)
                 if attempt == self.max_retries:
@@ -246,6 +261,17 @@ class Client:
             elapsed = max(time.perf_counter() - t0, 1e-9)
             log(self.stage, f"asked {len(todo)} in {elapsed:.1f} s: {len(todo) / elapsed:.2f} requests/s")
         return [answers[key] for key in keys]
+
+
+def _describe(e: BaseException) -> str:
+    """A connection failure in words: refused (no server), else the innermost cause (reset, DNS, TLS …)."""
+    chain = [e]
+    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and len(chain) < 10:
+        chain.append(nxt)
+    if any(isinstance(c, ConnectionRefusedError) for c in chain):
+        return "connection refused (is the server running?)"
+    root = chain[-1]
+    return f"connection failed: {type(root).__name__}: {root}" if root is not e else f"connection failed: {e}"
 
 
 def _completion_tokens(reply: dict) -> int | None:

@@ -150,7 +150,9 @@ def run(blocks: list[dict], model_params: Model, source: str = "blocks"):
     """(tokenizer, model); `source` names the blocks file in errors."""
     if model_params.name == "tiny":
         if not blocks:
-            raise InputError(source, "no blocks: extract kept nothing, so there is no text to build the tiny base from")
+            raise InputError(
+                source, "no blocks: extract kept nothing, so there is no text to build the tiny base from"
+            )
         tokenizer = train_tokenizer(corpus_texts(blocks), model_params.tiny.vocab_size)
         model = build_tiny(tokenizer, model_params.tiny, model_params.max_seq_len)
         try:

@@ -142,8 +142,8 @@ def checks(
         lambda f: {"observed": float(f["ratio"].max()) if len(f) else 0.0},
     )
     lo, hi = round(val_fraction - tolerance, 4), round(val_fraction + tolerance, 4)
-    # Measured on sources, as split.val_fraction is defined: balance down-samples train after the split, so a share
-    # of examples would drift with every balance param.
+    # Measured as split.val_fraction is defined: val's share of the sources of the split's input. Balance caps train
+    # after the split, so a share of train's examples, or of the sources left in train, would drift with balance.
     add(
         "val_share",
         "share",
@@ -237,12 +237,14 @@ def run(
     on_overlong: str = "fail",
     train_out=None,
     val_out=None,
+    examples_path=None,
 ):
     """Validate train and val; write metrics and Data Docs; return the metrics and the failure lines.
 
     on_overlong="drop" leaves the examples over max_seq_len out before any check runs, so the checks (task ratio, val
     share, ...) judge what will be trained on, and lists them in the metrics. When every check passes, the kept
-    examples go to train_out/val_out (if given): training reads those, never the unchecked input."""
+    examples go to train_out/val_out (if given): training reads those, never the unchecked input. `examples_path`:
+    the split's input, whose sources val's share is measured against (see split_share)."""
     tokenizer = load_tokenizer(model)
     t0 = time.perf_counter()
     frames, records, dropped = {}, {}, []
@@ -266,7 +268,10 @@ def run(
         )
     mark_overlap(train, val)
     mark_overlap(val, train)
-    frames.update(tasks=task_counts(train, tasks), share=split_share(train, val))
+    all_sources = None
+    if examples_path is not None:
+        all_sources = {r["source"] for _, r in read_jsonl(examples_path) if isinstance(r.get("source"), str)}
+    frames.update(tasks=task_counts(train, tasks), share=split_share(train, val, all_sources))
     t0 = time.perf_counter()
     all_checks = checks(tasks, max_seq_len, max_ratio, val_fraction, tolerance, max_answer_chars)
     results = run_checks(frames, all_checks, docs)

@@ -121,14 +121,19 @@ def task_counts(train, tasks: list[str]) -> Any:
     return pd.DataFrame({"task": counts.index, "n": counts.values, "ratio": (counts.values / smallest).round(4)})
 
 
-def split_share(train, val) -> Any:
-    """Val's share of the sources (the gate) and of the unique examples (shown for reference)."""
+def split_share(train, val, all_sources: set[str] | None = None) -> Any:
+    """Val's share of the sources (the gate) and of the unique examples (shown for reference).
+
+    `all_sources`: the sources of the split's input (examples.jsonl), the denominator split.val_fraction is defined
+    on. Without it, the sources left in train and val, which undercounts once balance has capped a task in train.
+    """
     import pandas as pd
 
     unique_train = int((train["copy"] == 0).sum())
     share = len(val) / (len(val) + unique_train) if len(val) + unique_train else 0.0
     sources = [{v for v in f.get("source", []) if isinstance(v, str)} for f in (train, val)]
-    source_share = len(sources[1]) / len(sources[0] | sources[1]) if sources[0] | sources[1] else 0.0
+    total = all_sources if all_sources is not None else sources[0] | sources[1]
+    source_share = len(sources[1]) / len(total) if total else 0.0
     return pd.DataFrame(
         {
             "val_share": [round(share, 4)],

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from finetune.documents.textfiles import json_elements, normalise_conversation
-from finetune.io import InputError
+from finetune.io import InputError, json_line
 from finetune.schema import answer_problems, example_problems, message_problems
 from finetune.validation.frames import copy_number
 
@@ -18,15 +18,9 @@ PIPELINE_FIELDS = ("id", "task", "source")  # a record with all of these is held
 def line_problems(raw: bytes) -> tuple[dict | None, list[str]]:
     """Parse one JSONL line; return the record (None if unreadable) and what is wrong with it."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return None, [f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)"]
-    try:
-        record = json.loads(text.rstrip("\r\n"))  # with the newline, a cut-off line reports column 1
-    except json.JSONDecodeError as e:
-        return None, [f"malformed JSON: {e.msg} at column {e.colno}"]
-    if not isinstance(record, dict):
-        return None, [f"expected a JSON object, got {type(record).__name__}"]
+        record = json_line(raw)
+    except ValueError as e:
+        return None, [str(e)]
     return record, record_problems(record)
 
 

@@ -27,8 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from stages import balance, extract, generate, validate  # noqa: E402
-from finetune.io import load_jsonl, load_params, write_json, write_jsonl  # noqa: E402
+from finetune.documents import corpus, readers
+from finetune.generation import examples as generation
+from finetune.generation import splits
+from finetune.io import load_jsonl, write_json, write_jsonl
+from finetune.params import load_params
+from finetune.validation import expectations
 
 # With the misspellings customers use in the catalog's informal names.
 FAMILIES = re.compile(r"\b(Calora|Solvia|Pell?ora|Vent[ae]ro|Radd?ix|Aquis|Brenn?tal)", re.IGNORECASE)
@@ -74,7 +78,7 @@ def build_corpus(raw: Path, out: Path, scale: int) -> int:
     and a renamed copy of a scan would have to be drawn again). Returns the bytes written."""
     from pypdf import PdfReader
 
-    files = sorted(p for p in raw.rglob("*") if p.is_file() and extract.FORMATS.get(p.suffix.lower()) != "image")
+    files = sorted(p for p in raw.rglob("*") if p.is_file() and readers.FORMATS.get(p.suffix.lower()) != "image")
     pdf_pages = {
         p: [page.extract_text().splitlines() for page in PdfReader(p).pages] for p in files if p.suffix == ".pdf"
     }
@@ -88,6 +92,11 @@ def build_corpus(raw: Path, out: Path, scale: int) -> int:
                 copy = rename_jsonl if p.suffix == ".jsonl" else rename
                 (folder / p.name).write_text(copy(p.read_text(encoding="utf-8"), k), encoding="utf-8")
     return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+
+
+def count_lines(path: str) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
 
 
 def timed(label: str, n_label: str, fn):
@@ -109,6 +118,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     os.chdir(work)  # sources are paths relative to the working directory, as under DVC
     params = load_params(REPO / "params.yaml")
+    from finetune.training.models import load_tokenizer
+
     try:
         t0 = time.perf_counter()
         size = build_corpus(REPO / "data" / "raw", Path("raw"), args.scale)
@@ -118,17 +129,17 @@ def main() -> None:
         print(f"{'stage':<22} {'items':>8} {'':<9} {'time':>9}  {'throughput':>10}")
 
         def run_extract():
-            blocks, counts = extract.run("raw", params["extract"]["min_chars"])
+            blocks, counts = corpus.run("raw", params.extract.min_chars)
             write_jsonl("interim/blocks.jsonl", blocks)
             write_json("metrics/extract.json", counts)
             return blocks, len(blocks)
 
         blocks, _ = timed("extract", "blocks", run_extract)
         scans = sorted(
-            p for p in (REPO / "data" / "raw").rglob("*") if extract.FORMATS.get(p.suffix.lower()) == "image"
+            p for p in (REPO / "data" / "raw").rglob("*") if readers.FORMATS.get(p.suffix.lower()) == "image"
         )
         for scan in scans:
-            timed(f"  OCR {scan.name}", "blocks", lambda scan=scan: (None, len(extract.file_blocks(scan)[1])))
+            timed(f"  OCR {scan.name}", "blocks", lambda scan=scan: (None, len(readers.file_blocks(scan)[1])))
 
         model = args.model or (REPO / "models" / "base")
         if not (model / "tokenizer.json").exists():
@@ -138,7 +149,7 @@ def main() -> None:
             subprocess.run([*cmd, "--params", str(REPO / "params.yaml")], check=True)
 
         def run_generate():
-            examples = generate.run(load_jsonl("interim/blocks.jsonl"), params["generate"])
+            examples = generation.run(load_jsonl("interim/blocks.jsonl"), params.generate)
             write_jsonl("interim/examples.jsonl", examples)
             return examples, len(examples)
 
@@ -146,48 +157,63 @@ def main() -> None:
 
         def run_balance():
             examples = load_jsonl("interim/examples.jsonl")
-            train, val, report = balance.run(examples, params["balance"], params["split"])
+            train, val, report = splits.run(examples, params.balance, params.split)
             write_jsonl("processed/train.jsonl", train)
             write_jsonl("processed/val.jsonl", val)
             write_json("metrics/balance.json", report)
             return (train, val), len(examples)
 
         (train, val), _ = timed("balance", "examples", run_balance)
-        print(f"  -> train {len(train):,} (balanced to max_ratio {params['balance']['max_ratio']}), val {len(val):,}")
-        vparams = validate.read_params(REPO / "params.yaml")
+        print(f"  -> train {len(train):,} (balanced to max_ratio {params.balance.max_ratio}), val {len(val):,}")
+        # The arguments stages/validate.py passes, from the same params.
+        vparams = {
+            "tasks": params.generate.tasks,
+            "max_seq_len": params.model.max_seq_len,
+            "max_ratio": params.balance.max_ratio,
+            "val_fraction": params.split.val_fraction,
+            "tolerance": params.validate_.val_fraction_tolerance,
+        }
         t0 = time.perf_counter()
-        validate.checks(**vparams)  # imports great_expectations
-        validate.load_tokenizer(model)  # imports transformers
+        expectations.checks(**vparams)  # imports great_expectations
+        load_tokenizer(model)  # imports transformers
         print(f"  (imports of GE and transformers, once per process: {time.perf_counter() - t0:.1f} s, not counted)")
 
-        def run_validate(train_path, val_path, **overrides):
-            n = sum(1 for _ in open(train_path)) + sum(1 for _ in open(val_path))
-            metrics, lines = validate.run(
+        def run_validate(train_path, val_path, examples_path, **overrides):
+            n = count_lines(train_path) + count_lines(val_path)
+            metrics, _ = expectations.run(
                 train_path,
                 val_path,
                 model,
                 "metrics/validation.json",
                 "reports/validation",
                 **{**vparams, **overrides},
+                examples_path=examples_path,
             )
             failed = [k for k, e in metrics["expectations"].items() if not e["success"]]
             return failed, n
 
-        failed, _ = timed("validate", "examples", lambda: run_validate("processed/train.jsonl", "processed/val.jsonl"))
+        failed, _ = timed(
+            "validate",
+            "examples",
+            lambda: run_validate("processed/train.jsonl", "processed/val.jsonl", "interim/examples.jsonl"),
+        )
         print(f"  -> failed expectations: {', '.join(failed) or 'none'}")
 
         # 100k examples: every phrasing of every fact (3 for most tasks), a seeded sample of 100k of them, split by
         # source but not balanced (hence no task-ratio limit below).
-        examples = generate.run(blocks, {**params["generate"], "phrasings_per_item": 3})
+        examples = generation.run(blocks, params.generate.model_copy(update={"phrasings_per_item": 3}))
         if len(examples) > TARGET_EXAMPLES:
             examples = random.Random(0).sample(examples, TARGET_EXAMPLES)
-        train, val = balance.split(examples, params["split"]["val_fraction"], params["split"]["seed"])
+        train, val = splits.split(examples, params.split.val_fraction, params.split.seed)
+        write_jsonl("big/examples.jsonl", examples)
         write_jsonl("big/train.jsonl", train)
         write_jsonl("big/val.jsonl", val)
         print(f"validate on {len(train) + len(val):,} examples (train {len(train):,}, val {len(val):,}), "
               f"target {TARGET_EXAMPLES:,} in <= 60 s:")  # fmt: skip
         failed, seconds = timed(
-            "validate 100k", "examples", lambda: run_validate("big/train.jsonl", "big/val.jsonl", max_ratio=1e9)
+            "validate 100k",
+            "examples",
+            lambda: run_validate("big/train.jsonl", "big/val.jsonl", "big/examples.jsonl", max_ratio=1e9),
         )
         print(f"  -> failed expectations: {', '.join(failed) or 'none'}; {'within' if seconds <= 60 else 'OVER'} 60 s")
     finally:

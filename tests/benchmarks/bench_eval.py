@@ -19,7 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from finetune.io import load_jsonl, load_params  # noqa: E402
+from finetune.io import load_jsonl
+from finetune.params import load_params
 
 
 def main() -> None:
@@ -48,9 +49,9 @@ def main() -> None:
     params = load_params(args.params)
     examples = load_jsonl(args.val)[: args.examples]
     prompts = [prompt_messages(e) for e in examples]
-    tokenizer = load_tokenizer(args.model, params["model"]["trust_remote_code"])
-    model = load_merged(args.model, args.adapter, params["model"])
-    max_new = params["eval"]["max_new_tokens"]
+    tokenizer = load_tokenizer(args.model, params.model.trust_remote_code)
+    model = load_merged(args.model, args.adapter, params.model)
+    max_new = params.eval.max_new_tokens
     generate(model, tokenizer, prompts[:2], 2, 4, "warm-up")  # first-call allocations out of the timings
 
     rows = {}

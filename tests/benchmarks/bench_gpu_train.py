@@ -20,7 +20,6 @@ A100: 312e12). Without CUDA it stops at once.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+
+from finetune.params import Params, load_params
 
 LLAMA_3_2_1B = {
     "hidden_size": 2048,
@@ -98,44 +99,51 @@ def build_base(folder: Path) -> int:
     return n
 
 
-def train_once(base: Path, params: dict, data, packing: bool, args, work: Path) -> dict:
+def configs(params: Params, packing: bool, args, output_dir: str):
+    """(quantization, SFT, LoRA) configs as the train stage builds them, with this benchmark's batch and length."""
+    from finetune.training.models import quantization_config
+    from finetune.training.recipe import lora_config, sft_config
+
+    quant = params.quant.model_copy(update={"load_in_4bit": True})
+    # model_copy, not validation: eval_strategy "no" is no value a user may set, only what this timing needs.
+    train = params.train.model_copy(
+        update={
+            "packing": packing,
+            "epochs": 1,
+            "per_device_train_batch_size": args.batch,
+            "gradient_accumulation_steps": 1,
+            "gradient_checkpointing": args.gradient_checkpointing,
+            "eval_strategy": "no",
+            "load_best_model_at_end": False,
+            "completion_only_loss": False,  # random tokens have no prompt; the loss covers every token
+            "logging_steps": 50,
+        }
+    )
+    # eval_strategy "no" also means save_strategy "no" in sft_config: no checkpoint inside the timed loop.
+    return quantization_config(quant), sft_config(train, args.max_len, output_dir, quant), lora_config(params.lora)
+
+
+def train_once(base: Path, params: Params, data, packing: bool, args, work: Path) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
     from trl import SFTTrainer
 
-    from finetune.training.models import quantization_config
-    from finetune.training.recipe import lora_config, sft_config
-
-    p = copy.deepcopy(params)
-    p["quant"]["load_in_4bit"] = True
-    p["train"].update(
-        packing=packing,
-        epochs=1,
-        per_device_train_batch_size=args.batch,
-        gradient_accumulation_steps=1,
-        gradient_checkpointing=args.gradient_checkpointing,
-        eval_strategy="no",
-        load_best_model_at_end=False,
-        completion_only_loss=False,  # random tokens have no prompt; the loss covers every token
-        logging_steps=50,
-    )
+    quantization, config, lora = configs(params, packing, args, str(work / f"out-{int(packing)}"))
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     model = AutoModelForCausalLM.from_pretrained(
         base,
-        quantization_config=quantization_config(p["quant"]),
+        quantization_config=quantization,
         dtype=torch.bfloat16,
         attn_implementation=args.attn,
         device_map={"": torch.cuda.current_device()},
     )
-    # eval_strategy "no" also means save_strategy "no" in sft_config: no checkpoint inside the timed loop.
-    config = sft_config(p["train"], args.max_len, str(work / f"out-{int(packing)}"), p["quant"])
     trainer = SFTTrainer(
         model=model,
         args=config,
         train_dataset=data,
         processing_class=tokenizer(),
-        peft_config=lora_config(p["lora"]),
+        peft_config=lora,
     )
     torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -162,8 +170,6 @@ def main(argv=None) -> None:
 
     import numpy as np
     from datasets import Dataset
-
-    from finetune.io import load_params
 
     params = load_params(args.params)
     lengths = random_lengths(args.examples, args.mean_len, args.max_len, args.seed)

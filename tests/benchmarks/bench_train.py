@@ -13,7 +13,6 @@ prints non-padding tokens per second for each plus the ratios. It calls the trai
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import tempfile
@@ -23,28 +22,32 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from finetune.io import load_jsonl, load_params, write_jsonl  # noqa: E402
+from finetune.io import load_jsonl, write_jsonl
+from finetune.params import Params, load_params
 
 
-def measure(params: dict, base: Path, train: Path, val: Path, work: Path, load_in_4bit: bool, packing: bool) -> dict:
+def measure(params: Params, base: Path, train: Path, val: Path, work: Path, load_in_4bit: bool, packing: bool) -> dict:
     from finetune.training import trainer as stage
 
-    p = copy.deepcopy(params)
-    p["quant"]["load_in_4bit"] = load_in_4bit
-    p["train"].update(
-        packing=packing,
-        epochs=1,
-        eval_strategy="no",  # timing training alone: no evaluation, no checkpoint inside the timed loop
-        load_best_model_at_end=False,
-        early_stopping_patience=0,
-        logging_steps=1000,
+    # model_copy, not validation: "no" is no eval_strategy a user may set, only what this timing needs.
+    quant = params.quant.model_copy(update={"load_in_4bit": load_in_4bit})
+    train_params = params.train.model_copy(
+        update={
+            "packing": packing,
+            "epochs": 1,
+            "eval_strategy": "no",  # timing training alone: no evaluation, no checkpoint inside the timed loop
+            "load_best_model_at_end": False,
+            "early_stopping_patience": 0,
+            "logging_steps": 1000,
+        }
     )
+    p = params.model_copy(update={"quant": quant, "train": train_params})
     ckpt = work / f"ckpt-{int(load_in_4bit)}{int(packing)}"
     clock = CPUClock()
     real_callbacks = stage.callbacks
     stage.callbacks = lambda train, live: real_callbacks(train, live) + [clock.callback]
     try:
-        trainer, _, metrics = stage.run(train, val, base, p, ckpt, live=None)
+        _, _, metrics = stage.run(train, val, base, p, ckpt, live=None)
     finally:
         stage.callbacks = real_callbacks
     return {
@@ -111,7 +114,7 @@ def main() -> None:
                         rows[(load_in_4bit, packing)] = r
     print(
         f"\ntrain throughput (fastest of {args.repeats}): {args.model}, {len(examples)} examples x 1 epoch, batch "
-        f"{params['train']['per_device_train_batch_size']}, {device}, torch {torch.__version__}"
+        f"{params.train.per_device_train_batch_size}, {device}, torch {torch.__version__}"
     )
     print(
         f"{'base':<12} {'packing':<8} {'steps':>6} {'tokens':>9} {'seconds':>8} {'tokens/s':>9} {'tokens/CPU-s':>13}"
