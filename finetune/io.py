@@ -44,7 +44,9 @@ def json_line(raw: bytes) -> dict:
     decoded, not on the line that holds it; a UTF-8 sequence never spans a newline.
     """
     try:
-        obj = json.loads(raw.decode("utf-8").rstrip("\r\n"))  # with the newline, a cut-off line reports column 1
+        # A byte-order mark (Windows editors write one) is no JSON; the newline would make a cut-off line report
+        # column 1.
+        obj = json.loads(raw.decode("utf-8").removeprefix("\ufeff").rstrip("\r\n"))
     except UnicodeDecodeError as e:
         raise ValueError(f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)") from None
     except json.JSONDecodeError as e:

@@ -53,6 +53,8 @@ def message_problems(messages) -> list[str]:
             problems.append(f"message {i} ({role}) content is {type(content).__name__}, expected a string")
         elif not content.strip():
             problems.append(f"message {i} ({role}) has empty content")
+        elif "\x00" in content:  # an escaped \u0000: binary data, never text a model should learn
+            problems.append(f"message {i} ({role}) holds a NUL character")
     if problems:
         return problems
     roles = [m["role"] for m in messages]

@@ -46,13 +46,16 @@ CASES = {
         2,
     ),
     **{name: (":2", {"line": 2}, rule, "record", 2) for name, rule in CHAT_RULES.items()},
+    # A bad line of a text document is the smallest unit skip can leave out: the rest of the file stays.
     "invalid_utf8.md": (
         ":5",
         {"line": 5},
         "not valid UTF-8 (invalid start byte at byte 52 of the line); save it as UTF-8",
-        "file",
-        0,
+        "record",
+        0,  # that line was the section's only text
     ),
+    # A NUL byte far past the 8 KiB binary sniff: found on its line, not passed on as text.
+    "late_nul.md": (":75", {"line": 75}, "binary data (a NUL byte) in the line", "record", 13),
     "empty.md": ("", {}, "empty file", "file", 0),
     "binary.md": (":3", {"line": 3}, "binary data (a NUL byte), not text: is the file type right?", "file", 0),
     "csv_duplicate_header.csv": (
@@ -118,6 +121,25 @@ def test_on_error_skip_lists_the_reject_and_extracts_the_rest(tmp_path, monkeypa
     assert len([b for b in blocks if b["source"].startswith(f"raw/{name}#")]) == kept
     metrics = json.loads((tmp_path / "out" / "extract.json").read_text())
     assert metrics["rejected"] == {"files": int(skipped == "file"), "records": int(skipped == "record")}
+
+
+def test_a_jsonl_file_that_starts_with_a_byte_order_mark_reads_every_record(tmp_path, monkeypatch):
+    from finetune.documents.readers import file_blocks
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(BAD.parent / "bom.jsonl", tmp_path / "bom.jsonl")
+    _, blocks = file_blocks(Path("bom.jsonl"))
+    assert [b["messages"][0]["content"] for b in blocks] == ["How long does priming take?", "Where is the vent screw?"]
+
+
+def test_a_nul_character_escaped_in_a_chat_record_is_rejected_with_its_line(tmp_path, monkeypatch):
+    from finetune.documents.readers import file_blocks
+
+    monkeypatch.chdir(tmp_path)
+    record = '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a\\u0000b"}]}'
+    (tmp_path / "chat.jsonl").write_text(record + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"^chat.jsonl:1: message 1 \(assistant\) holds a NUL character$"):
+        file_blocks(Path("chat.jsonl"))
 
 
 def test_debug_shows_the_traceback_instead(tmp_path, monkeypatch):
@@ -201,12 +223,74 @@ def test_a_50_mb_line_is_rejected_while_streaming(tmp_path, monkeypatch, suffix)
     seconds, (_, peak) = time.perf_counter() - t0, tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rule = f"line longer than {MAX_LINE_BYTES:,} bytes: generated or binary data, not a document"
-    skipped = "record" if suffix == ".jsonl" else "file"
-    assert rejects == [{"path": f"raw/huge{suffix}", "line": 1, "rule": rule, "skipped": skipped}]
-    assert [b["source"] for b in blocks if "huge" in b["source"]] == (
-        ["raw/huge.jsonl#line=2"] if skipped == "record" else []
-    )
+    # Only that line goes: in a JSONL file the record, in a document the line (its next line is text like any other).
+    assert rejects == [{"path": f"raw/huge{suffix}", "line": 1, "rule": rule, "skipped": "record"}]
+    kept = [b for b in blocks if "huge" in b["source"]]
+    assert [b["source"] for b in kept] == (["raw/huge.jsonl#line=2"] if suffix == ".jsonl" else ["raw/huge.md#h=huge"])
+    assert all("xxxx" not in b["text"] for b in kept)
     assert peak < 8 * MAX_LINE_BYTES, f"peak {peak:,} bytes"
     assert seconds < 5, f"{seconds:.1f} s"
     with pytest.raises(InputError, match=rf"^raw/huge\{suffix}:1: line longer than"):
         run("raw", on_error="fail")
+
+
+SECRET = "sk-planted-4f1c9e-never-in-any-output"
+
+
+@pytest.mark.parametrize("on_error", ["fail", "skip"])
+def test_a_link_out_of_the_data_folder_is_never_read(tmp_path, monkeypatch, capsys, on_error):
+    """A secret planted outside the folder and linked in: fail names the link; skip lists it and extracts the rest;
+    either way no output holds a byte of it (extract is the only stage that reads data/raw)."""
+    outside = tmp_path / "elsewhere" / "credentials.md"
+    outside.parent.mkdir()
+    outside.write_text(f"# Keys\n\nThe deploy key is {SECRET}, keep it safe.\n", encoding="utf-8")
+    args = raw_folder(tmp_path, monkeypatch, on_error)
+    (tmp_path / "raw" / "notes.md").symlink_to(outside)
+    rule = f"a symbolic link to {outside}, outside raw: copy the file in instead of linking it"
+    if on_error == "fail":
+        with pytest.raises(SystemExit):
+            main(args)
+        assert capsys.readouterr().err.splitlines()[-1] == f"error: raw/notes.md: {rule}"
+        assert not (tmp_path / "out").exists()
+        return
+    main_result = CliRunner().invoke(group, args)
+    assert main_result.exit_code == 0, main_result.output
+    rejects = json.loads((tmp_path / "out" / "rejects.json").read_text())
+    assert rejects == [{"path": "raw/notes.md", "rule": rule, "skipped": "file"}]
+    for out in (tmp_path / "out").iterdir():
+        assert SECRET not in out.read_text(encoding="utf-8"), out
+    assert SECRET not in main_result.output
+
+
+def test_a_symlink_loop_and_a_dangling_link_are_named(tmp_path, monkeypatch):
+    args = raw_folder(tmp_path, monkeypatch, "skip")
+    (tmp_path / "raw" / "loop.md").symlink_to(tmp_path / "raw" / "loop.md")
+    (tmp_path / "raw" / "gone.md").symlink_to(tmp_path / "raw" / "deleted.md")
+    assert CliRunner().invoke(group, args).exit_code == 0
+    rejects = json.loads((tmp_path / "out" / "rejects.json").read_text())
+    assert [(r["path"], r["rule"]) for r in rejects] == [
+        ("raw/gone.md", "a symbolic link that points to nothing: remove it"),
+        ("raw/loop.md", "a symbolic link that loops back on itself: remove it"),
+    ]
+
+
+def test_links_inside_the_folder_are_read_once(tmp_path, monkeypatch):
+    args = raw_folder(tmp_path, monkeypatch, "fail")
+    (tmp_path / "raw" / "sub").mkdir()
+    shutil.copy(tmp_path / "raw" / "good.md", tmp_path / "raw" / "sub" / "other.md")
+    (tmp_path / "raw" / "alias").symlink_to(tmp_path / "raw" / "sub")  # a folder: read where it really is
+    assert CliRunner().invoke(group, args).exit_code == 0
+    sources = [json.loads(line)["source"] for line in (tmp_path / "out" / "blocks.jsonl").open()]
+    assert not any(s.startswith("raw/alias") for s in sources) and any(s.startswith("raw/sub/") for s in sources)
+
+
+def test_an_extract_that_keeps_no_block_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    args = raw_folder(tmp_path, monkeypatch, "skip", "empty.md", "corrupt.pdf")
+    (tmp_path / "raw" / "good.md").unlink()
+    with pytest.raises(SystemExit):
+        main(args)
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert said == "error: raw: no blocks: 0 files read, 2 files or records left out by extract.on_error: skip; " + (
+        "add documents or fix the rejected ones"
+    )
+    assert not (tmp_path / "out").exists()

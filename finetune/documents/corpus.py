@@ -3,7 +3,8 @@ records either stopping the run (on_error: fail) or listed as rejects (skip)."""
 
 from __future__ import annotations
 
-import re
+import errno
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -16,14 +17,37 @@ ON_ERROR = ("fail", "skip")
 
 
 def input_files(input_dir: Path) -> list[Path]:
+    """Every entry under input_dir that may be a document, in sorted order, without following any link: a symbolic
+    link is listed as itself, for check_link to judge. Hidden files (.DS_Store, swap files, .gitignore) are skipped."""
     if not input_dir.is_dir():
         raise InputError(input_dir, "input directory not found")
-    # Hidden files (.DS_Store, editor swap files, .gitignore) are never documents.
-    hidden = re.compile(r"(^|/)\.")
-    files = [p for p in input_dir.rglob("*") if p.is_file() and not hidden.search(p.relative_to(input_dir).as_posix())]
-    if not files:
+    found = []
+    for folder, dirs, files in os.walk(input_dir, followlinks=False):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not (Path(folder) / d).is_symlink()]
+        links = [d for d in os.listdir(folder) if (Path(folder) / d).is_symlink() and d not in files]
+        found += [Path(folder) / name for name in [*files, *links] if not name.startswith(".")]
+    if not found:
         raise InputError(input_dir, "no input files")
-    return sorted(files, key=lambda p: p.relative_to(input_dir).as_posix())
+    return sorted(found, key=lambda p: p.relative_to(input_dir).as_posix())
+
+
+def check_link(path: Path, root: Path) -> bool:
+    """For a symbolic link: raise InputError (naming the link) when it loops, dangles or leads out of `root`; return
+    False for a link to a folder inside root (its files are read where they really are). True: read `path`.
+
+    Nothing outside the data folder is ever read: a link would otherwise carry any file on the machine into blocks,
+    examples, predictions and the git-tracked report."""
+    if not path.is_symlink():
+        return True
+    rel = Path(os.path.relpath(path)).as_posix()
+    try:
+        target = Path(os.path.realpath(path, strict=True))
+    except OSError as e:  # ELOOP for a loop, ENOENT for a dangling link
+        why = "loops back on itself" if e.errno == errno.ELOOP else "points to nothing"
+        raise InputError(rel, f"a symbolic link that {why}: remove it") from None
+    if not target.is_relative_to(root.resolve()):
+        raise InputError(rel, f"a symbolic link to {target}, outside {root}: copy the file in instead of linking it")
+    return not target.is_dir()
 
 
 def reject_entry(error: InputError, what: str) -> dict:
@@ -60,8 +84,11 @@ def run(
         rejects.append(reject_entry(error, what))
 
     blocks, seen, formats = [], set(), Counter()
-    for path in tqdm(input_files(Path(input_dir)), desc="[extract] files", file=sys.stderr, disable=not progress):
+    root = Path(input_dir)
+    for path in tqdm(input_files(root), desc="[extract] files", file=sys.stderr, disable=not progress):
         try:
+            if not check_link(path, root):
+                continue
             fmt, found = file_blocks(path, min_chars, skip, max_chars)
         except InputError as e:
             skip(e, "file")
@@ -73,6 +100,12 @@ def run(
                 continue
             seen.add(b["id"])
             blocks.append(b)
+    if not blocks:
+        # Nothing for base or generate to work on: say so here, with what was found, not later as a traceback.
+        left_out = f", {len(rejects)} files or records left out by extract.on_error: skip" if rejects else ""
+        raise InputError(
+            root, f"no blocks: {sum(formats.values())} files read{left_out}; add documents or fix the rejected ones"
+        )
     kinds, skipped = Counter(b["kind"] for b in blocks), Counter(r["skipped"] for r in rejects)
     counts = {
         "blocks": {k: kinds[k] for k in sorted(BLOCK_KINDS)},

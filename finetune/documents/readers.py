@@ -169,7 +169,7 @@ def file_blocks(path: Path, min_chars: int = DEFAULT_MIN_CHARS, reject=fail, max
         return fmt, image_blocks(path, rel, min_chars, max_chars)
     if fmt in ("jsonl", "json"):  # chat data: finetune.documents.chatfiles
         return fmt, (jsonl_blocks if fmt == "jsonl" else json_blocks)(path, rel, reject)
-    text = read_text(path, rel)
+    text = read_text(path, rel, reject)
     if fmt == "csv":
         return fmt, csv_blocks(text, rel, reject)
     if fmt == "txt":

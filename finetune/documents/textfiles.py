@@ -52,18 +52,30 @@ def check_text_file(path: Path, rel: str) -> None:
         )
 
 
-def read_text(path: Path, rel: str) -> str:
+def raise_it(error: InputError) -> None:
+    raise error
+
+
+def read_text(path: Path, rel: str, reject=raise_it) -> str:
+    """The file's text. A bad line (a NUL byte past the sniffed head, invalid UTF-8, over MAX_LINE_BYTES) goes to
+    `reject`, which raises it unless the caller skips bad records; a skipped line is left out, the rest is kept."""
     check_text_file(path, rel)
     lines = []
     for lineno, raw in raw_lines(path):
         if raw is None:
-            raise too_long(rel, lineno)
+            reject(too_long(rel, lineno))
+            continue
+        if b"\0" in raw:  # check_text_file sniffs the head only; a NUL further down must not reach the text
+            reject(InputError(rel, "binary data (a NUL byte) in the line", lineno))
+            continue
         try:  # line by line, so the error names the line; a UTF-8 sequence never spans a newline
             lines.append(raw.decode("utf-8-sig" if lineno == 1 else "utf-8"))
         except UnicodeDecodeError as e:
-            raise InputError(
-                rel, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line); save it as UTF-8", lineno
-            ) from None
+            reject(
+                InputError(
+                    rel, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line); save it as UTF-8", lineno
+                )
+            )
     if not (text := "".join(lines)).strip():
         raise InputError(rel, "empty file (only white space)")
     return text.replace("\r\n", "\n")
