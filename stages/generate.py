@@ -9,7 +9,7 @@ from collections import Counter
 
 import click
 
-from finetune.generation.examples import run
+from finetune.generation.examples import merge_duplicates, run
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_jsonl, log, write_json, write_jsonl
 from finetune.params import load_params
@@ -25,7 +25,9 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
     """Generate chat examples for every task in generate.tasks."""
     gparams = load_params(params_path).generate
     taskfile = load(tasks_path)
-    examples = run(load_jsonl(input_path), gparams, taskfile, str(params_path))
+    examples, merged = merge_duplicates(run(load_jsonl(input_path), gparams, taskfile, str(params_path)))
+    if merged:
+        log("generate", f"merged {merged} examples identical to an earlier one from another source")
     if not examples:
         raise InputError(input_path, f"no examples: none of the tasks {gparams.tasks} found a block to build from")
     counts = Counter(e["task"] for e in examples)
@@ -43,5 +45,5 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
         log("generate", f"teacher: {metrics['teacher']}")
     per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
-    write_json(metrics_path, {"examples": len(examples), "per_task": per_task, **metrics})
+    write_json(metrics_path, {"examples": len(examples), "per_task": per_task, "duplicates_merged": merged, **metrics})
     log("generate", f"{len(examples)} examples: " + ", ".join(f"{t} {n}" for t, n in per_task.items()))

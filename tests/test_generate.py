@@ -229,3 +229,13 @@ def test_no_domain_word_of_the_sample_corpus_is_left_in_the_generation_code():
 def test_the_repository_task_file_parses_as_a_whole():
     data = yaml.safe_load(REPO_TASKS.read_text(encoding="utf-8"))
     assert set(parse(data).tasks) >= set(repo_params()["generate"]["tasks"])
+
+
+def test_the_same_record_in_two_files_becomes_one_example_and_is_counted(tmp_path):
+    qa = next(b for b in TINY_BLOCKS if b["kind"] == "qa")
+    copy = {**qa, "id": "another-file", "source": "data/raw/qa_copy.jsonl#line=1"}  # same conversation, other file
+    result = generate(tmp_path, [*TINY_BLOCKS, copy], gparams())
+    assert_ok(result)
+    examples = load_jsonl(tmp_path / "examples.jsonl")
+    assert not any(e["source"] == copy["source"] for e in examples)
+    assert json.loads((tmp_path / "generate.json").read_text())["duplicates_merged"] >= 1

@@ -8,6 +8,7 @@ so adding a block never changes the phrasing of another.
 from __future__ import annotations
 
 import functools
+import json
 import random
 import re
 from pathlib import Path
@@ -155,3 +156,17 @@ def run(
             seen.add(e["id"])
             unique.append(e)
     return unique
+
+
+def merge_duplicates(examples: list[dict]) -> tuple[list[dict], int]:
+    """(examples, how many were merged): of examples with the same task and the same messages, only the first (in
+    file order) stays. The same record in two files (a chat export copied twice, a page in two manuals) has two
+    sources, so the split could put one copy in train and the other in val; validate would stop on it."""
+    seen: set[str] = set()
+    kept = []
+    for e in examples:
+        key = json.dumps([e["task"], e["messages"]], ensure_ascii=False, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            kept.append(e)
+    return kept, len(examples) - len(kept)
