@@ -175,7 +175,9 @@ def test_metrics_are_deterministic(clean_run, tmp_path, model):
         ("val_source_not_in_train", "source is also in train"),
         ("val_prompt_not_in_train", "prompt also occurs in train"),
         ("train_task_ratio", "'spec' has 18 examples"),
+        ("train_task_ratio", "made by balance: raise balance.max_upsample or balance.max_ratio"),  # stage, params
         ("val_share", "expected 15% ± 5%"),
+        ("val_share", "made by balance's split (split.val_fraction)"),
     ],
 )
 def test_each_breakage_fails_its_expectation(broken_run, name, words):

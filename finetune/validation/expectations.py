@@ -83,7 +83,8 @@ def checks(
             gxe.ExpectColumnValuesToBeBetween(column="n_tokens", min_value=1, max_value=max_seq_len),
             lambda r: f"{r['n_tokens']} tokens, model.max_seq_len is {max_seq_len}",
             lambda f: {"observed": int(f["n_tokens"].max()) if f["n_tokens"].notna().any() else 0},
-            "set validate.on_overlong: drop to leave them out (or raise model.max_seq_len)",
+            "set validate.on_overlong: drop to leave them out, lower extract.max_chars (long document sections) "
+            "or raise model.max_seq_len",
         )
         add(
             f"{s}_unique_ids",
@@ -125,6 +126,7 @@ def checks(
         "no val example comes from a source that train also uses",
         gxe.ExpectColumnValuesToBeInSet(column="source_in_other_split", value_set=[False]),
         lambda r: "its source is also in train",
+        hint="balance's split keeps each source on one side: was balance run on these files?",
     )
     add(
         "val_prompt_not_in_train",
@@ -132,6 +134,7 @@ def checks(
         "no val prompt occurs in train",
         gxe.ExpectColumnValuesToBeInSet(column="prompt_in_other_split", value_set=[False]),
         lambda r: "its prompt also occurs in train",
+        hint="two blocks asked the same question: make the task's questions in tasks.yaml name their subject",
     )
     add(
         "train_task_ratio",
@@ -140,6 +143,7 @@ def checks(
         gxe.ExpectColumnValuesToBeBetween(column="ratio", max_value=max_ratio),
         lambda r: f"task {r['task']!r} has {int(r['n'])} examples, {r['ratio']}x the smallest task",
         lambda f: {"observed": float(f["ratio"].max()) if len(f) else 0.0},
+        hint="made by balance: raise balance.max_upsample or balance.max_ratio, or add documents for the smallest task",
     )
     lo, hi = round(val_fraction - tolerance, 4), round(val_fraction + tolerance, 4)
     # Measured as split.val_fraction is defined: val's share of the sources of the split's input. Balance caps train
@@ -151,6 +155,8 @@ def checks(
         gxe.ExpectColumnValuesToBeBetween(column="source_share", min_value=lo, max_value=hi),
         lambda r: f"val holds {r['source_share']:.1%} of the sources, expected {val_fraction:.0%} ± {tolerance:.0%}",
         lambda f: {"observed": float(f["source_share"].iloc[0]), "example_share": float(f["val_share"].iloc[0])},
+        hint="made by balance's split (split.val_fraction); with few sources per task it cannot come closer: "
+        "widen validate.val_fraction_tolerance",
     )
     return found
 
