@@ -58,6 +58,7 @@ class Balance(Section):
     seed: int
     max_ratio: float = Field(ge=1)
     max_upsample: int = Field(ge=1)
+    min_examples: int = Field(ge=1)
 
 
 class Split(Section):

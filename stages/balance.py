@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from finetune.generation.splits import run
-from finetune.io import load_jsonl, log, write_json, write_jsonl, write_text
+from finetune.io import InputError, load_jsonl, log, write_json, write_jsonl, write_text
 from finetune.params import load_params
 
 
@@ -19,7 +19,13 @@ from finetune.params import load_params
 def cli(input_path, train_path, val_path, metrics_path, plot_path, params_path):
     """Split by source, then balance the train split's tasks."""
     params = load_params(params_path)
-    train, val, report = run(load_jsonl(input_path), params.balance, params.split)
+    try:
+        train, val, report = run(load_jsonl(input_path), params.balance, params.split)
+    except ValueError as e:
+        raise InputError(input_path, str(e)) from None
+    for task, n in report["left_out_tasks"].items():
+        log("balance", f"warning: left out task {task}: {n} train examples, balance.min_examples is "
+            f"{params.balance.min_examples}")  # fmt: skip
     write_jsonl(train_path, train)
     write_jsonl(val_path, val)
     write_json(metrics_path, report)

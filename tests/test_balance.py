@@ -214,3 +214,13 @@ def test_plot_csv_has_a_before_and_an_after_bar_per_task(tmp_path, balanced):
         (task, when): report[f"train_{when}"][task] for task in report["train_after"] for when in ("before", "after")
     }
     assert all(r["label"] == f"{r['task']} {r['split']}" for r in rows)
+
+
+def test_a_task_too_small_to_learn_is_left_out_instead_of_capping_every_other_task():
+    # One example of STEPS next to 40 of TABLE: as the smallest task it would have capped TABLE at 20.
+    examples = make_examples("TABLE", 40, 1) + make_examples("STEPS", 1, 1) + make_examples("REFUSAL", 30, 1)
+    p = params()
+    train, val, report = run(examples, Balance(**p["balance"]), Split(**p["split"]))
+    assert report["left_out_tasks"] == {"STEPS": 1}
+    assert {e["task"] for e in train + val} == {"TABLE", "REFUSAL"}
+    assert report["train_after"]["TABLE"] == report["train_before"]["TABLE"] > 20  # no longer cut to 2 x 10

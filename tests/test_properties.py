@@ -229,6 +229,13 @@ def test_balance_meets_its_targets_keeps_ids_unique_and_is_the_same_for_the_same
 @SETTINGS
 @given(examples(), st.integers(0, 2**32 - 1))
 def test_balance_run_is_deterministic_for_its_seeds(exs, seed):
-    bparams = Balance(max_ratio=2.0, max_upsample=10, seed=seed)
+    bparams = Balance(max_ratio=2.0, max_upsample=10, min_examples=1, seed=seed)
     sparams = Split(val_fraction=0.2, seed=seed)
-    assert run(exs, bparams, sparams) == run(exs, bparams, sparams)
+
+    def outcome():
+        try:
+            return run(exs, bparams, sparams)
+        except ValueError as e:  # nothing left to train on: the same answer both times too
+            return str(e)
+
+    assert outcome() == outcome()

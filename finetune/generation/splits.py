@@ -92,9 +92,20 @@ def balance(train: list[dict], max_ratio: float, max_upsample: int, seed: int) -
 
 def run(examples: list[dict], bparams: Balance, sparams: Split) -> tuple[list[dict], list[dict], dict]:
     train, val = split(examples, sparams.val_fraction, sparams.seed)
-    balanced = balance(train, bparams.max_ratio, bparams.max_upsample, bparams.seed)
+    # A task with a handful of examples teaches nothing, and as the smallest task it would set the cap for all the
+    # others (one STEPS list in a datasheet set cut 155 TABLE examples to 20): it is left out of both splits.
+    before = Counter(e["task"] for e in train)
+    left_out = {t: n for t, n in sorted(before.items()) if n < bparams.min_examples}
+    train = [e for e in train if e["task"] not in left_out]
+    val = [e for e in val if e["task"] not in left_out]
+    balanced = balance(train, bparams.max_ratio, bparams.max_upsample, bparams.seed) if train else []
+    if not balanced:
+        raise ValueError(
+            f"no task has {bparams.min_examples} training examples (balance.min_examples): {dict(before)}"
+        )
     before, after = Counter(e["task"] for e in train), Counter(e["task"] for e in balanced)
     report = {
+        "left_out_tasks": left_out,  # task -> its train examples, under balance.min_examples
         "train_before": dict(sorted(before.items())),
         "train_after": dict(sorted(after.items())),
         "val": dict(sorted(Counter(e["task"] for e in val).items())),
