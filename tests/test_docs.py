@@ -8,6 +8,7 @@ in RUN_BY (the files that run it, and how they spell the run) or in NOT_RUN (why
 from __future__ import annotations
 
 import ast
+import csv
 import json
 import re
 import shlex
@@ -216,3 +217,7 @@ def test_plots_show_writes_an_html_page_with_the_loss_curve(pipeline_run, tmp_pa
     sh(["dvc", "plots", "show", "--out", str(tmp_path / "plots")], pipeline_run.repo)
     page = (tmp_path / "plots" / "index.html").read_text(encoding="utf-8")
     assert "Loss" in page
+    # The chart's data is in the page itself (the title alone shows even when the curve failed to load).
+    with (pipeline_run.repo / "metrics/train/plots/metrics/loss.tsv").open() as fh:
+        losses = [row["loss"] for row in csv.DictReader(fh, delimiter="\t")]
+    assert losses and all(v in page or repr(float(v)) in page for v in losses), losses
