@@ -272,6 +272,16 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+# Whether the test being set up is marked slow; tests.dvcrepo.sh refuses to run `dvc` when it is not, so a test (or
+# fixture) that runs the real pipeline without the mark fails at once instead of quietly slowing the quick loop.
+CURRENT = {"slow": True}
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up: they run dvc too
+def pytest_runtest_setup(item):
+    CURRENT["slow"] = item.get_closest_marker("slow") is not None
+
+
 @pytest.fixture
 def small_params() -> dict:
     """A fresh copy of the shrunk params for a test to modify."""

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import yaml
 
-from tests.conftest import REPO, SHRUNK, merge
+from tests.conftest import CURRENT, REPO, SHRUNK, merge
 
 STAGES = ["extract", "base", "generate", "balance", "validate", "train", "baseline", "evaluate"]
 
@@ -62,10 +62,10 @@ PLANTED = {
 def env_for(cwd: Path, extra: dict | None = None) -> dict:
     """The environment `dvc` and `finetune` run in, for `sh` and for processes a test starts with Popen."""
     # PYTHONPATH: `finetune` must run the copy's code, not the editable install's, or edits to the copy would
-    # change DVC's view of the code without changing the code that runs.
+    # change DVC's view of the code without changing the code that runs; in a bare test repo, this checkout's.
     return {
         **os.environ,
-        "PYTHONPATH": str(cwd),
+        "PYTHONPATH": os.pathsep.join([str(cwd), str(REPO)]),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
         "HF_HUB_OFFLINE": "1",
@@ -78,6 +78,10 @@ def env_for(cwd: Path, extra: dict | None = None) -> dict:
 
 
 def sh(args: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    if args[0] == "dvc" and not CURRENT["slow"]:
+        raise AssertionError(
+            f"{' '.join(args)}: a test that runs the real dvc must be marked slow (tests/conftest.py)"
+        )
     proc = subprocess.run(args, cwd=cwd, env=env_for(cwd, env), capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(
