@@ -386,9 +386,9 @@ def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> Si
 @slow_fixture(scope="session")
 def pipeline_run(tmp_path_factory) -> SimpleNamespace:
     """The one real `dvc repro` of the whole pipeline that the tests reading its results share (test_pipeline,
-    test_concurrency, test_secrets): small params, fake credentials planted in the environment, the optional teacher
-    LLM on a local server (up for the whole session, so a test may rerun generate in a copy), and a second
-    `dvc repro` started while train runs. Fields: tests.dvcrepo.concurrent_repro."""
+    test_concurrency, test_secrets, test_docs): small params, fake credentials planted in the environment, the
+    optional teacher LLM on a local server (up for the whole session, so a test may rerun generate in a copy), and a
+    second `dvc repro` started while train runs. Fields: tests.dvcrepo.concurrent_repro."""
     from tests.dvcrepo import concurrent_repro
     from tests.serving import FaultServer
 
