@@ -384,6 +384,15 @@ def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> Si
 
 
 @slow_fixture(scope="session")
+def fast_run(tmp_path_factory) -> Path:
+    """A copy of the repo with FAST params after one `dvc repro` of every stage, committed: where the experiments
+    and sharing tests start, each in its own copy of it (tests.dvcrepo.copy_run)."""
+    from tests.dvcrepo import fast_repro
+
+    return fast_repro(tmp_path_factory.mktemp("fast") / "repo")
+
+
+@slow_fixture(scope="session")
 def pipeline_run(tmp_path_factory) -> SimpleNamespace:
     """The one real `dvc repro` of the whole pipeline that the tests reading its results share (test_pipeline,
     test_concurrency, test_secrets, test_docs): small params, fake credentials planted in the environment, the

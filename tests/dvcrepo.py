@@ -111,6 +111,23 @@ def copy_repo(dst: Path, overrides: dict | None = None, env: dict | None = None)
     return dst
 
 
+def copy_run(src: Path, dst: Path) -> Path:
+    """A copy of a repository that dvc has run in: git history, DVC cache and outputs, so the copy starts where the
+    run ended without rerunning anything."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def fast_repro(dst: Path) -> Path:
+    """copy_repo with FAST params, `dvc repro` of every stage, committed."""
+    repo = copy_repo(dst, FAST)
+    out = sh(["dvc", "repro"], repo).stdout
+    assert ran_stages(out) == set(STAGES), out
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "repro"], repo)
+    return repo
+
+
 def wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while not (found := predicate()):

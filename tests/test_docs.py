@@ -79,7 +79,7 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     "git add .dvc/config && git commit -m DVC remote: team": [
         (
             "tests/test_sharing.py",
-            'sh(["git", "add", "-A"], a, env=env) sh(["git", "commit", "-qm", "repro"], a, env=env)',
+            'sh(["git", "add", ".dvc/config"], a, env=env) sh(["git", "commit", "-qm", "DVC remote: team"], a, env=env)',
         )
     ],
     "dvc exp push origin r64": [("tests/test_sharing.py", '["dvc", "exp", "push", "origin", "r64"]')],

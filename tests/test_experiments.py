@@ -11,7 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from tests.conftest import slow_fixture
-from tests.dvcrepo import FAST, STAGES, copy_repo, ran_stages, sh
+from tests.dvcrepo import copy_run, sh
 
 # The `dvc exp show` columns of docs/experiments.md: the params people sweep and the headline metrics. DVC matches
 # each --keep pattern from the start of the column name (re.match), so `learning_rate` alone would keep nothing.
@@ -38,13 +38,9 @@ def wait_for_queue(repo: Path) -> str:
 
 
 @slow_fixture(scope="module")
-def sweep(tmp_path_factory):
-    """A committed `dvc repro` (lora.r 16) plus a grid lora.r=8,64 run through the queue with one worker."""
-    repo = copy_repo(tmp_path_factory.mktemp("experiments") / "repo", FAST)
-    out = sh(["dvc", "repro"], repo).stdout
-    assert ran_stages(out) == set(STAGES), out
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", "repro"], repo)
+def sweep(tmp_path_factory, fast_run):
+    """The committed FAST run (lora.r 16), copied, plus a grid lora.r=8,64 run through the queue with one worker."""
+    repo = copy_run(fast_run, tmp_path_factory.mktemp("experiments") / "repo")
 
     # One quoted -S with a comma list queues one experiment per value. -j 1: parallel workers race
     # (docs/experiments.md).

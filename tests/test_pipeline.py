@@ -7,19 +7,18 @@ of it, so the tests that only read it see it as the run left it.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.dvcrepo import STAGES, ran_stages, sh
+from tests.dvcrepo import STAGES, copy_run, ran_stages, sh
 
 
 @pytest.fixture(scope="module")
 def repo(pipeline_run, tmp_path_factory) -> Path:
     """A copy of the shared run's repository, outputs, cache and all, with the run committed."""
     dst = tmp_path_factory.mktemp("pipeline-copy") / "repo"
-    shutil.copytree(pipeline_run.repo, dst, symlinks=True)
+    copy_run(pipeline_run.repo, dst)
     sh(["git", "add", "-A"], dst)
     sh(["git", "commit", "-qm", "repro"], dst)
     return dst
