@@ -1,8 +1,7 @@
 """Shared fixtures: params shrunk for tests, a tiny corpus of blocks, and a tiny base model and adapter built once.
 
 The model is a one-layer Llama of about 60 k parameters, so building, training and evaluating it takes seconds on
-2 CPU cores. hidden_size and intermediate_size are multiples of 64 because bitsandbytes' CPU 4-bit kernels quantise
-the input features of every Linear layer in blocks of 64 (hidden_size 32 fails inside bitsandbytes).
+2 CPU cores. Test-size params for the real `dvc repro` copies (SMALL, FAST) are in tests/dvcrepo.py, built on SHRUNK.
 """
 
 from __future__ import annotations
@@ -30,18 +29,55 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_MODEL = {
-    "vocab_size": 300,  # 256 byte symbols + 3 special tokens + ~40 merges
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 1,
-    "seed": 0,
-    "pretrain_steps": 5,  # 5 steps x 4 windows x 128 tokens: enough to exercise pretraining, not to learn much
-    "pretrain_batch_size": 4,
-    "pretrain_lr": 0.003,
+# Test-size params, as overrides of params.yaml merged in by `merge`. What every test run shares: the narrowest Llama
+# that bitsandbytes' CPU 4-bit kernels take (they pack the input features of every Linear layer in blocks of 64, so
+# hidden_size 32 fails inside bitsandbytes), one epoch, short answers.
+SHRUNK = {
+    "model": {
+        "tiny": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+        }
+    },
+    "train": {"epochs": 1},
+    "eval": {"max_new_tokens": 16},
 }
+
+
+def merge(base: dict, override: dict) -> dict:
+    """A deep copy of `base` with `override` merged in, nested dicts key by key: the result shares nothing with either,
+    so a test may change it freely."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+# In-process tests on TINY_BLOCKS (a dozen examples): seconds per build, train or evaluation.
+TINY = merge(
+    SHRUNK,
+    {
+        "model": {
+            "tiny": {
+                "vocab_size": 300,  # 256 byte symbols + 3 special tokens + ~40 merges
+                "seed": 0,
+                "pretrain_steps": 5,  # 5 steps x 4 windows x 128 tokens: enough to exercise pretraining, not to learn
+                "pretrain_batch_size": 4,
+                "pretrain_lr": 0.003,
+            }
+        },
+        "train": {
+            "per_device_train_batch_size": 4,  # 12 examples: 3 optimiser steps
+            "eval_strategy": "epoch",
+            "warmup_steps": 0,
+            "logging_steps": 1,
+        },
+        "eval": {"batch_size": 8},
+    },
+)
 
 HEATING = "Brenntal Service Manual — Heating / Calora gas condensing boilers"
 CALORA_NAMES = "calora combi 20;Brenntal Kombitherme 20 kW;20kW Brenntal gas combi;ca20c boiler"
@@ -200,23 +236,11 @@ def typed(params: dict) -> Params:
 
 def shrink(params: dict) -> dict:
     """The repo's params with the model, training and evaluation cut down to test size; the rest as in the repo."""
-    params = copy.deepcopy(params)
-    params["model"]["tiny"] = dict(TINY_MODEL)
-    params["train"].update(
-        epochs=1,
-        per_device_train_batch_size=4,  # 12 examples: 3 optimiser steps
-        eval_strategy="epoch",
-        warmup_steps=0,
-        logging_steps=1,
-    )
-    params["eval"].update(batch_size=8, max_new_tokens=16)
-    return params
+    return merge(params, TINY)
 
 
 def params_file(path: Path, overrides: dict | None = None) -> Path:
     """The repo's params.yaml with `overrides` (nested, only the keys that change) merged in, written to `path`."""
-    from tests.dvcrepo import merge
-
     return write_params(path, merge(repo_params(), overrides or {}))
 
 
@@ -234,6 +258,38 @@ def assert_ok(result) -> None:
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     assert result.exit_code == 0, result.output
+
+
+# `pytest -m "not slow"` is the quick loop (under a minute on 2 cores). A fixture that runs the real `dvc`, trains a
+# model or starts a model server is declared with @slow_fixture, and every test using it, directly or through other
+# fixtures, is marked slow at collection; a test that does such work itself carries @pytest.mark.slow.
+SLOW_FIXTURES: set[str] = set()
+
+
+def slow_fixture(scope: str = "function"):
+    """pytest.fixture(scope=scope), and every test that uses the fixture is marked slow."""
+
+    def declare(function):
+        SLOW_FIXTURES.add(function.__name__)
+        return pytest.fixture(scope=scope)(function)
+
+    return declare
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+# Whether the test being set up is marked slow; tests.dvcrepo.sh refuses to run `dvc` when it is not, so a test (or
+# fixture) that runs the real pipeline without the mark fails at once instead of quietly slowing the quick loop.
+CURRENT = {"slow": True}
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up: they run dvc too
+def pytest_runtest_setup(item):
+    CURRENT["slow"] = item.get_closest_marker("slow") is not None
 
 
 @pytest.fixture
@@ -286,7 +342,7 @@ def tiny_splits(tmp_path_factory, session_params_file) -> SimpleNamespace:
     return SimpleNamespace(train=root / "train.jsonl", val=root / "val.jsonl", tasks=sorted(by_task))
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> SimpleNamespace:
     """One `finetune train` run on the tiny base, shared by the train and evaluate tests.
 
@@ -335,3 +391,26 @@ def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> Si
         params_file=session_params_file,
         val=load_jsonl(tiny_splits.val),
     )
+
+
+@slow_fixture(scope="session")
+def fast_run(tmp_path_factory) -> Path:
+    """A copy of the repo with FAST params after one `dvc repro` of every stage, committed: where the experiments
+    and sharing tests start, each in its own copy of it (tests.dvcrepo.copy_run)."""
+    from tests.dvcrepo import fast_repro
+
+    return fast_repro(tmp_path_factory.mktemp("fast") / "repo")
+
+
+@slow_fixture(scope="session")
+def pipeline_run(tmp_path_factory) -> SimpleNamespace:
+    """The one real `dvc repro` of the whole pipeline that the tests reading its results share (test_pipeline,
+    test_concurrency, test_secrets, test_docs): small params, fake credentials planted in the environment, the
+    optional teacher LLM on a local server (up for the whole session, so a test may rerun generate in a copy), and a
+    second `dvc repro` started while train runs. Fields: tests.dvcrepo.concurrent_repro."""
+    from tests.dvcrepo import concurrent_repro
+    from tests.serving import FaultServer
+
+    # It echoes each question, and generate drops a paraphrase identical to its question: the data stays as it was.
+    with FaultServer(answer=lambda prompt: prompt) as teacher:
+        yield concurrent_repro(tmp_path_factory.mktemp("pipeline"), teacher)

@@ -1,4 +1,5 @@
-"""A temporary copy of this repository as a fresh git + DVC repo, for tests that run the real `dvc` commands."""
+"""Real `dvc` in a temporary copy of this repository: the copy, the environment `dvc` and `finetune` run in, the
+test-size params for whole pipeline runs, and the concurrent run that the session fixture `pipeline_run` makes."""
 
 from __future__ import annotations
 
@@ -7,46 +8,62 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import CURRENT, REPO, SHRUNK, merge
+
 STAGES = ["extract", "base", "generate", "balance", "validate", "train", "baseline", "evaluate", "report"]
 
-SMALL = {
-    # A smaller vocabulary cuts text into more tokens: 512 keeps the longest example inside max_seq_len.
-    # bitsandbytes packs 4-bit weights for CPU in blocks of 64 inputs, so 64 is the narrowest width it takes.
-    "model": {
-        "max_seq_len": 512,
-        "tiny": {
-            "vocab_size": 512,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "pretrain_steps": 20,
-        },
+# SHRUNK for the sample corpus. A smaller vocabulary cuts text into more tokens: 512 keeps the longest example
+# inside max_seq_len.
+SMALL = merge(
+    SHRUNK,
+    {
+        "model": {"max_seq_len": 512, "tiny": {"vocab_size": 512, "pretrain_steps": 20}},
+        "train": {"logging_steps": 10},
+        "eval": {"batch_size": 64},
     },
-    "train": {"epochs": 1, "logging_steps": 10},
-    "eval": {"max_new_tokens": 16, "batch_size": 64},
+)
+
+# SMALL, cut further, for tests of DVC bookkeeping (experiments, sharing), not of what training learns.
+FAST = merge(
+    SMALL,
+    {
+        # bitsandbytes' 4-bit matmuls are the slowest part of a CPU run (3x here); the shared pipeline run covers QLoRA.
+        "quant": {"load_in_4bit": False},
+        # No minority upsampling: balance caps every task at 2x the smallest (WIRING, 5 examples), so train holds
+        # 75 examples instead of 750: 5 optimiser steps.
+        "balance": {"max_upsample": 1},
+        "train": {"logging_steps": 1},  # 5 steps: a loss curve of 5 points, not 1
+        "eval": {"max_new_tokens": 8},
+    },
+)
+
+# The shared pipeline run: QLoRA as shipped, but a tenth of an epoch (5 optimiser steps of 16) still trains,
+# evaluates and saves a checkpoint like a full run.
+TENTH = merge(SMALL, {"train": {"epochs": 0.1}})
+
+# Fake credentials in every variable the pipeline or its libraries might read, for the shared run. They share
+# "FAKEplanted" so a secret that leaks cut or re-encoded is still found.
+PLANTED = {
+    "HF_TOKEN": "hf_FAKEplanted1234567890abcdef",
+    "HUGGING_FACE_HUB_TOKEN": "hf_FAKEplantedHub0246813579",
+    "OPENAI_API_KEY": "sk-FAKEplanted0987654321",
+    "TEACHER_API_KEY": "sk-FAKEplantedTeacher55555",
 }
 
 
-def merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for k, v in override.items():
-        out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return out
-
-
-def sh(args: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    # PYTHONPATH: `finetune` must run the copy's stages/, not the editable install's, or edits to the copy
-    # would change DVC's view of the code without changing the code that runs.
-    env = {
+def env_for(cwd: Path, extra: dict | None = None) -> dict:
+    """The environment `dvc` and `finetune` run in, for `sh` and for processes a test starts with Popen."""
+    # PYTHONPATH: `finetune` must run the copy's code, not the editable install's, or edits to the copy would
+    # change DVC's view of the code without changing the code that runs; in a bare test repo, this checkout's.
+    return {
         **os.environ,
-        "PYTHONPATH": str(cwd),
+        "PYTHONPATH": os.pathsep.join([str(cwd), str(REPO)]),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "DVC_NO_ANALYTICS": "1",
         "HF_HUB_OFFLINE": "1",
@@ -54,9 +71,16 @@ def sh(args: list[str], cwd: Path, check: bool = True, env: dict | None = None) 
         "GIT_AUTHOR_EMAIL": "t@localhost",
         "GIT_COMMITTER_NAME": "t",
         "GIT_COMMITTER_EMAIL": "t@localhost",
-        **(env or {}),
+        **(extra or {}),
     }
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def sh(args: list[str], cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    if args[0] == "dvc" and not CURRENT["slow"]:
+        raise AssertionError(
+            f"{' '.join(args)}: a test that runs the real dvc must be marked slow (tests/conftest.py)"
+        )
+    proc = subprocess.run(args, cwd=cwd, env=env_for(cwd, env), capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
@@ -85,18 +109,80 @@ def copy_repo(dst: Path, overrides: dict | None = None, env: dict | None = None)
     return dst
 
 
-# SMALL, cut further, for tests of DVC bookkeeping (experiments, sharing), not of what training learns.
-FAST = merge(
-    SMALL,
-    {
-        # bitsandbytes' 4-bit matmuls are the slowest part of a CPU run (3x here); test_pipeline covers QLoRA.
-        "quant": {"load_in_4bit": False},
-        # No minority upsampling: balance caps every task at 2x the smallest (WIRING, 5 examples), so train holds
-        # 75 examples instead of 750: 5 optimiser steps.
-        "balance": {"max_upsample": 1},
-        # Capping drops train sources, so val holds ~37% of the sources instead of 20%; the gate would stop there.
-        "validate": {"val_fraction_tolerance": 0.5},
-        "train": {"logging_steps": 1},  # 5 steps: a loss curve of 5 points, not 1
-        "eval": {"max_new_tokens": 8},
-    },
-)
+def copy_run(src: Path, dst: Path) -> Path:
+    """A copy of a repository that dvc has run in: git history, DVC cache and outputs, so the copy starts where the
+    run ended without rerunning anything."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def fast_repro(dst: Path) -> Path:
+    """copy_repo with FAST params, `dvc repro` of every stage, committed."""
+    repo = copy_repo(dst, FAST)
+    out = sh(["dvc", "repro"], repo).stdout
+    assert ran_stages(out) == set(STAGES), out
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "repro"], repo)
+    return repo
+
+
+def wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        if proc.poll() is not None:
+            raise AssertionError(f"the first dvc repro exited ({proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+    return found
+
+
+def stage_process(first: subprocess.Popen, name: str):
+    """The running `finetune <name>` among the first repro's descendants, or None."""
+    import psutil
+
+    for p in psutil.Process(first.pid).children(recursive=True):
+        try:
+            cmd = p.cmdline()
+        except psutil.Error:
+            continue
+        if any(Path(c).name == "finetune" for c in cmd) and name in cmd:
+            return p
+    return None
+
+
+def concurrent_repro(tmp: Path, teacher) -> SimpleNamespace:
+    """`dvc repro` of a copy with TENTH params, PLANTED credentials and the teacher LLM at `teacher` (a running
+    tests.serving.FaultServer), and a second `dvc repro` started while its train stage runs, as someone would by
+    mistake. Returns the copy, the logs, both runs' results, the train stage's environment and the Authorization
+    headers the teacher saw."""
+    teacher_params = {"endpoint": teacher.url, "model": "teacher", "paraphrases": 1, "api_key_env": "TEACHER_API_KEY"}
+    repo = copy_repo(tmp / "repo", merge(TENTH, {"generate": {"teacher": teacher_params}}))
+    logs = tmp / "logs"
+    logs.mkdir()
+    with open(logs / "first.out", "w") as out, open(logs / "first.err", "w") as err:
+        first = subprocess.Popen(
+            ["dvc", "repro"], cwd=repo, env=env_for(repo, PLANTED), stdout=out, stderr=err, start_new_session=True
+        )
+    try:
+        # Train is the longest stage: the second repro starts while it runs.
+        trainer = wait_for(lambda: stage_process(first, "train"), "train started", first)
+        stage_env = trainer.environ()
+        started = time.monotonic()
+        second = sh(["dvc", "repro"], repo, check=False, env=PLANTED)
+        second_s = time.monotonic() - started
+        first.wait(timeout=600)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    return SimpleNamespace(
+        repo=repo,
+        logs=logs,
+        first_rc=first.returncode,
+        first_out=(logs / "first.out").read_text(),
+        first_err=(logs / "first.err").read_text(),
+        second=second,
+        second_s=second_s,
+        stage_env=stage_env,
+        teacher_auth=list(teacher.authorization),
+    )

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,21 +20,9 @@ import pytest
 
 from finetune.io import atomic_path, write_jsonl
 from tests.conftest import params_file
-from tests.dvcrepo import sh
+from tests.dvcrepo import env_for, sh
 
 ROWS = 12_000  # x ~1.6 kB of text: a ~20 MB block file that takes a few tenths of a second to write on 2 cores
-
-
-def env_for(cwd: Path, extra: dict | None = None) -> dict:
-    """The environment tests.dvcrepo.sh gives `dvc` and `finetune`, for processes a test starts with Popen."""
-    return {
-        **os.environ,
-        "PYTHONPATH": str(cwd),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "HF_HUB_OFFLINE": "1",
-        **(extra or {}),
-    }
 
 
 def write_parts_table(path: Path, tag: str) -> None:
@@ -111,6 +98,7 @@ def test_sigkill_while_writing_never_leaves_a_partial_output_and_the_next_run_sw
     assert temporaries(previous.parent, previous.name) == []
 
 
+@pytest.mark.slow  # real `dvc repro`, three times
 def test_sigkill_of_dvc_repro_mid_write_leaves_dvc_a_consistent_workspace(tmp_path):
     """Under `dvc repro`, killed mid-write: the out is absent, never partial; `dvc status` names the changed dep and
     the missing outs and nothing else; `dvc checkout` brings the previous version back; the next `dvc repro` clears

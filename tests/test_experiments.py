@@ -1,5 +1,5 @@
-"""DVC experiments over the pipeline: a queued two-point grid, the `dvc exp show` columns the README uses, and the
-diffs and overlaid plots between two experiments. One `dvc repro` and one queue serve every test here."""
+"""DVC experiments over the pipeline: a queued two-point grid, the `dvc exp show` columns docs/experiments.md uses,
+and the diffs and overlaid plots between two experiments. One `dvc repro` and one queue serve every test here."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import pytest
+from tests.conftest import slow_fixture
+from tests.dvcrepo import copy_run, sh
 
-from tests.dvcrepo import FAST, STAGES, copy_repo, ran_stages, sh
-
-# The README's `dvc exp show` columns: the params people sweep and the headline metrics. DVC matches each
-# --keep pattern from the start of the column name (re.match), so `learning_rate` alone would keep nothing.
+# The `dvc exp show` columns of docs/experiments.md: the params people sweep and the headline metrics. DVC matches
+# each --keep pattern from the start of the column name (re.match), so `learning_rate` alone would keep nothing.
 KEEP = r"Experiment|rev$|lora\.r$|train\.learning_rate|eval_loss|finetuned\.overall\.rouge_l|delta\.overall\.rouge_l"
 SHOW = ["dvc", "exp", "show", "--drop", ".*", "--keep", KEEP]
 QUEUE_TIMEOUT_S = 600
@@ -38,16 +37,13 @@ def wait_for_queue(repo: Path) -> str:
         time.sleep(3)
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    """A committed `dvc repro` (lora.r 16) plus a grid lora.r=8,64 run through the queue with one worker."""
-    repo = copy_repo(tmp_path_factory.mktemp("experiments") / "repo", FAST)
-    out = sh(["dvc", "repro"], repo).stdout
-    assert ran_stages(out) == set(STAGES), out
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", "repro"], repo)
+@slow_fixture(scope="module")
+def sweep(tmp_path_factory, fast_run):
+    """The committed FAST run (lora.r 16), copied, plus a grid lora.r=8,64 run through the queue with one worker."""
+    repo = copy_run(fast_run, tmp_path_factory.mktemp("experiments") / "repo")
 
-    # One quoted -S with a comma list queues one experiment per value. -j 1: parallel workers race (README).
+    # One quoted -S with a comma list queues one experiment per value. -j 1: parallel workers race
+    # (docs/experiments.md).
     sh(["dvc", "exp", "run", "--queue", "-S", "lora.r=8,64"], repo)
     sh(["dvc", "queue", "start", "-j", "1"], repo)
     try:
@@ -84,7 +80,7 @@ def test_exp_show_keeps_the_swept_params_and_headline_metrics(sweep):
             "delta.overall.rouge_l",
         ]
     )
-    # And the table form the README shows (wide tables are cut to the terminal; COLUMNS sets its width).
+    # And the table form docs/experiments.md shows (wide tables are cut to the terminal; COLUMNS sets its width).
     table = sh([*SHOW, "--precision", "3"], sweep.repo, env={"COLUMNS": "160"}).stdout
     assert sweep.r8 in table and sweep.r64 in table
 

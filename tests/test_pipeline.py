@@ -1,4 +1,8 @@
-"""End to end: the real `dvc repro` in a temporary copy of the repo, with small params so it runs in minutes."""
+"""End to end: the real `dvc repro` in a temporary copy of the repo, with small params so it runs in minutes.
+
+The run is the session's shared one (`pipeline_run`, tests/conftest.py); the tests that rerun stages work on a copy
+of it, so the tests that only read it see it as the run left it.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.dvcrepo import STAGES, copy_repo, ran_stages, sh
+from tests.dvcrepo import STAGES, copy_run, ran_stages, sh
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """A fresh git+DVC repo holding what a clone of ours holds, with small params, after one `dvc repro`."""
-    dst = copy_repo(tmp_path_factory.mktemp("pipeline") / "repo")
-    first = sh(["dvc", "repro"], dst)
-    assert ran_stages(first.stdout) == set(STAGES), first.stdout
+def repo(pipeline_run, tmp_path_factory) -> Path:
+    """A copy of the shared run's repository, outputs, cache and all, with the run committed."""
+    dst = tmp_path_factory.mktemp("pipeline-copy") / "repo"
+    copy_run(pipeline_run.repo, dst)
     sh(["git", "add", "-A"], dst)
     sh(["git", "commit", "-qm", "repro"], dst)
     return dst
 
 
-def test_repro_writes_every_output(repo):
+def test_repro_runs_every_stage_and_writes_every_output(pipeline_run):
+    repo = pipeline_run.repo
+    assert pipeline_run.first_rc == 0, pipeline_run.first_err[-3000:]
+    assert ran_stages(pipeline_run.first_out) == set(STAGES), pipeline_run.first_out
     for path in [
         "data/interim/blocks.jsonl",
         "data/interim/examples.jsonl",
@@ -45,7 +51,8 @@ def test_repro_writes_every_output(repo):
     assert not list((repo / "models/checkpoints").glob("checkpoint-*")), "a finished run leaves only the adapter"
 
 
-def test_eval_metrics_have_baseline_finetuned_and_delta_per_task(repo):
+def test_eval_metrics_have_baseline_finetuned_and_delta_per_task(pipeline_run):
+    repo = pipeline_run.repo
     result = json.loads((repo / "metrics/eval.json").read_text())
     assert set(result) == {"baseline", "finetuned", "delta"}
     val_tasks = {json.loads(line)["task"] for line in (repo / "data/processed/val.jsonl").read_text().splitlines()}

@@ -20,16 +20,10 @@ import yaml
 
 from finetune.cli import main
 from finetune.training.models import load_base, load_tokenizer
-from tests.conftest import typed, write_params
-from tests.dvcrepo import REPO
-from tests.test_concurrency import PLANTED, pipeline_run
+from tests.conftest import REPO, typed, write_params
+from tests.dvcrepo import PLANTED
 
 MARKER = "FAKEplanted"  # in every planted value: finds a secret that leaked cut short or re-encoded
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return pipeline_run(tmp_path_factory)  # the run tests/test_concurrency.py makes; made once per session
 
 
 def files_under(root: Path):
@@ -43,14 +37,14 @@ def files_under(root: Path):
 # --- secrets ----------------------------------------------------------------------------------------------------
 
 
-def test_the_planted_secrets_reached_the_stages(run):
+def test_the_planted_secrets_reached_the_stages(pipeline_run):
     # Without this the scan below could pass only because the secrets never got to the code under test.
-    assert {k: run.stage_env.get(k) for k in PLANTED} == PLANTED
-    assert run.teacher_auth and set(run.teacher_auth) == {f"Bearer {PLANTED['TEACHER_API_KEY']}"}
+    assert {k: pipeline_run.stage_env.get(k) for k in PLANTED} == PLANTED
+    assert pipeline_run.teacher_auth and set(pipeline_run.teacher_auth) == {f"Bearer {PLANTED['TEACHER_API_KEY']}"}
 
 
-def test_no_output_cache_lock_file_or_log_holds_a_planted_secret(run):
-    scanned = {p.relative_to(run.repo).as_posix() for p in files_under(run.repo)}
+def test_no_output_cache_lock_file_or_log_holds_a_planted_secret(pipeline_run):
+    scanned = {p.relative_to(pipeline_run.repo).as_posix() for p in files_under(pipeline_run.repo)}
     # Where a leak would most likely be: DVCLive's dump of TrainingArguments (hub_token), the adapter's card and
     # config, the base's tokenizer and config, the teacher's answer cache, dvc.lock, DVC's cache and tmp.
     for expected in [
@@ -71,13 +65,17 @@ def test_no_output_cache_lock_file_or_log_holds_a_planted_secret(run):
 
     leaks = []
     # The copy's tests/ is this repository's source (these very files hold the planted values), not an output.
-    outputs = [p for p in files_under(run.repo) if not p.relative_to(run.repo).as_posix().startswith("tests/")]
-    for path in [*outputs, *files_under(run.logs)]:
+    outputs = [
+        p
+        for p in files_under(pipeline_run.repo)
+        if not p.relative_to(pipeline_run.repo).as_posix().startswith("tests/")
+    ]
+    for path in [*outputs, *files_under(pipeline_run.logs)]:
         data = path.read_bytes()
         leaks += [f"{path}: {name}" for name, value in PLANTED.items() if value.encode() in data]
         if MARKER.encode() in data:
             leaks.append(f"{path}: {MARKER}")
-    for stream in (run.second.stdout, run.second.stderr):
+    for stream in (pipeline_run.second.stdout, pipeline_run.second.stderr):
         leaks += [f"second repro's output: {name}" for name, value in PLANTED.items() if value in stream]
     assert not leaks, "\n".join(leaks)
 
@@ -155,8 +153,8 @@ def test_train_and_baseline_refuse_a_base_with_only_pickled_weights(
         args += ["--scores", tmp_path / "scores.json", "--params", session_params_file]
     code, errors = finetune(args, capsys)
     assert code == 1
-    assert errors == [f"error: {pickled_base}: only pickled .bin weights found; refusing to load them (they can run "
-                      "code). Convert to safetensors first."]  # fmt: skip
+    refusal = f"{pickled_base}: only pickled .bin weights found; refusing to load them (they can run code)."
+    assert errors == [f"error: {refusal} Convert to safetensors first."]
     assert not out.exists()
 
 
@@ -211,8 +209,12 @@ def calls(tree):
             yield owner, node.func.attr, {k.arg: k.value for k in node.keywords}
 
 
-@pytest.mark.parametrize("module", sorted((REPO / "stages").glob("*.py")), ids=lambda p: p.name)
-def test_no_stage_loads_weights_unsafely(module):
+# The stage commands and the library they call, where the loading is.
+SOURCES = sorted([*(REPO / "stages").glob("*.py"), *(REPO / "finetune").rglob("*.py")])
+
+
+@pytest.mark.parametrize("module", SOURCES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_no_module_loads_weights_unsafely(module):
     """A guard for code written later: every weights load asks for safetensors, no call hard-codes
     trust_remote_code=True (it comes from params, default false), and torch.load only ever reads plain tensors."""
     for owner, attr, kw in calls(ast.parse(module.read_text(encoding="utf-8"))):
@@ -223,4 +225,6 @@ def test_no_stage_loads_weights_unsafely(module):
             assert not (isinstance(kw["trust_remote_code"], ast.Constant) and kw["trust_remote_code"].value), where
         if (owner, attr) == ("torch", "load"):
             assert isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True, where
-    assert not re.search(r"^\s*(import pickle|from pickle)", module.read_text(encoding="utf-8"), re.M), module.name
+    assert not re.search(r"^\s*(import pickle|from pickle)", module.read_text(encoding="utf-8"), re.MULTILINE), (
+        module.name
+    )

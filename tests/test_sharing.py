@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from tests import sshd
-from tests.dvcrepo import FAST, STAGES, copy_repo, merge, ran_stages, sh
+from tests.conftest import merge, slow_fixture
+from tests.dvcrepo import FAST, copy_repo, copy_run, ran_stages, sh
 
 
 def digests(path: Path) -> dict[str, str]:
@@ -31,23 +32,21 @@ def server(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def team(tmp_path_factory, server) -> SimpleNamespace:
-    """A: a repo with the SSH remote as its committed default, after `dvc repro`, committed, pushed to git and DVC."""
+@slow_fixture(scope="module")
+def team(tmp_path_factory, server, fast_run) -> SimpleNamespace:
+    """A: the FAST run, copied, with the SSH remote as its committed default, pushed to git and DVC."""
     root = tmp_path_factory.mktemp("team")
     # HOME: a home of our own, so the developer's ~/.ssh/config or keys cannot change what the client does.
     env = {"HOME": str(server.home)}
     origin = root / "origin.git"
     sh(["git", "init", "-q", "--bare", str(origin)], root, env=env)
-    a = copy_repo(root / "a", FAST, env=env)
+    a = copy_run(fast_run, root / "a")
 
     # What the team commits: where the remote is. What each teammate keeps in .dvc/config.local: the key.
     sh(["dvc", "remote", "add", "-d", "team", server.url(root / "dvc-store")], a, env=env)
     sh(["dvc", "remote", "modify", "--local", "team", "keyfile", str(server.keyfile)], a, env=env)
-    out = sh(["dvc", "repro"], a, env=env).stdout
-    assert ran_stages(out) == set(STAGES), out
-    sh(["git", "add", "-A"], a, env=env)
-    sh(["git", "commit", "-qm", "repro"], a, env=env)
+    sh(["git", "add", ".dvc/config"], a, env=env)
+    sh(["git", "commit", "-qm", "DVC remote: team"], a, env=env)
     branch = sh(["git", "rev-parse", "--abbrev-ref", "HEAD"], a).stdout.strip()
     sh(["git", "remote", "add", "origin", str(origin)], a, env=env)
     sh(["git", "push", "-q", "origin", branch], a, env=env)
@@ -112,9 +111,9 @@ def test_the_key_stays_out_of_git(team):
 
 
 def test_dvc_ssh_does_not_check_the_host_key(team, tmp_path):
-    """A canary for the README's warning. sshfs (under dvc-ssh 4.3) connects with known_hosts=None, which makes
-    asyncssh accept any host key: a client whose known_hosts pins another key for this server still connects. If a
-    release starts checking, this fails: turn it around and drop the warning."""
+    """A canary for the warning in docs/team-workflow.md. sshfs (under dvc-ssh 4.3) connects with known_hosts=None,
+    which makes asyncssh accept any host key: a client whose known_hosts pins another key for this server still
+    connects. If a release starts checking, this fails: turn it around and drop the warning."""
     other = tmp_path / "other"
     sshd.keygen(other)
     home = tmp_path / "home"
@@ -147,8 +146,10 @@ def test_run_cache_lets_a_teammate_skip_training(team, sweep):
     assert digests(c / "models/adapter") == sweep.adapter
 
 
-def test_pulled_experiment_shows_and_applies(team, sweep):
+def test_pulled_experiment_is_listed_shows_and_applies(team, sweep):
     d = clone(team, "d")
+    listed = sh(["dvc", "exp", "list", "origin"], d, env=team.env).stdout
+    assert sweep.name in listed, listed
     sh(["dvc", "exp", "pull", "origin", sweep.name], d, env=team.env)
     shown = sh(["dvc", "exp", "show", "--csv", "--keep", r"lora\.r"], d, env=team.env).stdout
     assert sweep.name in shown, shown
@@ -157,6 +158,7 @@ def test_pulled_experiment_shows_and_applies(team, sweep):
     assert digests(d / "models/adapter") == sweep.adapter
 
 
+@pytest.mark.slow  # real `dvc repro`
 def test_base_model_is_pinned_in_the_remote(tmp_path, tiny_base):
     """model.name a path that only A has (a stand-in for a hub id A can download and B cannot): A's base stage
     saves it into models/base and pushes it; B pulls those bytes and never needs the source."""

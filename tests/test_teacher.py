@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from finetune.generation.splits import split
-from stages.generate import cli as generate_cli
-from finetune.io import load_jsonl
 from finetune.generation.teacher import INSTRUCTION
-from tests.conftest import TINY_BLOCKS, assert_ok, invoke, typed, write_params
+from finetune.io import load_jsonl
+from stages.generate import cli as generate_cli
+from tests.conftest import TINY_BLOCKS, assert_ok, invoke, slow_fixture, typed, write_params
 from tests.serving import FaultServer, free_port, transformers_serve
 
 
@@ -118,7 +116,7 @@ def test_teacher_without_a_model_name_is_a_params_error(tmp_path, tiny_blocks_fi
     assert "generate.teacher.model is not" in str(result.exception)
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def base_server(tiny_base, tmp_path_factory):
     with transformers_serve(tiny_base, tmp_path_factory.mktemp("serve") / "serve.log") as url:
         yield url

@@ -14,10 +14,9 @@ import math
 import pytest
 import yaml
 
-from finetune.training.models import load_for_training
 from finetune.training.checkpoints import prepare_checkpoints
-from tests.conftest import REPO, typed
-from tests.dvcrepo import merge
+from finetune.training.models import load_for_training
+from tests.conftest import REPO, merge, typed
 
 LINEAR_LAYERS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 METRIC_KEYS = (

@@ -18,10 +18,10 @@ import sys
 import pytest
 
 from finetune.training.launch import launch_command
-from tests.conftest import REPO, repo_params, shrink, typed, write_params
+from tests.conftest import REPO, repo_params, shrink, slow_fixture, typed, write_params
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def ddp(tmp_path_factory, tiny_base, tiny_splits):
     params = shrink(repo_params())
     params["train"].update(num_processes=2, epochs=2)
