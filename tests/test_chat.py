@@ -90,7 +90,7 @@ def test_side_by_side_columns_wrap_long_lines_and_keep_line_breaks():
     [
         (["--endpoint", "http://127.0.0.1:9/v1"], "--endpoint needs --model NAME"),
         (["--endpoint", "http://127.0.0.1:9/v1", "--model", "t", "--compare"], "needs --base-name NAME"),
-        (["--task", "NOPE"], "'NOPE' has no prefix in generate.prefixes"),
+        (["--task", "NOPE"], "'NOPE' is not a task of tasks.yaml"),
     ],
 )
 def test_bad_options_are_one_line_errors(args, message, params):

@@ -28,9 +28,9 @@ from finetune.params import Eval, Generate, load_params
 Answerer = Callable[[list[dict]], str]
 
 
-def question_messages(question: str, gparams: Generate, task: str | None) -> list[dict]:
+def question_messages(question: str, gparams: Generate, prefix: str = "") -> list[dict]:
     """The prompt as generate builds it for training: the system prompt, then the task prefix and the question."""
-    prefix = gparams.prefixes[task] + " " if task else ""
+    prefix = prefix + " " if prefix else ""
     return [{"role": "system", "content": gparams.system_prompt}, {"role": "user", "content": prefix + question}]
 
 
@@ -118,19 +118,24 @@ def questions(interactive: bool):
 )
 @click.option("--adapter", default="models/adapter", show_default=True, help="Ignored with --endpoint.")
 @click.option("--compare", is_flag=True, help="Also ask the untuned base model and print its answer beside.")
-@click.option("--task", default=None, help="Put this task's prefix (generate.prefixes) before every question.")
+@click.option("--task", default=None, help="Put this task's prefix (from the task file) before every question.")
+@click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file (with --task).")
 @click.option("--endpoint", default=None, metavar="URL", help="Ask a served model at this OpenAI-compatible URL.")
 @click.option("--base-name", default=None, help="With --endpoint --compare: the served base model's name.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per answer on stdout, for scripts.")
 @click.option("--params", "params_path", default="params.yaml", show_default=True)
 @click.pass_context
-def cli(ctx, model, adapter, compare, task, endpoint, base_name, as_json, params_path):
+def cli(ctx, model, adapter, compare, task, tasks_path, endpoint, base_name, as_json, params_path):
     """Ask the fine-tuned model questions: typed at a prompt, or one per line from stdin."""
     params = load_params(params_path)
-    if task is not None and task not in params.generate.prefixes:
-        raise click.BadParameter(
-            f"{task!r} has no prefix in generate.prefixes ({', '.join(params.generate.prefixes)})"
-        )
+    prefix = ""
+    if task is not None:
+        from finetune.generation.taskfile import load
+
+        known = load(tasks_path).tasks
+        if task not in known:
+            raise click.BadParameter(f"{task!r} is not a task of {tasks_path} ({', '.join(known)})")
+        prefix = known[task].prefix
     answerers: dict[str, Answerer] = {}
     if endpoint:
         if ctx.get_parameter_source("model") is click.core.ParameterSource.DEFAULT:
@@ -150,7 +155,7 @@ def cli(ctx, model, adapter, compare, task, endpoint, base_name, as_json, params
         source = endpoint or adapter
         click.echo(f"Asking {source}. One question per line; Ctrl-D or 'exit' ends.", err=True)
     for question in questions(interactive):
-        messages = question_messages(question, params.generate, task)
+        messages = question_messages(question, params.generate, prefix)
         answers = {label: ask(messages) for label, ask in answerers.items()}
         if as_json:
             record = {"question": messages[-1]["content"], "answer": answers["fine-tuned"]}
