@@ -1,0 +1,1 @@
+"""Benchmark and measurement scripts: run by hand, they print figures."""

@@ -1,0 +1,96 @@
+"""The default task file on three corpora in three conventions, with no code or task-file edit: the heating maker's
+manuals and catalog (data/raw), an invented command-line tool's reference (data/samples/cli_tool: option lists, code,
+no tables) and invented board datasheets (data/samples/datasheets: Symbol/Min/Typ/Max/Unit and pin tables, one PDF).
+
+Every example must name its section's subject, take its answer from its own source, and every corpus must pass
+validate with nothing over model.max_seq_len."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+
+from finetune.documents.corpus import run as extract
+from finetune.generation.examples import merge_duplicates
+from finetune.generation.examples import run as generate
+from finetune.params import load_params
+from tests.benchmarks.corpus_report import block_text, grounded
+from tests.conftest import REPO
+
+PARAMS = load_params(REPO / "params.yaml")
+CORPORA = {
+    "data/raw": {
+        "TERMINOLOGY": 255, "SPEC": 137, "PROCEDURE": 18, "EXPLANATION": 13, "WIRING": 6, "TROUBLESHOOTING": 38,
+        "QA": 40, "SECTION": 7, "REFUSAL": 148,
+    },
+    "data/samples/cli_tool": {"OPTION": 16, "DEFINITION": 14, "CODE": 13, "SECTION": 19, "STEPS": 1, "REFUSAL": 148},
+    "data/samples/datasheets": {"TABLE": 184, "SECTION": 14, "STEPS": 1, "REFUSAL": 148},
+}  # fmt: skip
+NAMING = re.compile(r"[^\W_]{3,}|\d+")  # words that can name a subject: not "of", "a", "on"
+
+
+@pytest.fixture(scope="module", params=sorted(CORPORA))
+def made(request, monkeypatch_module):
+    monkeypatch_module.chdir(REPO)  # sources are relative to the repository, as in the pipeline
+    blocks, _ = extract(request.param, PARAMS.extract.min_chars, max_chars=PARAMS.extract.max_chars)
+    examples, _ = merge_duplicates(generate(blocks, PARAMS.generate))
+    return request.param, {b["id"]: b for b in blocks}, examples
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_each_corpus_gets_its_expected_examples_per_task(made):
+    corpus, _, examples = made
+    assert dict(Counter(e["task"] for e in examples)) == CORPORA[corpus]
+
+
+def test_every_question_names_the_subject_of_its_section(made):
+    _, blocks, examples = made
+    for e in examples:
+        block = blocks.get(e["block_id"])
+        if block is None or block["kind"] == "qa":  # refusals have no block; an imported question is the user's
+            continue
+        subject = {w.casefold() for h in block["headings"] for w in NAMING.findall(h)}
+        question = {w.casefold() for w in NAMING.findall(e["messages"][-2]["content"])}
+        assert subject & question, f"{e['source']}: {e['messages'][-2]['content']!r} names none of {block['headings']}"
+
+
+def test_every_answer_comes_from_its_source(made):
+    _, blocks, examples = made
+    for e in examples:
+        if e["task"] == "REFUSAL":
+            assert e["messages"][-1]["content"] == PARAMS.generate.refusal
+            continue
+        answer = e["messages"][-1]["content"]
+        assert grounded(answer, block_text(blocks[e["block_id"]])), f"{e['source']}: {answer[:120]!r}"
+
+
+@pytest.mark.slow
+def test_each_corpus_passes_validate_with_nothing_over_max_seq_len(made, tmp_path):
+    from finetune.generation.splits import run as split
+    from finetune.io import write_jsonl
+    from finetune.training.base_model import corpus_texts, train_tokenizer
+    from finetune.validation.expectations import run as validate
+
+    corpus, blocks, examples = made
+    # The tiny default base's tokenizer, trained on this corpus as the base stage trains it.
+    train_tokenizer(corpus_texts(list(blocks.values())), PARAMS.model.tiny.vocab_size).save_pretrained(tmp_path / "m")
+    train, val, _ = split(examples, PARAMS.balance, PARAMS.split)
+    for name, rows in (("examples", examples), ("train", train), ("val", val)):
+        write_jsonl(tmp_path / f"{name}.jsonl", rows)
+    p = PARAMS
+    metrics, lines = validate(
+        tmp_path / "train.jsonl", tmp_path / "val.jsonl", tmp_path / "m", tmp_path / "validation.json",
+        tmp_path / "docs", tasks=p.generate.tasks, max_seq_len=p.model.max_seq_len, max_ratio=p.balance.max_ratio,
+        val_fraction=p.split.val_fraction, tolerance=p.validate_.val_fraction_tolerance,
+        max_answer_chars=p.validate_.max_answer_chars, examples_path=tmp_path / "examples.jsonl",
+    )  # fmt: skip
+    assert metrics["success"], f"{corpus}:\n" + "\n".join(lines)
+    for split_name in ("train", "val"):
+        assert metrics["expectations"][f"{split_name}_fits_max_seq_len"]["observed"] <= p.model.max_seq_len
