@@ -109,6 +109,10 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     "finetune evaluate --endpoint http://127.0.0.1:8000/v1 --model models/merged": [
         ("tests/test_export.py", 'args = ["--endpoint", url, "--model", out.name'),
     ],
+    "finetune show examples --task OPTION -n 1": [
+        ("tests/test_show.py", 'show(tmp_path, "-n", "3")'),
+        ("tests/test_show.py", 'show(tmp_path, "--task", "QA")'),
+    ],
     # docs/your-own-data.md
     "finetune verify data my_chats.jsonl": [("tests/test_verify.py", '["verify", "data", *[str(a) for a in args]]')],
     "finetune verify data data/processed/train.jsonl --model models/base --max-seq-len 384": [
