@@ -1,6 +1,6 @@
 """Write data/samples/datasheets/tb-120.pdf, the datasheet sample that comes as a PDF with a real text layer.
 
-    python scripts/make_datasheet_pdf.py [OUTPUT]
+    python tests/data/make_datasheet_pdf.py [OUTPUT]
 
 One section per page, its first line the page heading (`TB-120 USB-UART bridge board - Pin description`) as
 finetune/documents/pages.py expects; the tables are drawn cells, so extract finds them by where their text stands.
