@@ -7,9 +7,9 @@ as in training: no earlier turns are sent.
     finetune chat                                  # models/base + models/adapter; type questions, Ctrl-D ends
     finetune chat --compare --task SPEC            # the untuned base's answer beside the adapter's, [SPEC] prefix
     printf 'CA-24C rated output?\\n' | finetune chat --json        # one question per line in, JSON lines out
-    finetune chat --endpoint http://127.0.0.1:8000/v1 --model brenntal --compare --base-name base
+    finetune chat --endpoint http://127.0.0.1:8000/v1 --model heating --compare --base-name base
 
-With --endpoint the answers come from a served model (vLLM `--lora-modules brenntal=models/adapter`, `transformers
+With --endpoint the answers come from a served model (vLLM `--lora-modules heating=models/adapter`, `transformers
 serve`, any OpenAI-compatible API) with the eval section's retry and timeout settings.
 """
 
