@@ -165,6 +165,7 @@ def test_val_share_is_val_fraction_of_the_sources_on_the_sample_corpus(seed):
     assert {e["task"] for e in val} == {e["task"] for e in examples}  # every task is measured
 
 
+@pytest.mark.slow  # extract, generate, a tokenizer and Great Expectations over the whole sample corpus: ~10 s
 def test_validate_gates_the_share_the_split_made_even_after_balance_capped_train(tmp_path):
     from finetune.training.base_model import train_tokenizer
     from stages.validate import cli as validate_cli
