@@ -18,6 +18,7 @@ import click
 from finetune.io import atomic_path, log, sweep_leftovers, write_json
 from finetune.params import load_params
 from finetune.training import launch
+from finetune.training.models import sort_adapter_config
 from finetune.training.checkpoints import (
     file_md5,
     fingerprint,
@@ -82,6 +83,7 @@ def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live
         return
     with atomic_path(output, is_dir=True) as tmp:
         trainer.model.save_pretrained(tmp)
+        sort_adapter_config(tmp)
         tokenizer.save_pretrained(tmp)
         data = {"train": (train_path, file_md5(train_path)), "val": (val_path, file_md5(val_path))}
         card = model_card(params, metrics, base_path, output, data)

@@ -81,7 +81,9 @@ def test_the_datasheets_give_min_typ_max_and_pin_tables_from_markdown_and_pdf(co
 
 
 def test_the_committed_datasheet_pdf_is_what_its_script_writes(tmp_path):
-    spec = importlib.util.spec_from_file_location("make_datasheet_pdf", REPO / "tests" / "data" / "make_datasheet_pdf.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_datasheet_pdf", REPO / "tests" / "data" / "make_datasheet_pdf.py"
+    )
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     script.write(tmp_path / "tb-120.pdf")

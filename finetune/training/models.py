@@ -5,6 +5,7 @@ Weights are loaded from safetensors only: pickled `.bin` checkpoints can run arb
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -148,3 +149,14 @@ def unpack_4bit_weights(model) -> int:
             )
             n += 1
     return n
+
+
+def sort_adapter_config(folder: str | Path) -> None:
+    """Rewrite a saved adapter's adapter_config.json with target_modules sorted. peft writes them from a set, in an
+    order that follows the process's hash seed, so the same training gave other bytes (and another dvc.lock hash) in
+    every process; the weights were identical."""
+    path = Path(folder) / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
