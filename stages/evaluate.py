@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from finetune.io import atomic_path, load_jsonl, log, write_json, write_jsonl, write_text
-from finetune.params import load_params
+from finetune.params import load_params, params_option
 
 
 @click.command()
@@ -40,7 +40,7 @@ from finetune.params import load_params
 @click.option("--report", "report_path", default="reports/eval.md", show_default=True)
 @click.option("--plot", "plot_path", default="reports/eval_tasks.csv", show_default=True)
 @click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file: format checks.")
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@params_option
 @click.option(
     "--endpoint",
     default=None,

@@ -12,7 +12,7 @@ import click
 from finetune.generation.examples import merge_duplicates, run
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_jsonl, log, write_json, write_jsonl
-from finetune.params import load_params
+from finetune.params import load_params, params_option
 
 
 @click.command()
@@ -20,12 +20,12 @@ from finetune.params import load_params
 @click.option("--output", default="data/interim/examples.jsonl", show_default=True)
 @click.option("--metrics", "metrics_path", default="metrics/generate.json", show_default=True)
 @click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file.")
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@params_option
 def cli(input_path, output, metrics_path, tasks_path, params_path):
     """Generate chat examples for every task in generate.tasks."""
     gparams = load_params(params_path).generate
     taskfile = load(tasks_path)
-    examples, merged = merge_duplicates(run(load_jsonl(input_path), gparams, taskfile, str(params_path)))
+    examples, merged = merge_duplicates(run(load_jsonl(input_path), gparams, taskfile, str(params_path[-1])))
     if merged:
         log("generate", f"merged {merged} examples identical to an earlier one from another source")
     if not examples:

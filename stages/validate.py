@@ -15,7 +15,7 @@ from __future__ import annotations
 import click
 
 from finetune.io import log
-from finetune.params import load_params
+from finetune.params import load_params, params_option
 from finetune.validation.expectations import run
 
 
@@ -47,7 +47,7 @@ from finetune.validation.expectations import run
     help="The split's input (data/interim/examples.jsonl): val_share is val's share of its sources. "
     "Without it, of the sources in train and val.",
 )
-@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path())
+@params_option
 def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, examples_path, params_path):
     """Check train/val with Great Expectations; exit non-zero (stopping `dvc repro`) if any expectation fails."""
     p = load_params(params_path)

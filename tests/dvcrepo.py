@@ -16,7 +16,16 @@ import yaml
 
 from tests.conftest import CURRENT, REPO, SHRUNK, merge
 
-STAGES = ["extract", "base", "generate", "balance", "validate", "train", "baseline", "evaluate", "report"]
+# The stages that run once per domain, then what a copy of the repository runs: by default the heating domain alone
+# (the others' runs are tests/test_domains.py's), so each stage once.
+PER_DOMAIN = ["extract", "generate", "balance", "validate", "train", "baseline", "evaluate", "report", "interference"]
+HEATING_ONLY = {"heating": {"init_from": "base"}}
+STAGES = ["base", *(f"{s}@heating" for s in PER_DOMAIN), "compare"]
+
+
+def at(domain: str, *stages: str) -> set[str]:
+    """The names DVC runs these per-domain stages under: {"train@heating", …}."""
+    return {f"{s}@{domain}" for s in stages}
 
 # SHRUNK for the sample corpus. A smaller vocabulary cuts text into more tokens: 512 keeps the longest example
 # inside max_seq_len.
@@ -92,9 +101,12 @@ def ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([\w-]+)'", output))
 
 
-def copy_repo(dst: Path, overrides: dict | None = None, env: dict | None = None) -> Path:
+def copy_repo(
+    dst: Path, overrides: dict | None = None, env: dict | None = None, domains: dict | None = None
+) -> Path:
     """What a clone of ours holds (tracked + untracked-not-ignored files), with params merged with `overrides`
-    (SMALL by default), committed in a new git repo. No dvc.lock: every stage is due to run."""
+    (SMALL by default) and `domains` in place of params.yaml's (the heating domain alone by default), committed in a
+    new git repo. No dvc.lock: every stage is due to run."""
     files = sh(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout.split()
     for rel in files:
         if (REPO / rel).is_file():
@@ -102,6 +114,7 @@ def copy_repo(dst: Path, overrides: dict | None = None, env: dict | None = None)
             shutil.copy2(REPO / rel, dst / rel)
     (dst / "dvc.lock").unlink(missing_ok=True)
     params = merge(yaml.safe_load((dst / "params.yaml").read_text()), SMALL if overrides is None else overrides)
+    params["domains"] = HEATING_ONLY if domains is None else domains
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(["git", "init", "-q"], dst, env=env)
     sh(["git", "add", "-A"], dst, env=env)

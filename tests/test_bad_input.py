@@ -1,7 +1,7 @@
 """Bad input, from the corpus in tests/data/bad/: each file goes into a raw folder beside a good document.
 
 With `extract.on_error: fail` the console script stops with one line, `error: PATH:LINE (row|page N): rule`, and
-writes nothing; with `skip` it extracts the rest and lists the bad file or record in metrics/rejects.json.
+writes nothing; with `skip` it extracts the rest and lists the bad file or record in metrics/rejects/heating.json.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ SECRET = "sk-planted-4f1c9e-never-in-any-output"
 @pytest.mark.parametrize("on_error", ["fail", "skip"])
 def test_a_link_out_of_the_data_folder_is_never_read(tmp_path, monkeypatch, capsys, on_error):
     """A secret planted outside the folder and linked in: fail names the link; skip lists it and extracts the rest;
-    either way no output holds a byte of it (extract is the only stage that reads data/raw)."""
+    either way no output holds a byte of it (extract is the only stage that reads domains/heating/raw)."""
     outside = tmp_path / "elsewhere" / "credentials.md"
     outside.parent.mkdir()
     outside.write_text(f"# Keys\n\nThe deploy key is {SECRET}, keep it safe.\n", encoding="utf-8")

@@ -3,6 +3,8 @@ capping the majority; reproducible for a seed."""
 
 from __future__ import annotations
 
+from finetune.generation.taskfile import load
+
 import csv
 import json
 from collections import Counter
@@ -22,7 +24,7 @@ def make_examples(task: str, n_sources: int, per_source: int) -> list[dict]:
     """`per_source` phrasings of one fact per source, as generate writes them."""
     out = []
     for s in range(n_sources):
-        source = f"data/raw/{task.lower()}.md#h=Section {s}"
+        source = f"domains/heating/raw/{task.lower()}.md#h=Section {s}"
         for k in range(per_source):
             msgs = [
                 {"role": "system", "content": "sys"},
@@ -155,8 +157,8 @@ def test_the_share_of_a_task_with_one_source_goes_to_the_others():
 def test_val_share_is_val_fraction_of_the_sources_on_the_sample_corpus(seed):
     p = repo_params()
     p["generate"]["phrasings_per_item"] = 2
-    blocks, _ = extract(REPO / "data" / "raw")
-    examples = generate(blocks, Generate.model_validate(p["generate"]))
+    blocks, _ = extract(REPO / "domains" / "heating" / "raw")
+    examples = generate(blocks, Generate.model_validate(p["generate"]), load(HEATING_TASKS))
     _, val, report = run(examples, Balance(**p["balance"]), Split(**{**p["split"], "seed": seed}))
     n_sources = len({e["source"] for e in examples})
     assert report["val_share"] == len({e["source"] for e in val}) / n_sources

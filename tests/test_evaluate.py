@@ -1,5 +1,5 @@
 """`finetune baseline` then `finetune evaluate` on the tiny base and adapter: per-task scores for both models and
-their difference in metrics/eval.json, a Markdown report with a PNG chart, and the CSV behind `dvc plots`."""
+their difference in metrics/eval/heating.json, a Markdown report with a PNG chart, and the CSV behind `dvc plots`."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from tests.conftest import assert_ok, invoke, typed
 def evaluated(tmp_path_factory, trained):
     root = tmp_path_factory.mktemp("eval")
     out = SimpleNamespace(
-        base_predictions=root / "data/eval/baseline_predictions.jsonl",
-        base_scores=root / "data/eval/baseline_scores.json",
-        predictions=root / "data/eval/finetuned_predictions.jsonl",
-        metrics=root / "metrics/eval.json",
-        report=root / "reports/eval.md",
-        plot=root / "reports/eval_tasks.csv",
+        base_predictions=root / "data/eval/heating/baseline_predictions.jsonl",
+        base_scores=root / "data/eval/heating/baseline_scores.json",
+        predictions=root / "data/eval/heating/finetuned_predictions.jsonl",
+        metrics=root / "metrics/eval/heating.json",
+        report=root / "reports/heating/eval.md",
+        plot=root / "reports/heating/eval_tasks.csv",
         val=trained.val,
         tasks={e["task"] for e in trained.val},
     )

@@ -11,7 +11,7 @@ from finetune.generation.splits import split
 from finetune.generation.teacher import INSTRUCTION
 from finetune.io import load_jsonl
 from stages.generate import cli as generate_cli
-from tests.conftest import TINY_BLOCKS, assert_ok, invoke, slow_fixture, typed, write_params
+from tests.conftest import HEATING_TASKS, TINY_BLOCKS, assert_ok, invoke, slow_fixture, typed, write_params
 from tests.serving import FaultServer, free_port, transformers_serve
 
 
@@ -25,7 +25,7 @@ def teacher_params(small_params: dict, url: str, model: str, cache: Path, **kw) 
 def generate(root: Path, blocks: Path, params: dict, tag: str):
     params_file = write_params(root / f"{tag}.params.yaml", params)
     out, metrics = root / f"{tag}/examples.jsonl", root / f"{tag}/generate.json"
-    result = invoke(generate_cli, ["--input", blocks, "--output", out, "--metrics", metrics, "--params", params_file])
+    result = invoke(generate_cli, ["--input", blocks, "--output", out, "--metrics", metrics, "--tasks", HEATING_TASKS, "--params", params_file])
     assert_ok(result)
     return load_jsonl(out), json.loads(metrics.read_text()), result
 
@@ -112,7 +112,7 @@ def test_teacher_without_a_model_name_is_a_params_error(tmp_path, tiny_blocks_fi
     params = teacher_params(small_params, "http://127.0.0.1:1/v1", None, tmp_path / "cache")
     params_file = write_params(tmp_path / "params.yaml", params)
     args = ["--input", tiny_blocks_file, "--output", tmp_path / "e.jsonl", "--metrics", tmp_path / "m.json"]
-    result = invoke(generate_cli, [*args, "--params", params_file])
+    result = invoke(generate_cli, [*args, "--tasks", HEATING_TASKS, "--params", params_file])
     assert "generate.teacher.model is not" in str(result.exception)
 
 

@@ -124,13 +124,10 @@ def format_valid(ex: dict, prediction: str, tasks) -> bool:
     )
 
 
-def scored_rows(examples: list[dict], generations: list[dict], refusal: str, tasks=None) -> list[dict]:
-    """Join examples with their generations and apply each task's format check (tasks: a loaded task file;
-    None: the repository's tasks.yaml)."""
+def scored_rows(examples: list[dict], generations: list[dict], refusal: str, tasks) -> list[dict]:
+    """Join examples with their generations and apply each task's format check (tasks: the loaded task file)."""
     from finetune.chat import reference_answer, user_prompt
-    from finetune.generation.taskfile import load
 
-    tasks = tasks or load()
     rows = []
     for ex, gen in zip(examples, generations, strict=True):
         pred, meta = gen["prediction"], ex.get("meta", {})

@@ -5,9 +5,7 @@ from __future__ import annotations
 from finetune.params import Eval
 
 
-def predict(
-    model, tokenizer, examples: list[dict], eval_params: Eval, refusal: str, desc: str, tasks=None
-) -> list[dict]:
+def predict(model, tokenizer, examples: list[dict], eval_params: Eval, refusal: str, desc: str, tasks) -> list[dict]:
     """Greedy answers of a local model, scored; `tasks` (the task file) holds each task's format check."""
     from finetune.chat import prompt_messages
     from finetune.evaluation.inference import generate
@@ -25,7 +23,7 @@ def predict(
 
 
 def endpoint_predict(
-    url: str, name: str, examples: list[dict], eval_params: Eval, refusal: str, cache, tasks=None
+    url: str, name: str, examples: list[dict], eval_params: Eval, refusal: str, cache, tasks
 ) -> list[dict]:
     """The served model's greedy answers, scored like local ones; latency is per request as the client saw it."""
     from finetune.chat import prompt_messages

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from finetune.generation.builders import BUILDERS, Item, headings, selects, sentences
-from finetune.generation.taskfile import Task, TaskFile, enabled, load
+from finetune.generation.taskfile import Task, TaskFile, enabled
 from finetune.io import InputError, content_id
 from finetune.params import Generate
 
@@ -131,11 +131,8 @@ def claimed_paths(blocks: list[dict], tasks: dict[str, Task]) -> set[str]:
     return {" / ".join(headings(b)) for b in blocks if any(selects(b, s) for s in specific)}
 
 
-def run(
-    blocks: list[dict], gparams: Generate, taskfile: TaskFile | None = None, params_source: str = "params.yaml"
-) -> list[dict]:
-    """Every enabled task's examples, task by task in generate.tasks order (taskfile None: the repository's)."""
-    taskfile = taskfile or load()
+def run(blocks: list[dict], gparams: Generate, taskfile: TaskFile, params_source: str = "params.yaml") -> list[dict]:
+    """Every enabled task's examples, task by task in generate.tasks order."""
     tasks = enabled(taskfile, gparams.tasks, params_source)
     claimed = claimed_paths(blocks, tasks)
     examples = []

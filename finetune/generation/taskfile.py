@@ -23,8 +23,6 @@ from finetune.generation import checks
 from finetune.io import InputError
 from finetune.schema import BLOCK_KINDS
 
-# The repository's own task file: what library callers get when they pass none (the stages always pass --tasks).
-REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks.yaml"
 BUILDERS = ("section", "table", "row", "steps", "definitions", "code", "conversation", "refusal")
 _KEY = "@"  # a validator's message "@name: …" points at the sub-key `name` of the value it checks
 
@@ -216,7 +214,7 @@ def parse(data: object, source: str | os.PathLike = "tasks.yaml", node: yaml.Nod
         raise InputError(source, f"{dotted}: {msg}{more}", _line(node, loc)) from None
 
 
-def load(path: str | os.PathLike = REPO_TASKS) -> TaskFile:
+def load(path: str | os.PathLike) -> TaskFile:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
