@@ -156,7 +156,13 @@ def concurrent_repro(tmp: Path, teacher) -> SimpleNamespace:
     tests.serving.FaultServer), and a second `dvc repro` started while its train stage runs, as someone would by
     mistake. Returns the copy, the logs, both runs' results, the train stage's environment and the Authorization
     headers the teacher saw."""
-    teacher_params = {"endpoint": teacher.url, "model": "teacher", "paraphrases": 1, "api_key_env": "TEACHER_API_KEY"}
+    teacher_params = {
+        "endpoint": teacher.url,
+        "model": "teacher",
+        "mode": "paraphrase",  # this teacher echoes the question: a paraphrase, never a JSON pair
+        "paraphrases": 1,
+        "api_key_env": "TEACHER_API_KEY",
+    }
     repo = copy_repo(tmp / "repo", merge(TENTH, {"generate": {"teacher": teacher_params}}))
     logs = tmp / "logs"
     logs.mkdir()
