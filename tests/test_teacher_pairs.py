@@ -8,6 +8,7 @@ serve` of the tiny base (junk replies) checks the plumbing and that a run where 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,13 @@ from finetune.documents.sections import block
 from finetune.generation import taskfile
 from finetune.generation.builders import sentences
 from finetune.generation.grounding import KeptQuestions, grounded_share
-from finetune.generation.pair_requests import read_pairs, read_verdict
+from finetune.generation.pair_requests import passage, read_pairs, read_verdict
 from finetune.io import InputError, load_jsonl, write_jsonl
+from finetune.serving.endpoint import EndpointError
 from stages.generate import cli as generate_cli
-from tests.conftest import assert_ok, invoke, slow_fixture, write_params
-from tests.serving import FaultServer, transformers_serve
+from tests.conftest import REPO, assert_ok, invoke, slow_fixture, write_params
+from tests.dvcrepo import sh
+from tests.serving import FaultServer, free_port, transformers_serve
 
 # Three sections of two documents (our own text), all read by the generic SECTION task, which opts in to pairs.
 FILTER = block(
@@ -181,6 +184,23 @@ def test_a_rerun_asks_nothing_and_a_changed_document_asks_only_about_its_own_chu
     assert "It opens at 7 bar." in [e["messages"][2]["content"] for e in examples_changed]
 
 
+def test_a_run_stopped_by_a_server_failure_resumes_from_the_cache(tmp_path, small_params):
+    cache = tmp_path / "cache"
+    with FaultServer(answer=replay) as server:
+        server.faults[f"Passage:\n{passage(VALVE)}"] = ["down"]  # the valve page never gets an answer
+        params = pairs_params(small_params, server.url, cache, concurrency=1, max_retries=0)
+        stopped, _, _ = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "stopped")
+    assert isinstance(stopped.exception, EndpointError)  # `finetune` prints it as one `error: …` line
+    assert len(list(cache.iterdir())) == 5  # the pump pages' answers (1 + 3 judges, 1) were kept as they came
+
+    with FaultServer(answer=replay) as server:
+        params["generate"]["teacher"]["endpoint"] = server.url
+        resumed, examples, _ = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "resumed")
+    assert_ok(resumed)
+    assert len(server.bodies) == 2  # only the valve page: its pairs and the judge of its one pair
+    assert len([e for e in examples if e["meta"].get("teacher")]) == 2
+
+
 def test_structured_output_is_asked_for_and_a_server_that_rejects_it_gets_plain_prompts(tmp_path, small_params):
     with FaultServer(answer=replay) as server:
         params = pairs_params(small_params, server.url, tmp_path / "structured", concurrency=1)
@@ -320,3 +340,37 @@ def test_a_real_server_whose_replies_are_junk_has_every_pair_dropped_with_a_reas
     params["generate"]["teacher"]["on_empty"] = "fail"  # from the cache: the same replies, now a one-line stop
     result, _, _ = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "fail")
     assert isinstance(result.exception, InputError) and "no pair kept" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_the_cache_shared_through_the_dvc_remote_spares_a_teammate_every_request(tmp_path, small_params):
+    """docs/your-own-data.md's recipe: `dvc add` the cache folder, commit its .dvc file, `dvc push`; the teammate's
+    `git clone` and `dvc pull` bring the replies, and their generate asks nothing."""
+    mine, teammate, remote = tmp_path / "mine", tmp_path / "teammate", tmp_path / "remote"
+    mine.mkdir()
+    remote.mkdir()
+    shutil.copy(REPO / ".gitignore", mine / ".gitignore")  # ours: it ignores data/interim/teacher_cache/
+    sh(["git", "init", "-q"], mine)
+    sh(["dvc", "init", "-q"], mine)
+    sh(["dvc", "remote", "add", "-d", "team", str(remote)], mine)
+    with FaultServer(answer=replay) as server:
+        params = pairs_params(small_params, server.url, mine / "data/interim/teacher_cache")
+        assert_ok(generate(tmp_path, [FILTER, STORAGE, VALVE], params, "my-run")[0])
+    sh(["dvc", "add", "data/interim/teacher_cache"], mine)
+    sh(["git", "add", "-A"], mine)
+    sh(["git", "commit", "-qm", "teacher replies"], mine)
+    assert "data/interim/teacher_cache.dvc" in sh(["git", "ls-files"], mine).stdout.split()
+    sh(["dvc", "push"], mine)
+
+    sh(["git", "clone", "-q", str(mine), str(teammate)], tmp_path)
+    sh(["dvc", "pull"], teammate)
+    # No server at all, no retries: it passes only if every reply comes from the pulled cache.
+    params["generate"]["teacher"].update(
+        endpoint=f"http://127.0.0.1:{free_port()}/v1",
+        max_retries=0,
+        cache=str(teammate / "data/interim/teacher_cache"),
+    )
+    result, examples, _ = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "their-run")
+    assert_ok(result)
+    assert "7 from the cache (100%)" in result.output
+    assert len([e for e in examples if e["meta"].get("teacher")]) == 2
