@@ -35,9 +35,16 @@ class Extract(Section):
 class Teacher(Section):
     endpoint: str | None
     model: str | None
+    mode: Literal["paraphrase", "pairs", "both"]  # paraphrases of the rule-based questions, pairs, or both
     paraphrases: int = Field(ge=0)
     temperature: float = Field(ge=0)
     max_tokens: int = Field(ge=1)
+    pairs_max_tokens: int = Field(ge=1)  # a reply of pairs_per_chunk question/answer pairs as JSON
+    judge_max_tokens: int = Field(ge=1)  # a verdict, {"supported": true}
+    min_grounded: float = Field(ge=0, le=1)  # share of an answer's content words that must occur in its block
+    max_similarity: float = Field(ge=0, le=100)  # a question this similar (0-100) to a kept one is a duplicate
+    max_answer_chars: int = Field(ge=1)  # a longer answer is dropped as too long
+    on_empty: Literal["fail", "rules"]  # every pair dropped: stop, or go on with the rule-based examples
     concurrency: int = Field(ge=1)
     timeout_s: float = Field(gt=0)
     max_retries: int = Field(ge=0)

@@ -1,6 +1,7 @@
 """`finetune generate`: blocks -> chat examples for every task in generate.tasks, as the task file defines them.
 
-Optionally a teacher LLM on any OpenAI-compatible endpoint adds paraphrased questions (generate.teacher).
+Optionally a teacher LLM on any OpenAI-compatible endpoint adds paraphrased questions and question/answer pairs it
+writes from the blocks of the tasks that opt in (generate.teacher).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
     """Generate chat examples for every task in generate.tasks."""
     gparams = load_params(params_path).generate
     taskfile = load(tasks_path)
-    examples, merged = merge_duplicates(run(load_jsonl(input_path), gparams, taskfile, str(params_path[-1])))
+    blocks = load_jsonl(input_path)
+    examples, merged = merge_duplicates(run(blocks, gparams, taskfile, str(params_path[-1])))
     if merged:
         log("generate", f"merged {merged} examples identical to an earlier one from another source")
     if not examples:
@@ -36,14 +38,24 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
             # A generic task (TABLE, OPTION, …) has nothing to read in many corpora: say so, do not fail.
             log("generate", f"warning: task {name} made no examples (no block in {input_path} matches it)")
     metrics = {}
-    if gparams.teacher.endpoint:  # optional teacher LLM: paraphrased questions
-        from finetune.generation import teacher
+    t = gparams.teacher
+    if t.endpoint:  # optional teacher LLM: paraphrased questions, pairs written from the blocks, or both
+        from finetune.generation import teacher, teacher_pairs
 
-        prefixes = {name: task.prefix for name, task in taskfile.tasks.items()}
-        examples, metrics["teacher"] = teacher.run(examples, gparams, prefixes)
+        if not t.model:
+            raise InputError(params_path, "generate.teacher.endpoint is set but generate.teacher.model is not")
+        section = {}
+        if t.mode in ("pairs", "both"):
+            pairs, section = teacher_pairs.run(blocks, examples, gparams, taskfile, str(params_path))
+        if t.mode in ("paraphrase", "both"):
+            prefixes = {name: task.prefix for name, task in taskfile.tasks.items()}
+            examples, section["paraphrases"] = teacher.run(examples, gparams, prefixes)
+            log("generate", f"teacher paraphrases: {section['paraphrases']}")
+        if t.mode in ("pairs", "both"):
+            examples += pairs
+        metrics["teacher"] = section
         counts = Counter(e["task"] for e in examples)
-        log("generate", f"teacher: {metrics['teacher']}")
     per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
     write_json(metrics_path, {"examples": len(examples), "per_task": per_task, "duplicates_merged": merged, **metrics})
-    log("generate", f"{len(examples)} examples: " + ", ".join(f"{t} {n}" for t, n in per_task.items()))
+    log("generate", f"{len(examples)} examples: " + ", ".join(f"{task} {n}" for task, n in per_task.items()))

@@ -27,6 +27,7 @@ def at(domain: str, *stages: str) -> set[str]:
     """The names DVC runs these per-domain stages under: {"train@heating", …}."""
     return {f"{s}@{domain}" for s in stages}
 
+
 # SHRUNK for the sample corpus. A smaller vocabulary cuts text into more tokens: 512 keeps the longest example
 # inside max_seq_len.
 SMALL = merge(
@@ -98,12 +99,10 @@ def sh(args: list[str], cwd: Path, check: bool = True, env: dict | None = None) 
 
 
 def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([\w-]+)'", output))
+    return set(re.findall(r"Running stage '([\w@-]+)'", output))
 
 
-def copy_repo(
-    dst: Path, overrides: dict | None = None, env: dict | None = None, domains: dict | None = None
-) -> Path:
+def copy_repo(dst: Path, overrides: dict | None = None, env: dict | None = None, domains: dict | None = None) -> Path:
     """What a clone of ours holds (tracked + untracked-not-ignored files), with params merged with `overrides`
     (SMALL by default) and `domains` in place of params.yaml's (the heating domain alone by default), committed in a
     new git repo. No dvc.lock: every stage is due to run."""
@@ -169,7 +168,13 @@ def concurrent_repro(tmp: Path, teacher) -> SimpleNamespace:
     tests.serving.FaultServer), and a second `dvc repro` started while its train stage runs, as someone would by
     mistake. Returns the copy, the logs, both runs' results, the train stage's environment and the Authorization
     headers the teacher saw."""
-    teacher_params = {"endpoint": teacher.url, "model": "teacher", "paraphrases": 1, "api_key_env": "TEACHER_API_KEY"}
+    teacher_params = {
+        "endpoint": teacher.url,
+        "model": "teacher",
+        "mode": "paraphrase",  # this teacher echoes the question: a paraphrase, never a JSON pair
+        "paraphrases": 1,
+        "api_key_env": "TEACHER_API_KEY",
+    }
     repo = copy_repo(tmp / "repo", merge(TENTH, {"generate": {"teacher": teacher_params}}))
     logs = tmp / "logs"
     logs.mkdir()

@@ -499,7 +499,9 @@ REQUIRED = {"table": ("columns", "rows"), "row": ("columns", "rows"), "list": ("
 def test_the_sample_corpus_gives_blocks_from_every_file_with_every_field(monkeypatch):
     monkeypatch.chdir(REPO)
     blocks, counts = run("domains/heating/raw")
-    files = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "domains" / "heating" / "raw").rglob("*") if p.is_file())
+    files = sorted(
+        p.relative_to(REPO).as_posix() for p in (REPO / "domains" / "heating" / "raw").rglob("*") if p.is_file()
+    )
     assert sorted({b["source"].split("#")[0] for b in blocks}) == files  # every file produced blocks
     assert len({b["id"] for b in blocks}) == len(blocks) == counts["total_blocks"]
     for b in blocks:

@@ -146,7 +146,9 @@ def test_a_finished_resumed_run_leaves_the_adapter_and_no_checkpoint_or_temporar
         "base",
         "checkpoints",
     ]
-    assert ran_stages(sh(["dvc", "repro", "train@heating"], repo).stdout) == set()  # the lock now records the finished run
+    assert (
+        ran_stages(sh(["dvc", "repro", "train@heating"], repo).stdout) == set()
+    )  # the lock now records the finished run
 
 
 # ---- a run that diverges, and a run whose val loss turns: in-process on the tiny fixtures of conftest.py ----
