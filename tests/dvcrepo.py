@@ -102,6 +102,17 @@ def ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([\w@-]+)'", output))
 
 
+def without(params: dict, overrides: dict) -> dict:
+    """`params` less every key that `overrides` sets, at any depth (a section it empties stays, as `{}`)."""
+    out = {}
+    for key, value in params.items():
+        if key not in overrides:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(overrides[key], dict):
+            out[key] = without(value, overrides[key])
+    return out
+
+
 def copy_repo(dst: Path, overrides: dict | None = None, env: dict | None = None, domains: dict | None = None) -> Path:
     """What a clone of ours holds (tracked + untracked-not-ignored files), with params merged with `overrides`
     (SMALL by default) and `domains` in place of params.yaml's (the heating domain alone by default), committed in a
@@ -115,6 +126,8 @@ def copy_repo(dst: Path, overrides: dict | None = None, env: dict | None = None,
     params = merge(yaml.safe_load((dst / "params.yaml").read_text()), SMALL if overrides is None else overrides)
     params["domains"] = HEATING_ONLY if domains is None else domains
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for own in (dst / "domains").glob("*/params.yaml"):  # the test's sizes win over a domain's own
+        own.write_text(yaml.safe_dump(without(yaml.safe_load(own.read_text()), overrides or SMALL), sort_keys=False))
     sh(["git", "init", "-q"], dst, env=env)
     sh(["git", "add", "-A"], dst, env=env)
     sh(["git", "commit", "-qm", "copy"], dst, env=env)
