@@ -1,4 +1,5 @@
-"""`finetune balance`: a train/val split grouped by source, then per-task balancing of train (finetune.generation.splits)."""
+"""`finetune balance`: a train/val split grouped by source, per-task balancing of train, val cut per task in step
+with train (finetune.generation.splits)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,14 @@ def cli(input_path, train_path, val_path, metrics_path, plot_path, params_path):
         for when in ("before", "after"):
             rows.append(f"{task} {when},{task},{when},{report[f'train_{when}'][task]}")
     write_text(plot_path, "\n".join(rows) + "\n")
+    if report["n_val_cut"]:
+        cut = {
+            t: f"{n} -> {report['val'].get(t, 0)}" for t, n in report["val_before"].items() if n > report["val_cap"][t]
+        }
+        log("balance", f"cut val in step with train (split.val_fraction of each task's train + val): {cut}")
     log(
         "balance",
-        f"train {len(train)} (ratio {report['ratio_before']:.2f} -> {report['ratio_after']:.2f}), "
-        f"val {len(val)} ({report['val_share']:.0%} of the sources, {report['val_example_share']:.0%} of the examples)",
+        f"train {len(train)} (ratio {report['ratio_before']:.2f} -> {report['ratio_after']:.2f}), val {len(val)} "
+        f"({report['val_share']:.0%} of train's distinct examples + val; the split held out "
+        f"{report['split_source_share']:.0%} of the sources)",
     )

@@ -82,14 +82,14 @@ def test_each_corpus_passes_validate_with_nothing_over_max_seq_len(made, tmp_pat
     # The tiny default base's tokenizer, trained on this corpus as the base stage trains it.
     train_tokenizer(corpus_texts(list(blocks.values())), PARAMS.model.tiny.vocab_size).save_pretrained(tmp_path / "m")
     train, val, _ = split(examples, PARAMS.balance, PARAMS.split)
-    for name, rows in (("examples", examples), ("train", train), ("val", val)):
+    for name, rows in (("train", train), ("val", val)):
         write_jsonl(tmp_path / f"{name}.jsonl", rows)
     p = PARAMS
     metrics, lines = validate(
         tmp_path / "train.jsonl", tmp_path / "val.jsonl", tmp_path / "m", tmp_path / "validation.json",
         tmp_path / "docs", tasks=p.generate.tasks, max_seq_len=p.model.max_seq_len, max_ratio=p.balance.max_ratio,
         val_fraction=p.split.val_fraction, tolerance=p.validate_.val_fraction_tolerance,
-        max_answer_chars=p.validate_.max_answer_chars, examples_path=tmp_path / "examples.jsonl",
+        max_answer_chars=p.validate_.max_answer_chars,
     )  # fmt: skip
     assert metrics["success"], f"{corpus}:\n" + "\n".join(lines)
     for split_name in ("train", "val"):

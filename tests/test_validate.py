@@ -177,7 +177,7 @@ def test_metrics_are_deterministic(clean_run, tmp_path, model):
         ("train_task_ratio", "'spec' has 18 examples"),
         ("train_task_ratio", "made by balance: raise balance.max_upsample or balance.max_ratio"),  # stage, params
         ("val_share", "expected 15% ± 5%"),
-        ("val_share", "made by balance's split (split.val_fraction)"),
+        ("val_share", "(split.val_fraction; balance caps val per task: see metrics/balance.json)"),
     ],
 )
 def test_each_breakage_fails_its_expectation(broken_run, name, words):
