@@ -62,7 +62,7 @@ def checks(
             gxe.ExpectTableColumnsToMatchSet(column_set=list(EXAMPLE_COLUMNS), exact_match=False),
             lambda r: "",
             hint="made by generate, which writes every field, and balance, which only copies them: were these files "
-            "written by them? No param drops a field; rerun generate and balance",
+            "written by them? no param drops a field: rerun generate and balance",
         )
         add(
             f"{s}_well_formed",
@@ -171,9 +171,11 @@ def checks(
         f"val holds {val_fraction} ± {tolerance} of the examples, train's up-sampled copies not counted "
         "(split.val_fraction)",
         gxe.ExpectColumnValuesToBeBetween(column="val_share", min_value=lo, max_value=hi),
-        lambda r: f"val holds {r['val_share']:.1%} of the examples ({r['n_val']} val, {r['n_train_unique']} distinct "
-        f"train), expected {val_fraction:.0%} ± {tolerance:.0%} (split.val_fraction; balance caps val per task: see "
-        "metrics/balance.json)",
+        lambda r: (
+            f"val holds {r['val_share']:.1%} of the examples ({r['n_val']} val, {r['n_train_unique']} distinct "
+            f"train), expected {val_fraction:.0%} ± {tolerance:.0%} (split.val_fraction; balance caps val per task: see "
+            "metrics/balance.json)"
+        ),
         lambda f: {"observed": float(f["val_share"].iloc[0]), "source_share": float(f["source_share"].iloc[0])},
         hint="made by balance (split.val_fraction): were train and val split by balance with these params? With few "
         "sources per task whole sources cannot come closer: widen validate.val_fraction_tolerance",
