@@ -229,6 +229,15 @@ def repo_params() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
 
 
+def row_labels(params: dict | None = None):
+    """The row conventions extract builds from params (the repository's by default): how a corpus writes table rows
+    as lines of a page."""
+    from finetune.documents.pages import RowLabels
+
+    e = (params or repo_params())["extract"]
+    return RowLabels.from_lists(e["labelled_rows"], e["key_value_columns"], e["key_value_headings"])
+
+
 def typed(params: dict) -> Params:
     """Plain params as the typed object every command gets from params.yaml, validated the same way."""
     return parse(params)

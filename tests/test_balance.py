@@ -15,7 +15,7 @@ from finetune.generation.splits import cap_val, run, split, targets
 from finetune.io import load_jsonl, write_jsonl
 from finetune.params import Balance, Generate, Split
 from stages.balance import cli
-from tests.conftest import REPO, assert_ok, invoke, repo_params, write_params
+from tests.conftest import REPO, assert_ok, invoke, repo_params, row_labels, write_params
 
 
 def make_examples(task: str, n_sources: int, per_source: int) -> list[dict]:
@@ -155,7 +155,7 @@ def test_the_share_of_a_task_with_one_source_goes_to_the_others():
 def test_the_split_holds_out_val_fraction_of_the_sources_and_the_cap_keeps_val_share_on_the_sample_corpus(seed):
     p = repo_params()
     p["generate"]["phrasings_per_item"] = 2
-    blocks, _ = extract(REPO / "data" / "raw")
+    blocks, _ = extract(REPO / "data" / "raw", rows=row_labels(p))
     examples = generate(blocks, Generate.model_validate(p["generate"]))
     train, val, report = run(examples, Balance(**p["balance"]), Split(**{**p["split"], "seed": seed}))
     n_sources = len({e["source"] for e in examples})

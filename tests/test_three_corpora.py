@@ -2,6 +2,7 @@
 manuals and catalog (data/raw), an invented command-line tool's reference (data/samples/cli_tool: option lists, code,
 no tables) and invented board datasheets (data/samples/datasheets: Symbol/Min/Typ/Max/Unit and pin tables, one PDF).
 
+(One params.yaml for all three: extract's row conventions are the heating maker's, which the other two never use.)
 Every example must name its section's subject, take its answer from its own source, and every corpus must pass
 validate with nothing over model.max_seq_len."""
 
@@ -17,7 +18,7 @@ from finetune.generation.examples import merge_duplicates
 from finetune.generation.examples import run as generate
 from finetune.params import load_params
 from tests.benchmarks.corpus_report import block_text, grounded
-from tests.conftest import REPO
+from tests.conftest import REPO, row_labels
 
 PARAMS = load_params(REPO / "params.yaml")
 CORPORA = {
@@ -34,7 +35,7 @@ NAMING = re.compile(r"[^\W_]{3,}|\d+")  # words that can name a subject: not "of
 @pytest.fixture(scope="module", params=sorted(CORPORA))
 def made(request, monkeypatch_module):
     monkeypatch_module.chdir(REPO)  # sources are relative to the repository, as in the pipeline
-    blocks, _ = extract(request.param, PARAMS.extract.min_chars, max_chars=PARAMS.extract.max_chars)
+    blocks, _ = extract(request.param, PARAMS.extract.min_chars, max_chars=PARAMS.extract.max_chars, rows=row_labels())
     examples, _ = merge_duplicates(generate(blocks, PARAMS.generate))
     return request.param, {b["id"]: b for b in blocks}, examples
 
