@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from finetune.generation.splits import run
-from finetune.io import InputError, load_jsonl, log, write_json, write_jsonl, write_text
+from finetune.io import InputError, load_records, log, write_json, write_jsonl, write_text
 from finetune.params import load_params
 
 
@@ -21,7 +21,8 @@ def cli(input_path, train_path, val_path, metrics_path, plot_path, params_path):
     """Split by source, then balance the train split's tasks."""
     params = load_params(params_path)
     try:
-        train, val, report = run(load_jsonl(input_path), params.balance, params.split)
+        examples = load_records(input_path, ("id", "task", "source"), "an example")
+        train, val, report = run(examples, params.balance, params.split)
     except ValueError as e:
         raise InputError(input_path, str(e)) from None
     for task, n in report["left_out_tasks"].items():
