@@ -349,3 +349,40 @@ def test_no_stage_shows_a_traceback_on_any_bad_file(tmp_path, monkeypatch, capsy
             assert stage == "generate" and bad.stat().st_size == 0, bad.name
             continue
         assert stopped.value.code == 1 and last.startswith(("error: ", "Error: validation failed")), (bad.name, last)
+
+
+# A stray NUL byte early in a text file (inside the 8 KiB sniffed for binary data): the line or record holding it is
+# the unit skip leaves out; the file is binary only when NULs are many or the bytes around them are not UTF-8.
+STRAY_NUL = {
+    "catalog.csv": (b"model_code,name\nCA-1,Calora one\nCA-2,Cal\0ora two\nCA-3,Calora three\n", "row", 2),
+    "notes.txt": ((b"The first paragraph is long enough to be kept.\n\nA NUL \0 here.\n\nThe third one is long "
+                   b"enough to be kept too.\n"), "para", 2),
+    "chat.jsonl": ((b'{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hi."}]}\n'
+                    b'{"messages": [{"role": "user", "content": "x\0"}]}\n'
+                    b'{"messages": [{"role": "user", "content": "Bye?"}, {"role": "assistant", "content": "Bye."}]}\n'),
+                   "line", 2),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(STRAY_NUL))
+def test_a_stray_nul_byte_in_a_text_file_leaves_out_its_line_only(tmp_path, monkeypatch, name):
+    content, unit, kept = STRAY_NUL[name]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / name).write_bytes(content)
+    line = content[: content.index(b"\0")].count(b"\n") + 1
+    with pytest.raises(InputError, match=rf"^raw/{name}:{line}: "):
+        run("raw", on_error="fail")
+    rejects: list[dict] = []
+    blocks, _ = run("raw", on_error="skip", rejects=rejects)
+    assert [(r["line"], r["skipped"]) for r in rejects] == [(line, "record")]
+    assert len(blocks) == kept and all(f"#{unit}=" in b["source"] for b in blocks)
+    assert not any("\0" in b["text"] for b in blocks)
+
+
+def test_a_binary_file_is_still_one_file_to_leave_out():
+    from finetune.documents.textfiles import looks_binary
+
+    assert looks_binary((BAD / "binary.md").read_bytes())  # a PNG: NULs and bytes that are no UTF-8
+    assert looks_binary("Calora".encode("utf-16-le"))  # a NUL every other byte
+    assert not looks_binary(b"Calora one\nCal\0ora two\n") and not looks_binary(b"plain text")
