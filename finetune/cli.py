@@ -25,6 +25,8 @@ COMMANDS = {
     "baseline": "stages.baseline:cli",
     "evaluate": "stages.evaluate:cli",
     "report": "stages.report:cli",
+    "interference": "stages.interference:cli",
+    "compare": "stages.compare:cli",
     "export": "finetune.commands.export:cli",
     "verify": "finetune.commands.verify:cli",
     "show": "finetune.commands.show:cli",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -55,9 +57,16 @@ class Extract(Section):
 class Teacher(Section):
     endpoint: str | None
     model: str | None
+    mode: Literal["paraphrase", "pairs", "both"]  # paraphrases of the rule-based questions, pairs, or both
     paraphrases: int = Field(ge=0)
     temperature: float = Field(ge=0)
     max_tokens: int = Field(ge=1)
+    pairs_max_tokens: int = Field(ge=1)  # a reply of pairs_per_chunk question/answer pairs as JSON
+    judge_max_tokens: int = Field(ge=1)  # a verdict, {"supported": true}
+    min_grounded: float = Field(ge=0, le=1)  # share of an answer's content words that must occur in its block
+    max_similarity: float = Field(ge=0, le=100)  # a question this similar (0-100) to a kept one is a duplicate
+    max_answer_chars: int = Field(ge=1)  # a longer answer is dropped as too long
+    on_empty: Literal["fail", "rules"]  # every pair dropped: stop, or go on with the rule-based examples
     concurrency: int = Field(ge=1)
     timeout_s: float = Field(gt=0)
     max_retries: int = Field(ge=0)
@@ -169,8 +178,25 @@ class Eval(Section):
     api_key_env: str
 
 
+class Compare(Section):
+    # The interference check: each adapter on a sample of every other domain's val set, against the base.
+    examples_per_domain: int = Field(ge=1)  # non-refusal val examples of each other domain
+    refusals_per_domain: int = Field(ge=0)  # and refusal questions of each other domain
+    seed: int
+
+
+class Domain(Section):
+    # Whose weights train starts from: "base" (a fresh adapter on models/base) or another domain, whose adapter this
+    # one continues (staged training). Required: dvc.yaml reads it (${item.init_from}) to make the chain a dependency.
+    init_from: str
+
+
 class Params(Section):
+    # The domains dvc.yaml builds, each a folder domains/<name>/ (raw/, tasks.yaml, params.yaml); a dict, so that
+    # dvc.yaml's `foreach` gives each stage its name as ${key} and its entry as ${item}.
+    domains: dict[str, Domain] = {}
     extract: Extract = Extract()
+    compare: Compare
     generate: Generate
     balance: Balance
     split: Split
@@ -227,10 +253,17 @@ def parse(data: object, source: str | os.PathLike = "params.yaml") -> Params:
         raise InputError(source, _problem(errors[0]) + more) from None
 
 
-def load_params(path: str | os.PathLike = "params.yaml") -> Params:
-    p = Path(path)
+# What a domain's params.yaml may not set: the base model is built once and shared by every domain, and the list of
+# domains is the repository's.
+SHARED = ("domains", "model", "compare")
+# models/<name> holds a domain's adapter, beside models/base, models/checkpoints and models/merged.
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+RESERVED = ("base", "checkpoints", "merged")
+
+
+def _read(p: Path) -> object:
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(p, "params file not found (run from the repository root or pass --params)") from None
     except yaml.YAMLError as e:
@@ -238,4 +271,72 @@ def load_params(path: str | os.PathLike = "params.yaml") -> Params:
         raise InputError(
             p, f"not valid YAML: {getattr(e, 'problem', e)}", None if line is None else line + 1
         ) from None
-    return parse(data, p)
+
+
+def overlay(base: dict, over: dict) -> dict:
+    """`base` with `over` laid on top, key by key at every depth (a list or a value replaces, a mapping merges)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = overlay(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _holds(data: dict, loc: tuple) -> bool:
+    for key in loc:
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return True
+
+
+def load_params(paths: str | os.PathLike | Sequence[str | os.PathLike] = "params.yaml") -> Params:
+    """params.yaml, or params.yaml overlaid with a domain's overrides (`--params params.yaml --params
+    domains/<name>/params.yaml`): later files win, section by section and key by key. The result is validated whole;
+    a problem is reported against the file that holds the offending key."""
+    files = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
+    data = _read(files[0])
+    for over_path in files[1:]:
+        over = _read(over_path) or {}
+        if not isinstance(over, dict):
+            raise InputError(over_path, "expected a mapping of sections (generate, lora, train, …)")
+        shared = [k for k in SHARED if k in over]
+        if shared:
+            raise InputError(over_path, f"{shared[0]} is shared by every domain: set it in {files[0]} only")
+        if not isinstance(data, dict):
+            break
+        try:
+            Params.model_validate(data)
+        except ValidationError:
+            break  # the first file's own problem is reported against it below
+        merged = overlay(data, over)
+        try:
+            Params.model_validate(merged)
+        except ValidationError as e:
+            loc = tuple(str(p) for p in e.errors()[0]["loc"])
+            if _holds(over, loc) or _holds(over, loc[:-1]):
+                raise InputError(over_path, _problem(e.errors()[0])) from None
+        data = merged
+    params = parse(data, files[0])
+    for name, domain in params.domains.items():
+        if not NAME.fullmatch(name) or name in RESERVED:
+            raise InputError(
+                files[0],
+                f"domains.{name}: a domain name is a folder name ([a-z0-9_-]), not one of {', '.join(RESERVED)}",
+            )
+        if domain.init_from != "base" and domain.init_from not in params.domains:
+            raise InputError(files[0], f"domains.{name}.init_from: {domain.init_from!r} is neither base nor a domain")
+    return params
+
+
+def params_option(command):
+    """The `--params` option every command takes: params.yaml, then a domain's overrides (dvc.yaml passes both)."""
+    import click
+
+    return click.option(
+        "--params",
+        "params_path",
+        multiple=True,
+        default=["params.yaml"],
+        show_default=True,
+        help="params.yaml, then any overrides (repeat the option; later files win, e.g. domains/<name>/params.yaml).",
+    )(command)

@@ -7,7 +7,7 @@ import click
 
 from finetune.generation.splits import run
 from finetune.io import InputError, load_records, log, write_json, write_jsonl, write_text
-from finetune.params import load_params
+from finetune.params import load_params, params_option
 
 
 @click.command()
@@ -16,7 +16,7 @@ from finetune.params import load_params
 @click.option("--val", "val_path", default="data/interim/val.jsonl", show_default=True)
 @click.option("--metrics", "metrics_path", default="metrics/balance.json", show_default=True)
 @click.option("--plot", "plot_path", default="reports/task_distribution.csv", show_default=True)
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@params_option
 def cli(input_path, train_path, val_path, metrics_path, plot_path, params_path):
     """Split by source, then balance the train split's tasks."""
     params = load_params(params_path)

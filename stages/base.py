@@ -11,14 +11,14 @@ from pathlib import Path
 import click
 
 from finetune.io import atomic_path, load_records, log
-from finetune.params import load_params
+from finetune.params import load_params, params_option
 from finetune.training.base_model import run
 
 
 @click.command()
 @click.option("--blocks", default="data/interim/blocks.jsonl", show_default=True, help="Corpus for the tokenizer.")
 @click.option("--output", default="models/base", show_default=True)
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@params_option
 def cli(blocks, output, params_path):
     """Build (tiny) or fetch (hub id / path) the base model and save it with its tokenizer."""
     model_params = load_params(params_path).model

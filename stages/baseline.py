@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from finetune.io import load_jsonl, log, write_json, write_jsonl
-from finetune.params import load_params
+from finetune.params import load_params, params_option
 
 
 @click.command()
@@ -25,7 +25,7 @@ from finetune.params import load_params
     help="Latency and throughput: uncached, since they differ on every run (predictions and scores do not).",
 )
 @click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file: format checks.")
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@params_option
 def cli(base_path, val_path, predictions, scores, metrics_path, tasks_path, params_path):
     """Generate val answers with the untuned base model and score them."""
     from finetune.evaluation.metrics import score

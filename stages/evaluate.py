@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from finetune.io import atomic_path, load_jsonl, log, write_json, write_jsonl, write_text
-from finetune.params import load_params
+from finetune.params import load_params, params_option
 
 
 @click.command()
@@ -41,7 +41,7 @@ from finetune.params import load_params
 @click.option("--report", "report_path", default="reports/eval.md", show_default=True)
 @click.option("--plot", "plot_path", default="reports/eval_tasks.csv", show_default=True)
 @click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file: format checks.")
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@params_option
 @click.option(
     "--endpoint",
     default=None,
@@ -99,7 +99,8 @@ def cli(
     baseline = json.loads(Path(baseline_scores).read_text(encoding="utf-8"))
     finetuned = score(rows)
     result = {"baseline": baseline, "finetuned": finetuned, "delta": delta(finetuned, baseline)}
-    # Latency only here, in the uncached metrics/eval.json; the predictions file (a cached out) holds none.
+    # Latency only here, in the uncached metrics file (metrics/eval/<domain>.json); the predictions (a cached out)
+    # hold none.
     for group, figures in timing.items():
         finetuned[group].update(figures)
 

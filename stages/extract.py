@@ -17,7 +17,7 @@ import click
 from finetune.documents.corpus import run
 from finetune.documents.pages import RowLabels
 from finetune.io import log, write_json, write_jsonl
-from finetune.params import Extract, load_params
+from finetune.params import Extract, load_params, params_option
 
 
 @click.command(name="extract")
@@ -26,14 +26,14 @@ from finetune.params import Extract, load_params
 @click.option("--metrics", default="metrics/extract.json", show_default=True, type=click.Path(path_type=Path))
 @click.option("--rejects", default="metrics/rejects.json", show_default=True, type=click.Path(path_type=Path),
               help="Where extract.on_error: skip lists what it left out (an empty list otherwise).")  # fmt: skip
-@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path(path_type=Path))
+@params_option
 @click.pass_context
 def cli(ctx, input_dir, output, metrics, rejects, params_path):
     """Cut raw documents into blocks: sections, lists, tables, definitions, code, CSV rows, conversations."""
     # Extract alone also runs on a folder with no params.yaml (the defaults); a params file that is there, or one
     # named with --params, is validated whole like every command's.
     named = ctx.get_parameter_source("params_path") != click.core.ParameterSource.DEFAULT
-    params = load_params(params_path).extract if named or params_path.exists() else Extract()
+    params = load_params(params_path).extract if named or Path(params_path[0]).exists() else Extract()
     rejected: list[dict] = []
     rows = RowLabels.from_lists(params.labelled_rows, params.key_value_columns, params.key_value_headings)
     blocks, counts = run(input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars, rows)

@@ -1,6 +1,7 @@
 """`finetune generate`: blocks -> chat examples for every task in generate.tasks, as the task file defines them.
 
-Optionally a teacher LLM on any OpenAI-compatible endpoint adds paraphrased questions (generate.teacher).
+Optionally a teacher LLM on any OpenAI-compatible endpoint adds paraphrased questions and question/answer pairs it
+writes from the blocks of the tasks that opt in (generate.teacher).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import click
 from finetune.generation.examples import merge_duplicates, run
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
-from finetune.params import load_params
+from finetune.params import load_params, params_option
 
 
 @click.command()
@@ -20,13 +21,13 @@ from finetune.params import load_params
 @click.option("--output", default="data/interim/examples.jsonl", show_default=True)
 @click.option("--metrics", "metrics_path", default="metrics/generate.json", show_default=True)
 @click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file.")
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@params_option
 def cli(input_path, output, metrics_path, tasks_path, params_path):
     """Generate chat examples for every task in generate.tasks."""
     gparams = load_params(params_path).generate
     taskfile = load(tasks_path)
     blocks = load_records(input_path, ("id", "source", "kind", "title", "text"), "a block")
-    examples, merged = merge_duplicates(run(blocks, gparams, taskfile, str(params_path)))
+    examples, merged = merge_duplicates(run(blocks, gparams, taskfile, str(params_path[-1])))
     if merged:
         log("generate", f"merged {merged} examples identical to an earlier one from another source")
     if not examples:
@@ -37,14 +38,24 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
             # A generic task (TABLE, OPTION, …) has nothing to read in many corpora: say so, do not fail.
             log("generate", f"warning: task {name} made no examples (no block in {input_path} matches it)")
     metrics = {}
-    if gparams.teacher.endpoint:  # optional teacher LLM: paraphrased questions
-        from finetune.generation import teacher
+    t = gparams.teacher
+    if t.endpoint:  # optional teacher LLM: paraphrased questions, pairs written from the blocks, or both
+        from finetune.generation import teacher, teacher_pairs
 
-        prefixes = {name: task.prefix for name, task in taskfile.tasks.items()}
-        examples, metrics["teacher"] = teacher.run(examples, gparams, prefixes)
+        if not t.model:
+            raise InputError(params_path, "generate.teacher.endpoint is set but generate.teacher.model is not")
+        section = {}
+        if t.mode in ("pairs", "both"):
+            pairs, section = teacher_pairs.run(blocks, examples, gparams, taskfile, str(params_path))
+        if t.mode in ("paraphrase", "both"):
+            prefixes = {name: task.prefix for name, task in taskfile.tasks.items()}
+            examples, section["paraphrases"] = teacher.run(examples, gparams, prefixes)
+            log("generate", f"teacher paraphrases: {section['paraphrases']}")
+        if t.mode in ("pairs", "both"):
+            examples += pairs
+        metrics["teacher"] = section
         counts = Counter(e["task"] for e in examples)
-        log("generate", f"teacher: {metrics['teacher']}")
     per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
     write_json(metrics_path, {"examples": len(examples), "per_task": per_task, "duplicates_merged": merged, **metrics})
-    log("generate", f"{len(examples)} examples: " + ", ".join(f"{t} {n}" for t, n in per_task.items()))
+    log("generate", f"{len(examples)} examples: " + ", ".join(f"{task} {n}" for task, n in per_task.items()))

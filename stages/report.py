@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from finetune.io import log, write_text
-from finetune.params import load_params
+from finetune.params import load_params, params_option
 
 
 @click.command()
@@ -32,7 +32,7 @@ from finetune.params import load_params
 @click.option("--predictions", default="data/eval/finetuned_predictions.jsonl", show_default=True)
 @click.option("--output", default="reports/index.html", show_default=True)
 @click.option("--name", default="", help="A title for the run, e.g. the domain.")
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@params_option
 def cli(
     extract,
     rejects,

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import click
 
-from finetune.io import atomic_path, log, sweep_leftovers, write_json
-from finetune.params import load_params
+from finetune.io import InputError, atomic_path, log, sweep_leftovers, write_json
+from finetune.params import load_params, params_option
+from finetune.serving.vllm import adapter_rank
 from finetune.training import launch
-from finetune.training.models import sort_adapter_config
 from finetune.training.checkpoints import (
     file_md5,
     fingerprint,
@@ -27,6 +27,7 @@ from finetune.training.checkpoints import (
     restore_curves,
     stamp_matches,
 )
+from finetune.training.models import sort_adapter_config
 
 FINGERPRINT_ENV = "FINETUNE_RUN_FINGERPRINT"
 
@@ -39,20 +40,31 @@ FINGERPRINT_ENV = "FINETUNE_RUN_FINGERPRINT"
 @click.option("--checkpoints", default="models/checkpoints", show_default=True)
 @click.option("--metrics", "metrics_path", default="metrics/train.json", show_default=True)
 @click.option("--live-dir", default="metrics/train", show_default=True, help="DVCLive curves.")
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
-def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live_dir, params_path):
+@click.option(
+    "--init-from",
+    default=None,
+    help="An adapter to go on training (staged training; it keeps its own LoRA shape). The base's path, or none: a "
+    "new adapter from lora.*.",
+)
+@params_option
+def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live_dir, init_from, params_path):
     """QLoRA-train an adapter on the train split; val loss picks the best checkpoint."""
     params = load_params(params_path)
     checkpoints = Path(checkpoints)
+    if init_from and Path(init_from).resolve() == Path(base_path).resolve():
+        init_from = None  # dvc.yaml passes models/base for a domain that starts afresh
+    if init_from and not (Path(init_from) / "adapter_config.json").is_file():
+        raise InputError(init_from, "--init-from: no adapter here (adapter_config.json); train that domain first")
     # Hashing the base's weights takes seconds for a real model: the launcher does it once and hands it to the ranks.
     fp = (launch.launched() and os.environ.get(FINGERPRINT_ENV)) or fingerprint(
-        params, train_path, val_path, base_path
+        params, train_path, val_path, base_path, init_from
     )
     n = params.train.num_processes
     if n > 1 and not launch.launched():
         args = ["--train", train_path, "--val", val_path, "--model", base_path, "--output", output]
         args += ["--checkpoints", checkpoints, "--metrics", metrics_path, "--live-dir", live_dir]
-        args += ["--params", params_path]
+        args += ["--init-from", init_from] if init_from else []
+        args += [a for path in params_path for a in ("--params", path)]
         code = launch.relaunch(n, [str(a) for a in args], params.train.accelerate_config, {FINGERPRINT_ENV: fp})
         if code != 0:
             raise click.ClickException(f"training on {n} processes failed (exit status {code}); see the log above")
@@ -78,7 +90,9 @@ def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live
     # Ranks other than 0 log nothing: two writers would interleave the same files.
     live = Live(live_dir, dvcyaml=False, save_dvc_exp=False, resume=resume) if main else contextlib.nullcontext()
     with live as live:
-        trainer, tokenizer, metrics = run(train_path, val_path, base_path, params, checkpoints, live, resume_from)
+        trainer, tokenizer, metrics = run(
+            train_path, val_path, base_path, params, checkpoints, live, resume_from, init_from
+        )
     if not main:
         return
     with atomic_path(output, is_dir=True) as tmp:
@@ -86,7 +100,7 @@ def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live
         sort_adapter_config(tmp)
         tokenizer.save_pretrained(tmp)
         data = {"train": (train_path, file_md5(train_path)), "val": (val_path, file_md5(val_path))}
-        card = model_card(params, metrics, base_path, output, data)
+        card = model_card(params, metrics, base_path, output, data, adapter_rank(tmp))
         (tmp / "README.md").write_text(card, encoding="utf-8")
     write_json(metrics_path, metrics)
     # The adapter is saved: the checkpoints have done their job, leave only the stamp.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import click
 
 from finetune.io import log
-from finetune.params import load_params
+from finetune.params import load_params, params_option
 from finetune.validation.expectations import run
 
 
@@ -39,7 +39,7 @@ from finetune.validation.expectations import run
 @click.option("--model", default="models/base", show_default=True, type=click.Path(), help="Tokenizer directory.")
 @click.option("--metrics", "metrics_path", default="metrics/validation.json", show_default=True, type=click.Path())
 @click.option("--docs", default="reports/validation", show_default=True, type=click.Path(), help="Data Docs site.")
-@click.option("--params", "params_path", default="params.yaml", show_default=True, type=click.Path())
+@params_option
 def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, params_path):
     """Check train/val with Great Expectations; exit non-zero (stopping `dvc repro`) if any expectation fails."""
     p = load_params(params_path)

@@ -238,7 +238,7 @@ def render(page: Path, timeout: float = 90) -> Rendered:
 
 
 if __name__ == "__main__":
-    # python -m tests.browser reports/index.html docs/report.png: the README's screenshot of a real run's report
+    # python -m tests.browser reports/heating/index.html docs/report.png: the README's screenshot of a real run's report
     import io
     import sys
 

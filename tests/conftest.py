@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from finetune.documents.sections import block
 from finetune.io import load_jsonl, write_jsonl
-from finetune.params import Params, parse
+from finetune.params import Params, overlay, parse
 
 # No test may reach the network: with these set, the hub clients fail at once instead of trying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -28,6 +28,10 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 REPO = Path(__file__).resolve().parents[1]
+# The sample domain whose tasks most tests exercise: its own conventions (catalog columns, heading words) plus the
+# generic tasks.
+HEATING_DIR = REPO / "domains" / "heating"
+HEATING_TASKS = HEATING_DIR / "tasks.yaml"
 
 # Test-size params, as overrides of params.yaml merged in by `merge`. What every test run shares: the narrowest Llama
 # that bitsandbytes' CPU 4-bit kernels take (they pack the input features of every Linear layer in blocks of 64, so
@@ -86,7 +90,7 @@ CALORA_NAMES = "calora combi 20;Brenntal Kombitherme 20 kW;20kW Brenntal gas com
 # (block kinds as in finetune/schema.py; Markdown and PDF titles).
 TINY_BLOCKS = [
     block(
-        "data/raw/catalog.csv#row=1",
+        "domains/heating/raw/catalog.csv#row=1",
         "row",
         "Brenntal Calora CA-20C combi boiler",
         f"model_code: CA-20C\nname: Brenntal Calora CA-20C combi boiler\nrating: 20\nunit: kW\n{CALORA_NAMES}",
@@ -103,7 +107,7 @@ TINY_BLOCKS = [
         ],
     ),
     block(
-        "data/raw/catalog.csv#row=2",
+        "domains/heating/raw/catalog.csv#row=2",
         "row",
         "Brenntal Aquis AQ-200 hot-water cylinder",
         "model_code: AQ-200\nname: Brenntal Aquis AQ-200 hot-water cylinder\nrating: 200\nunit: l",
@@ -120,7 +124,7 @@ TINY_BLOCKS = [
         ],
     ),
     block(
-        "data/raw/manual.md#h=Calora/Specifications — CA-24C",
+        "domains/heating/raw/manual.md#h=Calora/Specifications — CA-24C",
         "table",
         f"{HEATING} / Specifications — CA-24C",
         "Rated output: 24 kW\nWeight: 32 kg\nGas inlet pressure: 20 mbar",
@@ -132,7 +136,7 @@ TINY_BLOCKS = [
         ],
     ),
     block(
-        "data/raw/manual.pdf#page=3",
+        "domains/heating/raw/manual.pdf#page=3",
         "table",
         "Aquis / Specifications / AQ-200",
         "Nominal volume: 200 l\nMaximum operating pressure: 10 bar",
@@ -143,7 +147,7 @@ TINY_BLOCKS = [
         ],
     ),
     block(
-        "data/raw/manual.md#h=Calora/Procedure — Annual service",
+        "domains/heating/raw/manual.md#h=Calora/Procedure — Annual service",
         "list",
         f"{HEATING} / Procedure — Annual service",
         "1. Isolate the gas and electrical supplies.\n2. Clean the burner with the brush.\n3. Check the flue seals.",
@@ -154,34 +158,34 @@ TINY_BLOCKS = [
         ],
     ),
     block(
-        "data/raw/manual.pdf#page=5",
+        "domains/heating/raw/manual.pdf#page=5",
         "list",
         "Aquis / Procedure / Inspecting the magnesium anode",
         "1. Close the cold-water inlet.\n2. Drain two litres from the cylinder.\n3. Unscrew and measure the anode.",
         items=["Close the cold-water inlet.", "Drain two litres from the cylinder.", "Unscrew and measure the anode."],
     ),
     block(
-        "data/raw/manual.md#h=Calora/Explanation — Why condensing saves gas",
+        "domains/heating/raw/manual.md#h=Calora/Explanation — Why condensing saves gas",
         "section",
         f"{HEATING} / Explanation — Why condensing saves gas",
         "A condensing boiler cools its flue gas below the dew point. The water vapour condenses and releases its "
         "latent heat into the heating water, so less gas is burnt for the same output.",
     ),
     block(
-        "data/raw/manual.md#h=Brenntal Service Manual — Heating",
+        "domains/heating/raw/manual.md#h=Brenntal Service Manual — Heating",
         "section",
         "Brenntal Service Manual — Heating",
         "This manual covers the Calora boilers. Work on gas appliances may only be done by a registered engineer.",
     ),
     block(
-        "data/raw/manual.md#h=Calora/Wiring — External controls",
+        "domains/heating/raw/manual.md#h=Calora/Wiring — External controls",
         "section",
         f"{HEATING} / Wiring — External controls",
         "- Terminal X4 pins 1-2: room thermostat, volt-free.\n- Terminal X5: 230 V supply, fused at 3 A.",
         items=["Terminal X4 pins 1-2: room thermostat, volt-free.", "Terminal X5: 230 V supply, fused at 3 A."],
     ),
     block(
-        "data/raw/manual.md#h=Calora/Troubleshooting — CA-24C",
+        "domains/heating/raw/manual.md#h=Calora/Troubleshooting — CA-24C",
         "table",
         f"{HEATING} / Troubleshooting — CA-24C",
         "Symptom: F22 low pressure; Cause: Leak or air in the system; Remedy: Top up to 1.5 bar and bleed\n"
@@ -197,7 +201,7 @@ TINY_BLOCKS = [
         ],
     ),
     block(
-        "data/raw/qa.jsonl#line=1",
+        "domains/heating/raw/qa.jsonl#line=1",
         "qa",
         "What's the difference between the CA-24C and the CA-24S?",
         "user: What's the difference between the CA-24C and the CA-24S?\nassistant: The CA-24C is a combi boiler.",
@@ -207,7 +211,7 @@ TINY_BLOCKS = [
         ],
     ),
     block(
-        "data/raw/qa.jsonl#line=2",
+        "domains/heating/raw/qa.jsonl#line=2",
         "qa",
         "Kann ich den Aquis-Speicher mit einer Wärmepumpe betreiben?",
         "user: Kann ich den Aquis-Speicher mit einer Wärmepumpe betreiben?\nassistant: Ja, mit dem AQ-300.",
@@ -224,14 +228,22 @@ for _b in TINY_BLOCKS:
         _b["headings"] = _b["title"].split(" / ")
 
 
+def domain_params(name: str) -> dict:
+    """A domain's params as plain data: params.yaml overlaid with domains/<name>/params.yaml, as dvc.yaml gives them
+    to its stages."""
+    root = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    return overlay(root, yaml.safe_load((REPO / "domains" / name / "params.yaml").read_text(encoding="utf-8")))
+
+
 def repo_params() -> dict:
-    """params.yaml as plain data, for a test to change and write out (typed() checks and types it)."""
-    return yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    """The heating domain's params as plain data: params.yaml overlaid with domains/heating/params.yaml, as dvc.yaml
+    gives them to its stages; for a test to change and write out (typed() checks and types it)."""
+    return domain_params(HEATING_DIR.name)
 
 
 def row_labels(params: dict | None = None):
-    """The row conventions extract builds from params (the repository's by default): how a corpus writes table rows
-    as lines of a page."""
+    """The row conventions extract builds from params (the heating domain's by default): how a corpus writes table
+    rows as lines of a page."""
     from finetune.documents.pages import RowLabels
 
     e = (params or repo_params())["extract"]
@@ -333,8 +345,9 @@ def tiny_base(tmp_path_factory, tiny_blocks_file, session_params_file) -> Path:
 def tiny_splits(tmp_path_factory, session_params_file) -> SimpleNamespace:
     """val.jsonl: the first example of every task; train.jsonl: 12 of the others, taken from the tasks in turn."""
     from finetune.generation.examples import run
+    from finetune.generation.taskfile import load
 
-    examples = run(TINY_BLOCKS, typed(yaml.safe_load(session_params_file.read_text())).generate)
+    examples = run(TINY_BLOCKS, typed(yaml.safe_load(session_params_file.read_text())).generate, load(HEATING_TASKS))
     by_task: dict[str, list[dict]] = {}
     for e in examples:
         by_task.setdefault(e["task"], []).append(e)

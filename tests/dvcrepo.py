@@ -16,7 +16,17 @@ import yaml
 
 from tests.conftest import CURRENT, REPO, SHRUNK, merge
 
-STAGES = ["extract", "base", "generate", "balance", "validate", "train", "baseline", "evaluate", "report"]
+# The stages that run once per domain, then what a copy of the repository runs: by default the heating domain alone
+# (the others' runs are tests/test_domains.py's), so each stage once.
+PER_DOMAIN = ["extract", "generate", "balance", "validate", "train", "baseline", "evaluate", "report", "interference"]
+HEATING_ONLY = {"heating": {"init_from": "base"}}
+STAGES = ["base", *(f"{s}@heating" for s in PER_DOMAIN), "compare"]
+
+
+def at(domain: str, *stages: str) -> set[str]:
+    """The names DVC runs these per-domain stages under: {"train@heating", …}."""
+    return {f"{s}@{domain}" for s in stages}
+
 
 # SHRUNK for the sample corpus. A smaller vocabulary cuts text into more tokens: 512 keeps the longest example
 # inside max_seq_len.
@@ -89,12 +99,13 @@ def sh(args: list[str], cwd: Path, check: bool = True, env: dict | None = None) 
 
 
 def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([\w-]+)'", output))
+    return set(re.findall(r"Running stage '([\w@-]+)'", output))
 
 
-def copy_repo(dst: Path, overrides: dict | None = None, env: dict | None = None) -> Path:
+def copy_repo(dst: Path, overrides: dict | None = None, env: dict | None = None, domains: dict | None = None) -> Path:
     """What a clone of ours holds (tracked + untracked-not-ignored files), with params merged with `overrides`
-    (SMALL by default), committed in a new git repo. No dvc.lock: every stage is due to run."""
+    (SMALL by default) and `domains` in place of params.yaml's (the heating domain alone by default), committed in a
+    new git repo. No dvc.lock: every stage is due to run."""
     files = sh(["git", "ls-files", "--cached", "--others", "--exclude-standard"], REPO).stdout.split()
     for rel in files:
         if (REPO / rel).is_file():
@@ -102,6 +113,7 @@ def copy_repo(dst: Path, overrides: dict | None = None, env: dict | None = None)
             shutil.copy2(REPO / rel, dst / rel)
     (dst / "dvc.lock").unlink(missing_ok=True)
     params = merge(yaml.safe_load((dst / "params.yaml").read_text()), SMALL if overrides is None else overrides)
+    params["domains"] = HEATING_ONLY if domains is None else domains
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(["git", "init", "-q"], dst, env=env)
     sh(["git", "add", "-A"], dst, env=env)
@@ -156,7 +168,13 @@ def concurrent_repro(tmp: Path, teacher) -> SimpleNamespace:
     tests.serving.FaultServer), and a second `dvc repro` started while its train stage runs, as someone would by
     mistake. Returns the copy, the logs, both runs' results, the train stage's environment and the Authorization
     headers the teacher saw."""
-    teacher_params = {"endpoint": teacher.url, "model": "teacher", "paraphrases": 1, "api_key_env": "TEACHER_API_KEY"}
+    teacher_params = {
+        "endpoint": teacher.url,
+        "model": "teacher",
+        "mode": "paraphrase",  # this teacher echoes the question: a paraphrase, never a JSON pair
+        "paraphrases": 1,
+        "api_key_env": "TEACHER_API_KEY",
+    }
     repo = copy_repo(tmp / "repo", merge(TENTH, {"generate": {"teacher": teacher_params}}))
     logs = tmp / "logs"
     logs.mkdir()

@@ -36,7 +36,8 @@ class FaultServer:
     `faults[prompt]` lists faults the first requests for that prompt get, in order; later ones succeed, except
     after "down", which fails every request from then on (HTTP 500). "slow" sleeps `slow_s` then answers, for a
     client timeout shorter than that; "401" rejects the key and echoes it, as some APIs do. Every request takes at
-    least `delay_s`. `counts[prompt]` is how many requests each prompt got, `max_in_flight` the most at once.
+    least `delay_s`. A body holding one of `reject_fields` gets HTTP 400 naming it, as vLLM answers a field it does
+    not support. `counts[prompt]` is how many requests each prompt got, `max_in_flight` the most at once.
     """
 
     def __init__(
@@ -45,8 +46,9 @@ class FaultServer:
         port: int = 0,
         slow_s: float = 1.0,
         delay_s: float = 0.0,
+        reject_fields: tuple[str, ...] = (),
     ):
-        self.answer, self.slow_s, self.delay_s = answer, slow_s, delay_s
+        self.answer, self.slow_s, self.delay_s, self.reject_fields = answer, slow_s, delay_s, reject_fields
         self.in_flight = self.max_in_flight = 0
         self.faults: dict[str, list[str]] = {}
         self.counts: Counter[str] = Counter()
@@ -117,6 +119,8 @@ class FaultServer:
                     server.bodies.append(body)
                 fault = server._fault_for(prompt)
                 time.sleep(server.delay_s)
+                if rejected := [f for f in server.reject_fields if f in body]:
+                    return self._send(400, json.dumps({"error": f"unsupported field: {rejected[0]}"}).encode())
                 if fault == "reset":
                     self.close_connection = True  # no status line at all: the client sees the connection drop
                     return

@@ -104,24 +104,24 @@ def test_sigkill_of_dvc_repro_mid_write_leaves_dvc_a_consistent_workspace(tmp_pa
     the missing outs and nothing else; `dvc checkout` brings the previous version back; the next `dvc repro` clears
     the killed process's lock entry, finishes the job and sweeps the temporary."""
     repo = tmp_path / "repo"
-    write_parts_table(repo / "data/raw/parts.csv", "first")
+    write_parts_table(repo / "domains/heating/raw/parts.csv", "first")
     repo.mkdir(parents=True, exist_ok=True)
     params_file(repo / "params.yaml", {"extract": {"min_chars": 40}})
     stage = {
-        "cmd": "finetune extract --input data/raw --output data/interim/blocks.jsonl --metrics metrics/extract.json",
-        "deps": ["data/raw"],
+        "cmd": "finetune extract --input domains/heating/raw --output data/interim/heating/blocks.jsonl --metrics metrics/extract/heating.json",
+        "deps": ["domains/heating/raw"],
         "params": ["extract.min_chars"],
-        "outs": ["data/interim/blocks.jsonl"],
-        "metrics": [{"metrics/extract.json": {"cache": False}}],
+        "outs": ["data/interim/heating/blocks.jsonl"],
+        "metrics": [{"metrics/extract/heating.json": {"cache": False}}],
     }
     (repo / "dvc.yaml").write_text(json.dumps({"stages": {"extract": stage}}))  # JSON is YAML
     sh(["git", "init", "-q"], repo)
     sh(["dvc", "init", "-q"], repo)
     sh(["dvc", "repro"], repo)
-    out = repo / "data/interim/blocks.jsonl"
+    out = repo / "data/interim/heating/blocks.jsonl"
     first = out.read_bytes()
 
-    write_parts_table(repo / "data/raw/parts.csv", "second")
+    write_parts_table(repo / "domains/heating/raw/parts.csv", "second")
     proc = interrupt_while_writing(["dvc", "repro"], repo, out, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     # DVC deletes a cached out before running its stage, so here "as it was" means absent, never partial.
@@ -131,12 +131,17 @@ def test_sigkill_of_dvc_repro_mid_write_leaves_dvc_a_consistent_workspace(tmp_pa
     # The input changed and the outs are gone; the hidden temporary is no out of DVC's, so it is not listed.
     assert status == {
         "extract": [
-            {"changed deps": {"data/raw": "modified"}},
-            {"changed outs": {"data/interim/blocks.jsonl": "deleted", "metrics/extract.json": "deleted"}},
+            {"changed deps": {"domains/heating/raw": "modified"}},
+            {
+                "changed outs": {
+                    "data/interim/heating/blocks.jsonl": "deleted",
+                    "metrics/extract/heating.json": "deleted",
+                }
+            },
         ]
     }, status
     # The previous complete version is one command away, in the cache.
-    sh(["dvc", "checkout", "data/interim/blocks.jsonl"], repo)
+    sh(["dvc", "checkout", "data/interim/heating/blocks.jsonl"], repo)
     assert out.read_bytes() == first
 
     again = sh(["dvc", "repro"], repo)

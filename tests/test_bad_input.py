@@ -1,7 +1,7 @@
 """Bad input, from the corpus in tests/data/bad/: each file goes into a raw folder beside a good document.
 
 With `extract.on_error: fail` the console script stops with one line, `error: PATH:LINE (row|page N): rule`, and
-writes nothing; with `skip` it extracts the rest and lists the bad file or record in metrics/rejects.json.
+writes nothing; with `skip` it extracts the rest and lists the bad file or record in metrics/rejects/heating.json.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from finetune.cli import group, main
 from finetune.documents.corpus import run
 from finetune.documents.textfiles import MAX_LINE_BYTES
 from finetune.io import InputError
-from tests.conftest import REPO, params_file
+from tests.conftest import HEATING_TASKS, params_file
 
 BAD = Path(__file__).parent / "data" / "bad"
 GOOD_MD = """\
@@ -240,7 +240,7 @@ SECRET = "sk-planted-4f1c9e-never-in-any-output"
 @pytest.mark.parametrize("on_error", ["fail", "skip"])
 def test_a_link_out_of_the_data_folder_is_never_read(tmp_path, monkeypatch, capsys, on_error):
     """A secret planted outside the folder and linked in: fail names the link; skip lists it and extracts the rest;
-    either way no output holds a byte of it (extract is the only stage that reads data/raw)."""
+    either way no output holds a byte of it (extract is the only stage that reads domains/heating/raw)."""
     outside = tmp_path / "elsewhere" / "credentials.md"
     outside.parent.mkdir()
     outside.write_text(f"# Keys\n\nThe deploy key is {SECRET}, keep it safe.\n", encoding="utf-8")
@@ -273,7 +273,7 @@ def test_a_linked_secret_reaches_no_output_of_the_stages_after_extract_either(tm
     assert main_result.exit_code == 0, main_result.output
     stages = [
         ["generate", "--input", "out/blocks.jsonl", "--output", "out/examples.jsonl", "--metrics", "out/generate.json",
-         "--tasks", str(REPO / "tasks.yaml")],
+         "--tasks", str(HEATING_TASKS)],
         ["balance", "--input", "out/examples.jsonl", "--train", "out/train.jsonl", "--val", "out/val.jsonl",
          "--metrics", "out/balance.json", "--plot", "out/dist.csv"],
     ]  # fmt: skip

@@ -12,17 +12,18 @@ import pytest
 from finetune.documents.corpus import run as extract
 from finetune.generation.examples import run as generate
 from finetune.generation.splits import cap_val, run, split, targets
+from finetune.generation.taskfile import load
 from finetune.io import load_jsonl, write_jsonl
 from finetune.params import Balance, Generate, Split
 from stages.balance import cli
-from tests.conftest import REPO, assert_ok, invoke, repo_params, row_labels, write_params
+from tests.conftest import HEATING_TASKS, REPO, assert_ok, invoke, repo_params, row_labels, write_params
 
 
 def make_examples(task: str, n_sources: int, per_source: int) -> list[dict]:
     """`per_source` phrasings of one fact per source, as generate writes them."""
     out = []
     for s in range(n_sources):
-        source = f"data/raw/{task.lower()}.md#h=Section {s}"
+        source = f"domains/heating/raw/{task.lower()}.md#h=Section {s}"
         for k in range(per_source):
             msgs = [
                 {"role": "system", "content": "sys"},
@@ -155,8 +156,8 @@ def test_the_share_of_a_task_with_one_source_goes_to_the_others():
 def test_the_split_holds_out_val_fraction_of_the_sources_and_the_cap_keeps_val_share_on_the_sample_corpus(seed):
     p = repo_params()
     p["generate"]["phrasings_per_item"] = 2
-    blocks, _ = extract(REPO / "data" / "raw", rows=row_labels(p))
-    examples = generate(blocks, Generate.model_validate(p["generate"]))
+    blocks, _ = extract(REPO / "domains" / "heating" / "raw", rows=row_labels(p))
+    examples = generate(blocks, Generate.model_validate(p["generate"]), load(HEATING_TASKS))
     train, val, report = run(examples, Balance(**p["balance"]), Split(**{**p["split"], "seed": seed}))
     n_sources = len({e["source"] for e in examples})
     assert abs(report["split_source_share"] - p["split"]["val_fraction"]) <= 0.5 / n_sources  # off by rounding only

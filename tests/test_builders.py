@@ -10,11 +10,11 @@ import yaml
 from finetune.documents.sections import block
 from finetune.generation.builders import clean, code, conversation, definitions, row, section, steps, table
 from finetune.generation.examples import run
-from finetune.generation.taskfile import REPO_TASKS, load, parse
+from finetune.generation.taskfile import load, parse
 from finetune.io import InputError
-from tests.conftest import repo_params, typed
+from tests.conftest import HEATING_TASKS, repo_params, typed
 
-TASKS = load()  # the repository's task file, unedited
+TASKS = load(HEATING_TASKS)  # the heating domain's task file, unedited
 CLI = ["Quarry CLI reference", "quarry add {#add}"]
 BOARD = "XB-200 sensor board"
 
@@ -291,7 +291,7 @@ def test_generic_tasks_leave_a_heading_path_that_a_specific_task_reads():
         "answer": "Pin {Pin}",
         "check": "nonempty",
     }
-    data = yaml.safe_load(REPO_TASKS.read_text(encoding="utf-8"))
+    data = yaml.safe_load(HEATING_TASKS.read_text(encoding="utf-8"))
     tasks = parse({"tasks": {**data["tasks"], "PINS": spec}})
     params = typed(repo_params()).generate.model_copy(update={"tasks": ["PINS", "TABLE"]})
     examples = run([PINS, RATINGS], params, tasks)

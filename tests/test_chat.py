@@ -14,7 +14,7 @@ import time
 import pytest
 
 from finetune.commands.chat import beside, cli
-from tests.conftest import REPO, assert_ok, invoke, params_file, repo_params
+from tests.conftest import HEATING_TASKS, REPO, assert_ok, invoke, params_file, repo_params
 from tests.serving import FaultServer
 
 SYSTEM = repo_params()["generate"]["system_prompt"]
@@ -43,7 +43,7 @@ def chat(args, stdin: str):
 
 def test_each_stdin_line_is_asked_like_evaluate_asks_and_answered_with_line_breaks_kept(server, params):
     result = chat(
-        ["--endpoint", server.url, "--model", "tuned", "--task", "SPEC", "--params", params],
+        ["--endpoint", server.url, "--model", "tuned", "--task", "SPEC", "--tasks", HEATING_TASKS, "--params", params],
         "CA-24C rated output?\n\nAQ-200 volume?\n",
     )
     assert_ok(result)
@@ -90,7 +90,7 @@ def test_side_by_side_columns_wrap_long_lines_and_keep_line_breaks():
     [
         (["--endpoint", "http://127.0.0.1:9/v1"], "--endpoint needs --model NAME"),
         (["--endpoint", "http://127.0.0.1:9/v1", "--model", "t", "--compare"], "needs --base-name NAME"),
-        (["--task", "NOPE"], "'NOPE' is not a task of tasks.yaml"),
+        (["--task", "NOPE", "--tasks", HEATING_TASKS], "'NOPE' is not a task of "),
     ],
 )
 def test_bad_options_are_one_line_errors(args, message, params):

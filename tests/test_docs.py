@@ -115,7 +115,7 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     ],
     # docs/your-own-data.md
     "finetune verify data my_chats.jsonl": [("tests/test_verify.py", '["verify", "data", *[str(a) for a in args]]')],
-    "finetune verify data data/processed/train.jsonl --model models/base --max-seq-len 384": [
+    "finetune verify data data/processed/heating/train.jsonl --model models/base --max-seq-len 384": [
         ("tests/test_verify.py", 'verify(path, "--model", model, "--max-seq-len", 128)')
     ],
 }
@@ -123,7 +123,7 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
 # Documented command -> why nothing here runs it.
 NOT_RUN = {
     "vllm serve models/merged --port 8000": "vLLM needs a GPU",
-    "vllm serve models/base --enable-lora --lora-modules adapter=models/adapter --port 8000": "vLLM needs a GPU",
+    "vllm serve models/base --enable-lora --lora-modules adapter=models/heating --port 8000": "vLLM needs a GPU",
     "pip install dvc-s3 && dvc remote add -d team s3://example-ml-cache/finetune": "needs an S3 bucket",
     "dvc remote modify --local team profile ml-cache": "needs an S3 bucket and an AWS account",
 }
@@ -216,7 +216,7 @@ def test_the_export_stage_snippet_lists_what_export_reads():
     module = module_file(COMMANDS["export"].split(":")[0])
     assert {d for d in stage["deps"] if d.endswith(".py")} == rel(closure(module))
     assert set(stage["params"]) == params_reads(reachable(module))
-    assert {"models/base", "models/adapter"} <= set(stage["deps"])
+    assert {"models/base", "models/heating"} <= set(stage["deps"])
 
 
 # --- the commands of "Reading the results" (docs/experiments.md), on the shared pipeline run ----------------------
@@ -226,7 +226,7 @@ def test_metrics_show_gives_every_metrics_file_of_the_run(pipeline_run):
     shown = json.loads(sh(["dvc", "metrics", "show", "--json"], pipeline_run.repo).stdout)
     (workspace,) = shown.values()
     files = workspace["data"]
-    for name in ("metrics/eval.json", "metrics/train.json", "metrics/validation.json"):
+    for name in ("metrics/eval/heating.json", "metrics/train/heating.json", "metrics/validation/heating.json"):
         assert files[name]["data"] == without_lists(json.loads((pipeline_run.repo / name).read_text())), name
 
 
@@ -243,6 +243,6 @@ def test_plots_show_writes_an_html_page_with_the_loss_curve(pipeline_run, tmp_pa
     page = (tmp_path / "plots" / "index.html").read_text(encoding="utf-8")
     assert "Loss" in page
     # The chart's data is in the page itself (the title alone shows even when the curve failed to load).
-    with (pipeline_run.repo / "metrics/train/plots/metrics/loss.tsv").open() as fh:
+    with (pipeline_run.repo / "metrics/curves/heating/plots/metrics/loss.tsv").open() as fh:
         losses = [row["loss"] for row in csv.DictReader(fh, delimiter="\t")]
     assert losses and all(v in page or repr(float(v)) in page for v in losses), losses

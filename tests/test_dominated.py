@@ -13,7 +13,7 @@ import random
 import pytest
 
 from finetune.io import load_jsonl
-from tests.conftest import assert_ok, invoke, params_file
+from tests.conftest import HEATING_TASKS, assert_ok, invoke, params_file
 
 N_SECTIONS = 600  # EXPLANATION 480 train examples next to 10 of each small task (raised 10x to 100): cut to 200
 WORDS = ["valve", "pump", "sensor", "burner", "flue", "sump", "relay", "filter", "duct", "fan", "coil", "gauge"]
@@ -59,11 +59,12 @@ def dominated(tmp_path_factory):
     (raw / "guide.md").write_text(dominant_document(N_SECTIONS), encoding="utf-8")
     for k in range(3):
         (raw / f"note{k}.md").write_text(small_document(k), encoding="utf-8")
-    params = ["--params", params_file(root / "params.yaml")]  # the repository's params, unchanged
+    params = ["--params", params_file(root / "params.yaml")]  # the heating domain's params, unchanged
     assert_ok(invoke(extract_cli, ["--input", raw, "--output", root / "blocks.jsonl", "--metrics", root / "x.json",
                                    "--rejects", root / "rejects.json", *params]))  # fmt: skip
     assert_ok(invoke(generate_cli, ["--input", root / "blocks.jsonl", "--output", root / "examples.jsonl",
-                                    "--metrics", root / "generate.json", *params]))  # fmt: skip
+                                    "--metrics", root / "generate.json", "--tasks", HEATING_TASKS,
+                                    *params]))  # fmt: skip
     assert_ok(invoke(balance_cli, ["--input", root / "examples.jsonl", "--train", root / "train.jsonl",
                                    "--val", root / "val.jsonl", "--metrics", root / "balance.json",
                                    "--plot", root / "dist.csv", *params]))  # fmt: skip

@@ -1,5 +1,5 @@
 """`finetune baseline` then `finetune evaluate` on the tiny base and adapter: per-task scores for both models and
-their difference in metrics/eval.json, a Markdown report with a PNG chart, and the CSV behind `dvc plots`."""
+their difference in metrics/eval/heating.json, a Markdown report with a PNG chart, and the CSV behind `dvc plots`."""
 
 from __future__ import annotations
 
@@ -9,33 +9,43 @@ from types import SimpleNamespace
 
 import pytest
 
+from finetune.io import load_jsonl
 from stages.baseline import cli as baseline_cli
 from stages.evaluate import cli as evaluate_cli
-from finetune.io import load_jsonl
-from tests.conftest import assert_ok, invoke, typed
+from tests.conftest import HEATING_TASKS, assert_ok, invoke, typed
 
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory, trained):
     root = tmp_path_factory.mktemp("eval")
     out = SimpleNamespace(
-        base_predictions=root / "data/eval/baseline_predictions.jsonl",
-        base_scores=root / "data/eval/baseline_scores.json",
-        predictions=root / "data/eval/finetuned_predictions.jsonl",
-        metrics=root / "metrics/eval.json",
-        report=root / "reports/eval.md",
-        plot=root / "reports/eval_tasks.csv",
+        base_predictions=root / "data/eval/heating/baseline_predictions.jsonl",
+        base_scores=root / "data/eval/heating/baseline_scores.json",
+        predictions=root / "data/eval/heating/finetuned_predictions.jsonl",
+        metrics=root / "metrics/eval/heating.json",
+        report=root / "reports/heating/eval.md",
+        plot=root / "reports/heating/eval_tasks.csv",
         val=trained.val,
         tasks={e["task"] for e in trained.val},
     )
     # val holds every task the tiny corpus feeds (the sample's eight and SECTION, from its preface), so the checks
     # below are about every task
     assert len(out.tasks) == 9
-    common = ["--val", trained.splits.val, "--params", trained.params_file]
+    common = ["--val", trained.splits.val, "--tasks", HEATING_TASKS, "--params", trained.params_file]
     assert_ok(
         invoke(
             baseline_cli,
-            ["--model", trained.base, "--predictions", out.base_predictions, "--scores", out.base_scores, *common],
+            [
+                "--model",
+                trained.base,
+                "--predictions",
+                out.base_predictions,
+                "--scores",
+                out.base_scores,
+                "--metrics",
+                root / "metrics/baseline/heating.json",
+                *common,
+            ],
         )
     )
     assert_ok(
@@ -109,7 +119,7 @@ def keys_of(data) -> set[str]:
 
 def run_baseline(root, tiny_base, tiny_splits, params_file):
     out = [root / "predictions.jsonl", root / "scores.json", root / "baseline.json"]
-    args = ["--model", tiny_base, "--val", tiny_splits.val, "--params", params_file]
+    args = ["--model", tiny_base, "--val", tiny_splits.val, "--tasks", HEATING_TASKS, "--params", params_file]
     assert_ok(invoke(baseline_cli, [*args, "--predictions", out[0], "--scores", out[1], "--metrics", out[2]]))
     return out
 
@@ -124,7 +134,7 @@ def test_baseline_outputs_are_the_same_bytes_on_every_run_and_latency_is_only_in
         assert a.read_bytes() == b.read_bytes(), a.name
         assert not {k for k in keys_of(load_jsonl(a) if a.suffix == ".jsonl" else json.loads(a.read_text()))
                     if any(w in k for w in TIMING_WORDS)}, a.name  # fmt: skip
-    timing = json.loads(first[2].read_text())  # metrics/baseline.json, uncached
+    timing = json.loads(first[2].read_text())  # metrics/baseline/<domain>.json, uncached
     assert timing["overall"]["latency_p50_ms"] > 0 and timing["overall"]["tokens_per_second"] > 0
 
 

@@ -86,19 +86,19 @@ def test_exp_show_keeps_the_swept_params_and_headline_metrics(sweep):
 
 
 def test_metrics_and_exp_diff_between_two_experiments_are_per_task(sweep):
-    val = (sweep.repo / "data/processed/val.jsonl").read_text().splitlines()
+    val = (sweep.repo / "data/processed/heating/val.jsonl").read_text().splitlines()
     tasks = {json.loads(line)["task"] for line in val}
     # --all: on the tiny model many scores tie, and a diff leaves out what did not change.
     metrics = json.loads(sh(["dvc", "metrics", "diff", "--all", "--json", sweep.r8, sweep.r64], sweep.repo).stdout)
-    evals = metrics["metrics/eval.json"]
+    evals = metrics["metrics/eval/heating.json"]
     for task in tasks | {"overall"}:
         for key in (f"finetuned.{task}.rouge_l", f"delta.{task}.rouge_l", f"baseline.{task}.rouge_l"):
             assert {"old", "new"} <= set(evals[key]), key
-    assert metrics["metrics/train.json"]["trainable_params"]["diff"] > 0
+    assert metrics["metrics/train/heating.json"]["trainable_params"]["diff"] > 0
 
     exp = json.loads(sh(["dvc", "exp", "diff", "--all", "--json", sweep.r8, sweep.r64], sweep.repo).stdout)
     assert exp["params"]["params.yaml"]["lora.r"] == {"old": 8, "new": 64, "diff": 56}
-    assert {f"finetuned.{task}.rouge_l" for task in tasks} <= set(exp["metrics"]["metrics/eval.json"])
+    assert {f"finetuned.{task}.rouge_l" for task in tasks} <= set(exp["metrics"]["metrics/eval/heating.json"])
 
 
 def test_plots_diff_overlays_both_loss_curves_and_both_task_bars(sweep):

@@ -41,8 +41,8 @@ def served(exported):
         params=params,
         params_file=params_file,
         cache=root / "data/eval/endpoint_cache",
-        base_predictions=root / "data/eval/baseline_predictions.jsonl",
-        base_scores=root / "data/eval/baseline_scores.json",
+        base_predictions=root / "data/eval/heating/baseline_predictions.jsonl",
+        base_scores=root / "data/eval/heating/baseline_scores.json",
         val=trained.val,
     )
     common = ["--val", trained.splits.val, "--params", params_file]

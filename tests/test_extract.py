@@ -348,7 +348,7 @@ needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="
 
 @needs_tesseract
 def test_a_scanned_page_is_read_by_ocr_and_cut_like_a_pdf_page(tmp_path, monkeypatch):
-    scan = (REPO / "data" / "raw" / "manual_scan.png").read_bytes()  # a noisy, skewed 200-dpi page
+    scan = (REPO / "domains" / "heating" / "raw" / "manual_scan.png").read_bytes()  # a noisy, skewed 200-dpi page
     result, blocks, _ = extract(tmp_path, monkeypatch, {"manual_scan.png": scan})
     assert result.exit_code == 0, result.output
     assert [(b["source"], b["kind"], b["title"]) for b in blocks] == [
@@ -544,11 +544,13 @@ REQUIRED = {"table": ("columns", "rows"), "row": ("columns", "rows"), "list": ("
             "definitions": ("items",), "code": ("code",), "section": ()}  # fmt: skip
 
 
-@pytest.mark.skipif(not (REPO / "data" / "raw").is_dir(), reason="the sample corpus is not there yet")
+@pytest.mark.skipif(not (REPO / "domains" / "heating" / "raw").is_dir(), reason="the sample corpus is not there yet")
 def test_the_sample_corpus_gives_blocks_from_every_file_with_every_field(monkeypatch):
     monkeypatch.chdir(REPO)
-    blocks, counts = run("data/raw")
-    files = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "data" / "raw").rglob("*") if p.is_file())
+    blocks, counts = run("domains/heating/raw")
+    files = sorted(
+        p.relative_to(REPO).as_posix() for p in (REPO / "domains" / "heating" / "raw").rglob("*") if p.is_file()
+    )
     assert sorted({b["source"].split("#")[0] for b in blocks}) == files  # every file produced blocks
     assert len({b["id"] for b in blocks}) == len(blocks) == counts["total_blocks"]
     for b in blocks:
@@ -560,4 +562,4 @@ def test_the_sample_corpus_gives_blocks_from_every_file_with_every_field(monkeyp
             assert b["title"] == " / ".join(b["headings"]), b
         for extra in REQUIRED[b["kind"]]:
             assert b[extra], (extra, b)
-        assert "#" in b["source"] and b["source"].startswith("data/raw/")
+        assert "#" in b["source"] and b["source"].startswith("domains/heating/raw/")

@@ -13,12 +13,12 @@ import yaml
 
 from finetune.generation.checks import passes
 from finetune.generation.examples import run
-from finetune.generation.taskfile import REPO_TASKS, load, parse
+from finetune.generation.taskfile import load, parse
 from finetune.io import InputError, load_jsonl, write_jsonl
 from finetune.params import Generate
 from finetune.schema import example_problems
 from stages.generate import cli
-from tests.conftest import TINY_BLOCKS, assert_ok, invoke, repo_params, write_params
+from tests.conftest import HEATING_TASKS, TINY_BLOCKS, assert_ok, invoke, repo_params, write_params
 
 SAMPLE_TASKS = ["TERMINOLOGY", "SPEC", "PROCEDURE", "EXPLANATION", "WIRING", "TROUBLESHOOTING", "QA", "REFUSAL"]
 GPARAMS = {
@@ -29,7 +29,7 @@ GPARAMS = {
     "phrasings_per_item": 1,
 }
 BLOCKS_BY_ID = {b["id"]: b for b in TINY_BLOCKS}
-TASKS = load()
+TASKS = load(HEATING_TASKS)
 
 
 def gparams(**changes) -> dict:
@@ -40,7 +40,7 @@ def typed(**changes) -> Generate:
     return Generate.model_validate(gparams(**changes))
 
 
-def generate(tmp_path, blocks, generate_params, tasks_file=REPO_TASKS):
+def generate(tmp_path, blocks, generate_params, tasks_file=HEATING_TASKS):
     params = repo_params() | {"generate": generate_params}
     write_jsonl(tmp_path / "blocks.jsonl", blocks)
     args = ["--input", tmp_path / "blocks.jsonl", "--output", tmp_path / "examples.jsonl", "--tasks", tasks_file]
@@ -169,7 +169,7 @@ def test_troubleshooting_answer_gives_cause_and_remedy_and_the_question_drops_th
         "Cause: Gas supply closed\nRemedy: Open the gas valve and reset",
     }
     assert not [
-        e for e in tr if "ignition.." in e["messages"][1]["content"] or "ignition. " in e["messages"][1]["content"]
+        e for e in tr if "ignition.." in e["messages"][1]["content"] or "ignition. ." in e["messages"][1]["content"]
     ]
 
 
@@ -205,7 +205,7 @@ def test_only_the_tasks_in_params_are_generated():
 
 
 def test_editing_a_phrasing_in_the_task_file_changes_the_questions_not_the_answers(tmp_path):
-    data = yaml.safe_load(REPO_TASKS.read_text(encoding="utf-8"))
+    data = yaml.safe_load(HEATING_TASKS.read_text(encoding="utf-8"))
     data["tasks"]["SPEC"]["questions"] = ["How much is the {what} on a {subject}?"]
     edited = tmp_path / "tasks.yaml"
     edited.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -227,13 +227,17 @@ def test_no_domain_word_of_the_sample_corpus_is_left_in_the_generation_code():
 
 
 def test_the_repository_task_file_parses_as_a_whole():
-    data = yaml.safe_load(REPO_TASKS.read_text(encoding="utf-8"))
+    data = yaml.safe_load(HEATING_TASKS.read_text(encoding="utf-8"))
     assert set(parse(data).tasks) >= set(repo_params()["generate"]["tasks"])
 
 
 def test_the_same_record_in_two_files_becomes_one_example_and_is_counted(tmp_path):
     qa = next(b for b in TINY_BLOCKS if b["kind"] == "qa")
-    copy = {**qa, "id": "another-file", "source": "data/raw/qa_copy.jsonl#line=1"}  # same conversation, other file
+    copy = {
+        **qa,
+        "id": "another-file",
+        "source": "domains/heating/raw/qa_copy.jsonl#line=1",
+    }  # same conversation, other file
     result = generate(tmp_path, [*TINY_BLOCKS, copy], gparams())
     assert_ok(result)
     examples = load_jsonl(tmp_path / "examples.jsonl")

@@ -14,6 +14,7 @@ from finetune.evaluation.metrics import (
     timing,
 )
 from finetune.generation.taskfile import load, parse
+from tests.conftest import HEATING_TASKS
 
 REFUSAL = "I can only help with Brenntal heating and ventilation products."
 
@@ -163,13 +164,13 @@ def test_scored_rows_apply_each_task_format_check_and_detect_refusals():
         {"prediction": p, "latency_ms": 1.0, "new_tokens": 3}
         for p in ("about 24 kg", "1. Isolate the supply.\n2. Call an engineer.", f"Sorry. {REFUSAL}")
     ]
-    rows = scored_rows(examples, gens, REFUSAL, load())  # the repository's task file holds the checks
+    rows = scored_rows(examples, gens, REFUSAL, load(HEATING_TASKS))  # the heating task file holds the checks
     assert [r["format_valid"] for r in rows] == [False, True, False]  # wrong unit; numbered; not exactly the refusal
     assert [r["refused"] for r in rows] == [False, False, True]
     assert [r["keypoint_coverage"] for r in rows] == [None, 0.5, None]
     assert rows[1]["prompt"] == "[PROCEDURE] q2" and rows[1]["reference"].startswith("1. Isolate")
     with pytest.raises(ValueError):
-        scored_rows(examples, gens[:2], REFUSAL, load())  # every example needs its generation
+        scored_rows(examples, gens[:2], REFUSAL, load(HEATING_TASKS))  # every example needs its generation
 
 
 def test_scored_rows_take_format_checks_from_the_task_file_given():
@@ -205,7 +206,7 @@ def test_every_task_with_key_points_in_its_meta_is_scored_on_them():
         {"prediction": p, "latency_ms": 1.0, "new_tokens": 3}
         for p in ("- Connect the outdoor sensor to terminals 1 and 2.", "24 kW", "anything")
     ]
-    rows = scored_rows(examples, gens, REFUSAL, load())
+    rows = scored_rows(examples, gens, REFUSAL, load(HEATING_TASKS))
     assert [r["keypoint_coverage"] for r in rows] == [0.5, None, None]  # one of two notes said; no key points
     scores = score(rows)
     assert scores["WIRING"]["keypoint_coverage"] == 0.5

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.dvcrepo import STAGES, copy_run, ran_stages, sh
+from tests.dvcrepo import PER_DOMAIN, STAGES, at, copy_run, ran_stages, sh
+
+STAGES_AFTER_EXTRACT = at("heating", *PER_DOMAIN[1:]) | {"compare"}
 
 
 @pytest.fixture(scope="module")
@@ -29,33 +31,35 @@ def test_repro_runs_every_stage_and_writes_every_output(pipeline_run):
     assert pipeline_run.first_rc == 0, pipeline_run.first_err[-3000:]
     assert ran_stages(pipeline_run.first_out) == set(STAGES), pipeline_run.first_out
     for path in [
-        "data/interim/blocks.jsonl",
-        "data/interim/examples.jsonl",
-        "data/processed/train.jsonl",
-        "data/processed/val.jsonl",
-        "metrics/validation.json",
-        "reports/validation/index.html",
+        "data/interim/heating/blocks.jsonl",
+        "data/interim/heating/examples.jsonl",
+        "data/processed/heating/train.jsonl",
+        "data/processed/heating/val.jsonl",
+        "metrics/validation/heating.json",
+        "reports/heating/validation/index.html",
         "models/base/model.safetensors",
         "models/base/tokenizer.json",
-        "models/adapter/adapter_config.json",
-        "models/adapter/adapter_model.safetensors",
-        "models/adapter/README.md",
-        "metrics/train.json",
-        "metrics/train/plots/metrics/loss.tsv",
-        "metrics/eval.json",
-        "reports/eval.md",
-        "reports/eval.png",
+        "models/heating/adapter_config.json",
+        "models/heating/adapter_model.safetensors",
+        "models/heating/README.md",
+        "metrics/train/heating.json",
+        "metrics/curves/heating/plots/metrics/loss.tsv",
+        "metrics/eval/heating.json",
+        "reports/heating/eval.md",
+        "reports/heating/eval.png",
     ]:
         assert (repo / path).is_file(), path
-    assert json.loads((repo / "metrics/validation.json").read_text())["success"] is True
+    assert json.loads((repo / "metrics/validation/heating.json").read_text())["success"] is True
     assert not list((repo / "models/checkpoints").glob("checkpoint-*")), "a finished run leaves only the adapter"
 
 
 def test_eval_metrics_have_baseline_finetuned_and_delta_per_task(pipeline_run):
     repo = pipeline_run.repo
-    result = json.loads((repo / "metrics/eval.json").read_text())
+    result = json.loads((repo / "metrics/eval/heating.json").read_text())
     assert set(result) == {"baseline", "finetuned", "delta"}
-    val_tasks = {json.loads(line)["task"] for line in (repo / "data/processed/val.jsonl").read_text().splitlines()}
+    val_tasks = {
+        json.loads(line)["task"] for line in (repo / "data/processed/heating/val.jsonl").read_text().splitlines()
+    }
     for side in ("baseline", "finetuned", "delta"):
         assert set(result[side]) == {"overall"} | val_tasks
         for group in result[side].values():
@@ -73,16 +77,16 @@ def test_second_repro_runs_nothing(repo):
 
 def test_lora_rank_experiment_reruns_train_evaluate_and_report_only(repo):
     out = sh(["dvc", "exp", "run", "-S", "lora.r=4"], repo).stdout
-    assert ran_stages(out) == {"train", "evaluate", "report"}, out
-    config = json.loads((repo / "models/adapter/adapter_config.json").read_text())
+    assert ran_stages(out) == at("heating", "train", "evaluate", "report", "interference") | {"compare"}, out
+    config = json.loads((repo / "models/heating/adapter_config.json").read_text())
     assert config["r"] == 4
 
 
 def test_editing_a_generate_template_reruns_generate_onwards_only(repo):
-    tasks = repo / "tasks.yaml"
+    tasks = repo / "domains/heating/tasks.yaml"
     original = tasks.read_text()
     edited = original.replace('"Tell me the {what} for the {subject}."', '"Give me the {what} for the {subject}."')
     assert edited != original
     tasks.write_text(edited)
     out = sh(["dvc", "repro"], repo).stdout
-    assert ran_stages(out) == {"generate", "balance", "validate", "train", "baseline", "evaluate", "report"}, out
+    assert ran_stages(out) == STAGES_AFTER_EXTRACT, out

@@ -58,7 +58,7 @@ def run_dir(tmp_path_factory, trained, evaluated, tiny_blocks_file):  # noqa: F8
 
     root = tmp_path_factory.mktemp("run")
     files = RunFiles.under(root)
-    raw = root / "data/raw"
+    raw = root / "domains/heating/raw"
     raw.mkdir(parents=True)
     (raw / "manual.md").write_text(MANUAL, encoding="utf-8")
     (raw / "broken.jsonl").write_text('{"messages": [\n', encoding="utf-8")  # rejected, listed in rejects.json
@@ -97,7 +97,7 @@ def run_dir(tmp_path_factory, trained, evaluated, tiny_blocks_file):  # noqa: F8
 
 @pytest.fixture(scope="module")
 def report(run_dir) -> Path:
-    out = run_dir.root / "reports/index.html"
+    out = run_dir.root / "reports/heating/index.html"
     assert_ok(invoke(report_cli, ["--output", out, "--params", run_dir.params, *_paths(run_dir.files)]))
     return out
 

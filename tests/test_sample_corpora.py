@@ -1,4 +1,4 @@
-"""The two extra sample corpora in other conventions (data/samples/) extract with no code or params change: a
+"""The two sample domains in other conventions than heating's (domains/cli_tool, domains/datasheets) extract with no code or params change: a
 command-line tool's Markdown reference gives definitions and code, no tables; a set of electronics datasheets gives
 tables with other columns (Symbol/Parameter/Min/Typ/Max/Unit, Pin/Name/Type/Description), its PDF too."""
 
@@ -13,7 +13,7 @@ import pytest
 from finetune.documents.corpus import run
 from finetune.params import Extract
 from finetune.schema import BLOCK_KINDS
-from tests.conftest import row_labels
+from tests.conftest import domain_params, row_labels
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_CHARS = Extract().max_chars  # the default, as `finetune extract` would use it
@@ -21,16 +21,19 @@ MAX_CHARS = Extract().max_chars  # the default, as `finetune extract` would use 
 
 @pytest.fixture(scope="module")
 def corpus():
-    """Blocks of a sample corpus, extracted with the default params from the repository root."""
+    """Blocks of a sample corpus, extracted with its domain's params from the repository root."""
     cache = {}
 
     def extract(name: str) -> list[dict]:
         if name not in cache:
             with pytest.MonkeyPatch.context() as mp:
                 mp.chdir(REPO)
-                cache[name] = run(f"data/samples/{name}", Extract().min_chars, max_chars=MAX_CHARS, rows=row_labels())[
-                    0
-                ]
+                cache[name] = run(
+                    f"domains/{name}/raw",
+                    Extract().min_chars,
+                    max_chars=MAX_CHARS,
+                    rows=row_labels(domain_params(name)),
+                )[0]
         return cache[name]
 
     return extract
@@ -39,7 +42,7 @@ def corpus():
 @pytest.mark.parametrize("name", ["cli_tool", "datasheets"])
 def test_every_file_gives_blocks_of_the_contract_within_the_budget(corpus, name):
     blocks = corpus(name)
-    files = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "data/samples" / name).iterdir())
+    files = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "domains" / name / "raw").iterdir())
     assert sorted({b["source"].split("#")[0] for b in blocks}) == files
     for b in blocks:
         assert b["kind"] in BLOCK_KINDS and b["title"] == " / ".join(b["headings"])
@@ -90,14 +93,14 @@ def test_the_committed_datasheet_pdf_is_what_its_script_writes(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     script.write(tmp_path / "tb-120.pdf")
-    assert (tmp_path / "tb-120.pdf").read_bytes() == (REPO / "data/samples/datasheets/tb-120.pdf").read_bytes()
+    assert (tmp_path / "tb-120.pdf").read_bytes() == (REPO / "domains/datasheets/raw/tb-120.pdf").read_bytes()
 
 
 def test_the_heating_corpus_maps_its_old_kinds_onto_structural_ones(monkeypatch):
     # Today's kinds by structure: spec/troubleshooting tables -> table, procedures -> list, prose -> section,
     # wiring -> a section with its bullet items, catalog rows -> row, Q&A -> qa.
     monkeypatch.chdir(REPO)
-    blocks, counts = run("data/raw", Extract().min_chars, max_chars=0, rows=row_labels())
+    blocks, counts = run("domains/heating/raw", Extract().min_chars, max_chars=0, rows=row_labels())
     assert {k for k, n in counts["blocks"].items() if n} == {"table", "list", "section", "row", "qa"}
     wiring = [b for b in blocks if b["kind"] == "section" and "Wiring" in b["title"]]
     assert wiring and all(b["items"] for b in wiring)

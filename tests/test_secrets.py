@@ -51,16 +51,16 @@ def test_no_output_cache_lock_file_or_log_holds_a_planted_secret(pipeline_run):
         "params.yaml",
         "dvc.lock",
         "metrics/train/params.yaml",
-        "metrics/train.json",
-        "models/adapter/README.md",
-        "models/adapter/adapter_config.json",
+        "metrics/train/heating.json",
+        "models/heating/README.md",
+        "models/heating/adapter_config.json",
         "models/base/config.json",
         "models/base/tokenizer_config.json",
-        "reports/eval.md",
-        "data/eval/finetuned_predictions.jsonl",
+        "reports/heating/eval.md",
+        "data/eval/heating/finetuned_predictions.jsonl",
     ]:
         assert expected in scanned, expected
-    for prefix in ("data/interim/teacher_cache/", ".dvc/cache/", ".dvc/tmp/", "reports/validation/", ".git/"):
+    for prefix in ("data/interim/teacher_cache/", ".dvc/cache/", ".dvc/tmp/", "reports/heating/validation/", ".git/"):
         assert any(s.startswith(prefix) for s in scanned), prefix
 
     leaks = []
@@ -151,7 +151,10 @@ def test_train_and_baseline_refuse_a_base_with_only_pickled_weights(
         out = tmp_path / "predictions.jsonl"
         args = ["baseline", "--model", pickled_base, "--val", tiny_splits.val, "--predictions", out]
         args += ["--scores", tmp_path / "scores.json", "--params", session_params_file]
-        args += ["--tasks", REPO / "tasks.yaml"]  # the format checks it scores with; the cwd is tmp_path
+        args += [
+            "--tasks",
+            REPO / "domains/heating/tasks.yaml",
+        ]  # the format checks it scores with; the cwd is tmp_path
     code, errors = finetune(args, capsys)
     assert code == 1
     refusal = f"{pickled_base}: only pickled .bin weights found; refusing to load them (they can run code)."

@@ -10,6 +10,7 @@ import pytest
 from finetune.generation.checks import passes
 from finetune.generation.taskfile import enabled, load
 from finetune.io import InputError
+from tests.conftest import HEATING_TASKS
 
 GOOD = """\
 tasks:
@@ -160,7 +161,7 @@ def test_named_check_accepts_well_formed_and_rejects_malformed_answers(
 
 
 def test_the_repository_task_file_checks_accept_the_sample_answer_shapes():
-    tasks = load().tasks
+    tasks = load(HEATING_TASKS).tasks
     cases = {
         "TERMINOLOGY": (
             ["Brenntal Calora CA-20C combi boiler (CA-20C, 20 kW)"],

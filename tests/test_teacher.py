@@ -11,13 +11,14 @@ from finetune.generation.splits import split
 from finetune.generation.teacher import INSTRUCTION
 from finetune.io import load_jsonl
 from stages.generate import cli as generate_cli
-from tests.conftest import TINY_BLOCKS, assert_ok, invoke, slow_fixture, typed, write_params
+from tests.conftest import HEATING_TASKS, TINY_BLOCKS, assert_ok, invoke, slow_fixture, typed, write_params
 from tests.serving import FaultServer, free_port, transformers_serve
 
 
-def teacher_params(small_params: dict, url: str, model: str, cache: Path, **kw) -> dict:
+def teacher_params(small_params: dict, url: str, model: str, cache: Path, mode="paraphrase", **kw) -> dict:
+    # Paraphrases only: the pairs the teacher writes from blocks are tests/test_teacher_pairs.py's.
     small_params["generate"]["teacher"].update(
-        endpoint=url, model=model, cache=str(cache), timeout_s=30, max_retries=2, backoff_s=0.01, **kw
+        endpoint=url, model=model, cache=str(cache), timeout_s=30, max_retries=2, backoff_s=0.01, mode=mode, **kw
     )
     return small_params
 
@@ -25,15 +26,19 @@ def teacher_params(small_params: dict, url: str, model: str, cache: Path, **kw) 
 def generate(root: Path, blocks: Path, params: dict, tag: str):
     params_file = write_params(root / f"{tag}.params.yaml", params)
     out, metrics = root / f"{tag}/examples.jsonl", root / f"{tag}/generate.json"
-    result = invoke(generate_cli, ["--input", blocks, "--output", out, "--metrics", metrics, "--params", params_file])
+    result = invoke(
+        generate_cli,
+        ["--input", blocks, "--output", out, "--metrics", metrics, "--tasks", HEATING_TASKS, "--params", params_file],
+    )
     assert_ok(result)
     return load_jsonl(out), json.loads(metrics.read_text()), result
 
 
 def without_teacher(small_params: dict) -> list[dict]:
     from finetune.generation.examples import run
+    from finetune.generation.taskfile import load
 
-    return run(TINY_BLOCKS, typed(small_params).generate)
+    return run(TINY_BLOCKS, typed(small_params).generate, load(HEATING_TASKS))
 
 
 def rewording(question: str) -> str:
@@ -62,7 +67,7 @@ def test_teacher_adds_a_paraphrase_per_example_and_counts_the_dropped(tmp_path, 
     assert not any(b["messages"][1]["content"].startswith("[") for b in server.bodies)
     assert {b["seed"] for b in server.bodies} == {small_params["generate"]["seed"]}
 
-    assert metrics["teacher"] == {
+    assert metrics["teacher"]["paraphrases"] == {
         "requested": len(originals),
         "added": len(originals) - 3,
         "dropped": {"empty": 1, "identical": 1, "too_long": 1},
@@ -104,15 +109,15 @@ def test_each_paraphrase_is_its_own_request_and_a_repeat_is_dropped(tmp_path, ti
     assert sorted(b["seed"] for b in server.bodies) == sorted([seed, seed + 1] * len(originals))
     assert len(list((tmp_path / "cache").iterdir())) == 2 * len(originals)
     # This teacher answers both the same way: the second is dropped as a repeat.
-    assert metrics["teacher"]["added"] == len(originals)
-    assert metrics["teacher"]["dropped"]["identical"] == len(originals)
+    assert metrics["teacher"]["paraphrases"]["added"] == len(originals)
+    assert metrics["teacher"]["paraphrases"]["dropped"]["identical"] == len(originals)
 
 
 def test_teacher_without_a_model_name_is_a_params_error(tmp_path, tiny_blocks_file, small_params):
     params = teacher_params(small_params, "http://127.0.0.1:1/v1", None, tmp_path / "cache")
     params_file = write_params(tmp_path / "params.yaml", params)
     args = ["--input", tiny_blocks_file, "--output", tmp_path / "e.jsonl", "--metrics", tmp_path / "m.json"]
-    result = invoke(generate_cli, [*args, "--params", params_file])
+    result = invoke(generate_cli, [*args, "--tasks", HEATING_TASKS, "--params", params_file])
     assert "generate.teacher.model is not" in str(result.exception)
 
 
@@ -131,7 +136,7 @@ def test_teacher_on_a_real_server_adds_examples_and_a_rerun_asks_nothing(
     cache = tmp_path / "cache"
     params = teacher_params(small_params, base_server, str(tiny_base), cache, max_tokens=4)
     examples, metrics, _ = generate(tmp_path, tiny_blocks_file, params, "first")
-    t = metrics["teacher"]
+    t = metrics["teacher"]["paraphrases"]
     assert t["requested"] == len(originals) == len(list(cache.iterdir()))  # one cached answer per question
     assert t["added"] + sum(t["dropped"].values()) == t["requested"]
     assert len(examples) == len(originals) + t["added"]

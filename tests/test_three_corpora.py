@@ -1,8 +1,9 @@
-"""The default task file on three corpora in three conventions, with no code or task-file edit: the heating maker's
-manuals and catalog (data/raw), an invented command-line tool's reference (data/samples/cli_tool: option lists, code,
-no tables) and invented board datasheets (data/samples/datasheets: Symbol/Min/Typ/Max/Unit and pin tables, one PDF).
+"""The three sample domains in three conventions, each with its own task file and params, and no code of its own:
+the heating maker's manuals and catalog (domains/heating), an invented command-line tool's reference
+(domains/cli_tool: option lists, code, no tables) and invented board datasheets (domains/datasheets:
+Symbol/Min/Typ/Max/Unit and pin tables, one PDF); the last two use only the generic tasks.
 
-(One params.yaml for all three: extract's row conventions are the heating maker's, which the other two never use.)
+(extract's row conventions are params: the heating maker's, in domains/heating/params.yaml; the other two set none.)
 Every example must name its section's subject, take its answer from its own source, and every corpus must pass
 validate with nothing over model.max_seq_len."""
 
@@ -16,18 +17,18 @@ import pytest
 from finetune.documents.corpus import run as extract
 from finetune.generation.examples import merge_duplicates
 from finetune.generation.examples import run as generate
+from finetune.generation.taskfile import load
 from finetune.params import load_params
 from tests.benchmarks.corpus_report import block_text, grounded
-from tests.conftest import REPO, row_labels
+from tests.conftest import REPO, domain_params, row_labels
 
-PARAMS = load_params(REPO / "params.yaml")
 CORPORA = {
-    "data/raw": {
+    "heating": {
         "TERMINOLOGY": 255, "SPEC": 137, "PROCEDURE": 18, "EXPLANATION": 13, "WIRING": 6, "TROUBLESHOOTING": 38,
         "QA": 40, "SECTION": 7, "REFUSAL": 148,
     },
-    "data/samples/cli_tool": {"OPTION": 16, "DEFINITION": 14, "CODE": 13, "SECTION": 19, "STEPS": 1, "REFUSAL": 148},
-    "data/samples/datasheets": {"TABLE": 184, "SECTION": 14, "STEPS": 1, "REFUSAL": 148},
+    "cli_tool": {"OPTION": 16, "DEFINITION": 14, "CODE": 13, "SECTION": 19, "STEPS": 1, "REFUSAL": 148},
+    "datasheets": {"TABLE": 184, "SECTION": 14, "STEPS": 1, "REFUSAL": 148},
 }  # fmt: skip
 NAMING = re.compile(r"[^\W_]{3,}|\d+")  # words that can name a subject: not "of", "a", "on"
 
@@ -35,9 +36,14 @@ NAMING = re.compile(r"[^\W_]{3,}|\d+")  # words that can name a subject: not "of
 @pytest.fixture(scope="module", params=sorted(CORPORA))
 def made(request, monkeypatch_module):
     monkeypatch_module.chdir(REPO)  # sources are relative to the repository, as in the pipeline
-    blocks, _ = extract(request.param, PARAMS.extract.min_chars, max_chars=PARAMS.extract.max_chars, rows=row_labels())
-    examples, _ = merge_duplicates(generate(blocks, PARAMS.generate))
-    return request.param, {b["id"]: b for b in blocks}, examples
+    domain = REPO / "domains" / request.param
+    params = load_params([REPO / "params.yaml", domain / "params.yaml"])
+    rows = row_labels(domain_params(request.param))  # the domain's own row conventions (heating's only)
+    blocks, _ = extract(
+        f"domains/{request.param}/raw", params.extract.min_chars, max_chars=params.extract.max_chars, rows=rows
+    )
+    examples, _ = merge_duplicates(generate(blocks, params.generate, load(domain / "tasks.yaml")))
+    return request.param, {b["id"]: b for b in blocks}, examples, params
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +53,12 @@ def monkeypatch_module():
 
 
 def test_each_corpus_gets_its_expected_examples_per_task(made):
-    corpus, _, examples = made
+    corpus, _, examples, _ = made
     assert dict(Counter(e["task"] for e in examples)) == CORPORA[corpus]
 
 
 def test_every_question_names_the_subject_of_its_section(made):
-    _, blocks, examples = made
+    _, blocks, examples, PARAMS = made
     for e in examples:
         block = blocks.get(e["block_id"])
         if block is None or block["kind"] == "qa":  # refusals have no block; an imported question is the user's
@@ -63,7 +69,7 @@ def test_every_question_names_the_subject_of_its_section(made):
 
 
 def test_every_answer_comes_from_its_source(made):
-    _, blocks, examples = made
+    _, blocks, examples, PARAMS = made
     for e in examples:
         if e["task"] == "REFUSAL":
             assert e["messages"][-1]["content"] == PARAMS.generate.refusal
@@ -79,7 +85,7 @@ def test_each_corpus_passes_validate_with_nothing_over_max_seq_len(made, tmp_pat
     from finetune.training.base_model import corpus_texts, train_tokenizer
     from finetune.validation.expectations import run as validate
 
-    corpus, blocks, examples = made
+    corpus, blocks, examples, PARAMS = made
     # The tiny default base's tokenizer, trained on this corpus as the base stage trains it.
     train_tokenizer(corpus_texts(list(blocks.values())), PARAMS.model.tiny.vocab_size).save_pretrained(tmp_path / "m")
     train, val, _ = split(examples, PARAMS.balance, PARAMS.split)

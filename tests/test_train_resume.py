@@ -44,7 +44,7 @@ RESUME = {
 
 def curve(root: Path, name: str = "loss") -> list[tuple[int, float]]:
     """(step, value) rows of a DVCLive curve under root/metrics/train."""
-    with (root / "metrics/train/plots/metrics" / f"{name}.tsv").open() as fh:
+    with (root / "metrics/curves/heating/plots/metrics" / f"{name}.tsv").open() as fh:
         return [(int(r["step"]), float(r[name.split("/")[-1]])) for r in csv.DictReader(fh, delimiter="\t")]
 
 
@@ -80,9 +80,9 @@ def killed(tmp_path_factory):
     """The repo after `dvc repro` up to validate and a `dvc repro train` killed between two checkpoints: once one is
     complete and the run has logged a step past it."""
     repo = copy_repo(tmp_path_factory.mktemp("resume") / "repo", merge(SMALL, RESUME))
-    sh(["dvc", "repro", "validate"], repo, env=ONE_THREAD)
+    sh(["dvc", "repro", "validate@heating"], repo, env=ONE_THREAD)
     log = repo.parent / "killed.log"
-    proc = start(["dvc", "repro", "train"], repo, log)
+    proc = start(["dvc", "repro", "train@heating"], repo, log)
     deadline = time.monotonic() + 90
     while not past_a_checkpoint(repo):
         assert proc.poll() is None, f"train ended before its first checkpoint:\n{log.read_text()[-3000:]}"
@@ -95,13 +95,13 @@ def killed(tmp_path_factory):
         "checkpoints": complete_checkpoints(repo),
         "curve": curve(repo),
         "models": sorted(p.name for p in (repo / "models").iterdir() if p.name != ".gitignore"),
-        "n_train": len((repo / "data/processed/train.jsonl").read_text().splitlines()),
+        "n_train": len((repo / "data/processed/heating/train.jsonl").read_text().splitlines()),
     }
 
 
 @pytest.fixture(scope="module")
 def resumed(killed):
-    out = sh(["dvc", "repro", "train"], killed["repo"], env=ONE_THREAD)
+    out = sh(["dvc", "repro", "train@heating"], killed["repo"], env=ONE_THREAD)
     return {**killed, "log": out.stdout + out.stderr, "ran": ran_stages(out.stdout)}
 
 
@@ -120,7 +120,7 @@ def test_rerun_resumes_from_the_last_complete_checkpoint_and_finishes_every_step
     assert resumed["ran"] == {"train"}
     assert f"resuming from models/checkpoints/checkpoint-{step} at step {step}" in resumed["log"]
     assert f"trained steps {step + 1}..{total} of {total}" in resumed["log"]
-    metrics = json.loads((resumed["repo"] / "metrics/train.json").read_text())
+    metrics = json.loads((resumed["repo"] / "metrics/train/heating.json").read_text())
     assert metrics["global_step"] == total and metrics["epochs"] == EPOCHS
 
 
@@ -139,23 +139,25 @@ def test_the_curve_continues_from_the_checkpoint_without_a_restart_or_duplicate_
 
 def test_a_finished_resumed_run_leaves_the_adapter_and_no_checkpoint_or_temporary_folder(resumed):
     repo = resumed["repo"]
-    assert (repo / "models/adapter/adapter_model.safetensors").is_file()
+    assert (repo / "models/heating/adapter_model.safetensors").is_file()
     assert not list((repo / "models/checkpoints").glob("checkpoint-*"))
     assert sorted(p.name for p in (repo / "models").iterdir() if p.name != ".gitignore") == [
         "adapter",
         "base",
         "checkpoints",
     ]
-    assert ran_stages(sh(["dvc", "repro", "train"], repo).stdout) == set()  # the lock now records the finished run
+    assert (
+        ran_stages(sh(["dvc", "repro", "train@heating"], repo).stdout) == set()
+    )  # the lock now records the finished run
 
 
 # ---- a run that diverges, and a run whose val loss turns: in-process on the tiny fixtures of conftest.py ----
 
 
 def train_args(root: Path, splits, base, params_file) -> list[str]:
-    args = ["--train", splits.train, "--val", splits.val, "--model", base, "--output", root / "models/adapter"]
-    args += ["--checkpoints", root / "models/checkpoints", "--metrics", root / "metrics/train.json"]
-    return [str(a) for a in args + ["--live-dir", root / "metrics/train", "--params", params_file]]
+    args = ["--train", splits.train, "--val", splits.val, "--model", base, "--output", root / "models/heating"]
+    args += ["--checkpoints", root / "models/checkpoints", "--metrics", root / "metrics/train/heating.json"]
+    return [str(a) for a in args + ["--live-dir", root / "metrics/curves/heating", "--params", params_file]]
 
 
 @pytest.mark.slow  # trains
@@ -175,7 +177,7 @@ def test_a_diverging_run_stops_with_one_line_naming_the_step_and_writes_no_adapt
     assert "Traceback" not in err
     [line] = [line for line in err.splitlines() if "training diverged" in line]
     step = int(re.fullmatch(r"Error: loss is nan at step (\d+): training diverged\. .*", line)[1])
-    assert not (tmp_path / "models/adapter").exists() and not (tmp_path / "metrics/train.json").exists()
+    assert not (tmp_path / "models/heating").exists() and not (tmp_path / "metrics/train/heating.json").exists()
     # Each step before it logged a finite loss (logging_steps 1); the NaN itself never reached the curve.
     assert [s for s, _ in curve(tmp_path)] == list(range(1, step))
     assert all(math.isfinite(v) for _, v in curve(tmp_path))
@@ -221,10 +223,10 @@ def test_the_adapter_kept_is_the_checkpoint_with_the_lowest_val_loss_not_the_las
     assert_ok(invoke(stages.train.cli, train_args(tmp_path, tiny_splits, tiny_base, params)))
 
     assert curve(tmp_path, "eval/loss") == [(3, 3.0), (6, 1.0), (9, 2.0), (12, 4.0)]
-    metrics = json.loads((tmp_path / "metrics/train.json").read_text())
+    metrics = json.loads((tmp_path / "metrics/train/heating.json").read_text())
     assert (metrics["best_epoch"], metrics["best_eval_loss"], metrics["global_step"]) == (2.0, 1.0, 12)
     assert sorted(saved) == [3, 6, 9, 12]
-    adapter = load_file(tmp_path / "models/adapter/adapter_model.safetensors")
+    adapter = load_file(tmp_path / "models/heating/adapter_model.safetensors")
     assert adapter.keys() == saved[6].keys()
     assert all(torch.equal(adapter[k], saved[6][k]) for k in adapter)  # epoch 2's weights, bit for bit
     assert not all(torch.equal(adapter[k], saved[12][k]) for k in adapter)  # not the last epoch's

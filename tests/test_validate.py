@@ -52,7 +52,7 @@ def example(i, task, question=None, answer=None, source=None, messages=None):
     return {
         "id": f"ex{i}",
         "task": task,
-        "source": source or f"data/raw/manual.md#h=Section {i}",
+        "source": source or f"domains/heating/raw/manual.md#h=Section {i}",
         "block_id": f"b{i}",
         "messages": messages,
         "meta": {},
@@ -165,7 +165,7 @@ def test_metrics_are_deterministic(clean_run, tmp_path, model):
         ("train_unique_prompt_answer", "an exact duplicate: another example has the same prompt and answer"),
         (
             "train_answer_not_repeated",
-            "train.jsonl:8: id=ex7 source=data/raw/manual.md#h=Section 7: the answer is one phrase repeated 30",
+            "train.jsonl:8: id=ex7 source=domains/heating/raw/manual.md#h=Section 7: the answer is one phrase repeated 30",
         ),
         (
             "train_answer_max_chars",
@@ -177,7 +177,7 @@ def test_metrics_are_deterministic(clean_run, tmp_path, model):
         ("train_task_ratio", "'spec' has 18 examples"),
         ("train_task_ratio", "made by balance: raise balance.max_upsample or balance.max_ratio"),  # stage, params
         ("val_share", "expected 15% ± 5%"),
-        ("val_share", "(split.val_fraction; balance caps val per task: see metrics/balance.json)"),
+        ("val_share", "(split.val_fraction; balance caps val per task: see metrics/balance/<domain>.json)"),
     ],
 )
 def test_each_breakage_fails_its_expectation(broken_run, name, words):
@@ -258,9 +258,9 @@ def overlong_case(root, on_overlong):
     max_seq_len 64, each from a source of its own."""
     train, val = clean_splits()
     long = "The CA-24C draws 2.4 kW at full load, 0.8 kW in standby, and needs a 16 A fuse. "
-    extra = example(40, "qa", answer=long * 3, source="data/raw/qa.jsonl#line=40")
+    extra = example(40, "qa", answer=long * 3, source="domains/heating/raw/qa.jsonl#line=40")
     train[3:3] = [extra, upsampled(extra, 2)]
-    val.append(example(41, "spec", answer=long * 4, source="data/raw/qa.jsonl#line=41"))
+    val.append(example(41, "spec", answer=long * 4, source="domains/heating/raw/qa.jsonl#line=41"))
     return write_case(root, train, val, on_overlong=on_overlong)
 
 
@@ -275,9 +275,9 @@ def test_on_overlong_drop_leaves_them_out_counts_and_lists_them(tmp_path, model)
     overlong = metrics["overlong"]
     assert overlong["on_overlong"] == "drop" and overlong["n_dropped"] == 3
     assert [(d["split"], d["line"], d["id"], d["source"]) for d in overlong["dropped"]] == [
-        ("train", 4, "ex40", "data/raw/qa.jsonl#line=40"),
-        ("train", 5, "ex40~2", "data/raw/qa.jsonl#line=40"),
-        ("val", 3, "ex41", "data/raw/qa.jsonl#line=41"),
+        ("train", 4, "ex40", "domains/heating/raw/qa.jsonl#line=40"),
+        ("train", 5, "ex40~2", "domains/heating/raw/qa.jsonl#line=40"),
+        ("val", 3, "ex41", "domains/heating/raw/qa.jsonl#line=41"),
     ]
     assert all(d["n_tokens"] > 64 for d in overlong["dropped"])
     # The checks judged what trains: nothing over the limit is left, and the val share is of the kept sources.

@@ -205,9 +205,9 @@ def test_a_broken_json_array_reports_where_reading_stopped(tmp_path):
 
 
 def test_upsampled_copies_in_a_pipeline_file_are_not_duplicates(tmp_path):
-    original = {"id": "ab12", "task": "SPEC", "source": "data/raw/manual.md#h=Specs", **chat()}
+    original = {"id": "ab12", "task": "SPEC", "source": "domains/heating/raw/manual.md#h=Specs", **chat()}
     copy = {**original, "id": "ab12~2"}
-    twin = {**original, "id": "cd34", "source": "data/raw/manual.md#h=Specs again"}
+    twin = {**original, "id": "cd34", "source": "domains/heating/raw/manual.md#h=Specs again"}
     path = write_lines(tmp_path / "train.jsonl", [json.dumps(r) for r in (original, copy, twin)])
     result = verify(path)
     assert result.stdout == f"{path}:3: an exact duplicate: the same messages as line 1\n"

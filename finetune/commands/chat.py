@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import click
 
-from finetune.params import Eval, Generate, load_params
+from finetune.params import Eval, Generate, load_params, params_option
 
 Answerer = Callable[[list[dict]], str]
 
@@ -110,6 +110,11 @@ def questions(interactive: bool):
 
 @click.command("chat")
 @click.option(
+    "--domain",
+    default=None,
+    help="A domain of this repository: its adapter (models/NAME), task file and params, unless given otherwise.",
+)
+@click.option(
     "--model",
     "model",
     default="models/base",
@@ -123,10 +128,17 @@ def questions(interactive: bool):
 @click.option("--endpoint", default=None, metavar="URL", help="Ask a served model at this OpenAI-compatible URL.")
 @click.option("--base-name", default=None, help="With --endpoint --compare: the served base model's name.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per answer on stdout, for scripts.")
-@click.option("--params", "params_path", default="params.yaml", show_default=True)
+@params_option
 @click.pass_context
-def cli(ctx, model, adapter, compare, task, tasks_path, endpoint, base_name, as_json, params_path):
+def cli(ctx, domain, model, adapter, compare, task, tasks_path, endpoint, base_name, as_json, params_path):
     """Ask the fine-tuned model questions: typed at a prompt, or one per line from stdin."""
+    if domain:
+        default = click.core.ParameterSource.DEFAULT
+        adapter = f"models/{domain}" if ctx.get_parameter_source("adapter") is default else adapter
+        if ctx.get_parameter_source("tasks_path") is default:
+            tasks_path = f"domains/{domain}/tasks.yaml"
+        if ctx.get_parameter_source("params_path") is default:
+            params_path = (*params_path, f"domains/{domain}/params.yaml")
     params = load_params(params_path)
     prefix = ""
     if task is not None:

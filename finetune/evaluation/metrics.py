@@ -88,7 +88,8 @@ def score(rows: list[dict]) -> dict:
 def timing(rows: list[dict], generations: list[dict]) -> dict:
     """Latency and throughput, {"overall": {...}, "<TASK>": {...}} like `score`, from the generations (latency_ms,
     new_tokens) of the scored rows. Wall-clock figures differ on every run, so they go only to uncached metrics files
-    (metrics/eval.json, metrics/baseline.json), never into a hashed output: same inputs, same bytes."""
+    (metrics/eval/<domain>.json, metrics/baseline/<domain>.json), never into a hashed output: same inputs, same
+    bytes."""
 
     def group(gens: list[dict]) -> dict:
         latencies = [g["latency_ms"] for g in gens]
@@ -140,13 +141,10 @@ def format_valid(ex: dict, prediction: str, tasks) -> bool:
     )
 
 
-def scored_rows(examples: list[dict], generations: list[dict], refusal: str, tasks=None) -> list[dict]:
-    """Join examples with their generations and apply each task's format check (tasks: a loaded task file;
-    None: the repository's tasks.yaml)."""
+def scored_rows(examples: list[dict], generations: list[dict], refusal: str, tasks) -> list[dict]:
+    """Join examples with their generations and apply each task's format check (tasks: the loaded task file)."""
     from finetune.chat import reference_answer, user_prompt
-    from finetune.generation.taskfile import load
 
-    tasks = tasks or load()
     rows = []
     for ex, gen in zip(examples, generations, strict=True):
         pred, meta = gen["prediction"], ex.get("meta", {})

@@ -6,7 +6,7 @@ from finetune.params import Eval
 
 
 def predict(
-    model, tokenizer, examples: list[dict], eval_params: Eval, refusal: str, desc: str, tasks=None
+    model, tokenizer, examples: list[dict], eval_params: Eval, refusal: str, desc: str, tasks
 ) -> tuple[list[dict], dict]:
     """(rows, timing): greedy answers of a local model, scored (`tasks`, the task file, holds each task's format
     check), and their latency (metrics.timing), which is kept apart: it differs on every run."""
@@ -27,7 +27,7 @@ def predict(
 
 
 def endpoint_predict(
-    url: str, name: str, examples: list[dict], eval_params: Eval, refusal: str, cache, tasks=None
+    url: str, name: str, examples: list[dict], eval_params: Eval, refusal: str, cache, tasks
 ) -> tuple[list[dict], dict]:
     """(rows, timing) of the served model's greedy answers, scored like local ones; latency is per request as the
     client saw it."""

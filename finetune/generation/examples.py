@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from finetune.generation.builders import BUILDERS, Item, headings, selects, sentences
-from finetune.generation.taskfile import Task, TaskFile, enabled, load
+from finetune.generation.taskfile import Task, TaskFile, enabled
 from finetune.io import InputError, content_id
 from finetune.params import Generate
 
@@ -131,23 +131,33 @@ def claimed_paths(blocks: list[dict], tasks: dict[str, Task]) -> set[str]:
     return {" / ".join(headings(b)) for b in blocks if any(selects(b, s) for s in specific)}
 
 
-def run(
-    blocks: list[dict], gparams: Generate, taskfile: TaskFile | None = None, params_source: str = "params.yaml"
-) -> list[dict]:
-    """Every enabled task's examples, task by task in generate.tasks order (taskfile None: the repository's)."""
-    taskfile = taskfile or load()
-    tasks = enabled(taskfile, gparams.tasks, params_source)
+def blocks_read(blocks: list[dict], tasks: dict[str, Task]) -> dict[str, list[dict]]:
+    """The blocks each task reads, in file order: those its `blocks` selects, less (for a fallback task) those under
+    a heading path a corpus-specific task reads. The teacher's pairs read the same blocks as the rules."""
     claimed = claimed_paths(blocks, tasks)
+    read: dict[str, list[dict]] = {}
+    for name, task in tasks.items():
+        if task.blocks is None:  # refusal: no blocks
+            read[name] = []
+            continue
+        read[name] = [
+            b
+            for b in blocks
+            if selects(b, task.blocks) and not (task.blocks.fallback and " / ".join(headings(b)) in claimed)
+        ]
+    return read
+
+
+def run(blocks: list[dict], gparams: Generate, taskfile: TaskFile, params_source: str = "params.yaml") -> list[dict]:
+    """Every enabled task's examples, task by task in generate.tasks order."""
+    tasks = enabled(taskfile, gparams.tasks, params_source)
+    read = blocks_read(blocks, tasks)
     examples = []
     for name, task in tasks.items():
         if task.builder == "refusal":
             examples += refusals(name, task, gparams, taskfile)
             continue
-        for block in blocks:
-            if not selects(block, task.blocks):
-                continue
-            if task.blocks.fallback and " / ".join(headings(block)) in claimed:
-                continue
+        for block in read[name]:
             examples += examples_for(name, task, block, gparams, taskfile)
     # Two phrasings can coincide after formatting (e.g. "{question}"): keep one of each id.
     seen, unique = set(), []

@@ -23,8 +23,6 @@ from finetune.generation import checks
 from finetune.io import InputError
 from finetune.schema import BLOCK_KINDS
 
-# The repository's own task file: what library callers get when they pass none (the stages always pass --tasks).
-REPO_TASKS = Path(__file__).resolve().parents[2] / "tasks.yaml"
 BUILDERS = ("section", "table", "row", "steps", "definitions", "code", "conversation", "refusal")
 _KEY = "@"  # a validator's message "@name: …" points at the sub-key `name` of the value it checks
 
@@ -103,6 +101,21 @@ class StepsOptions(Model):
     lead: bool = False  # also require a lead paragraph before the list
 
 
+class Seed(Model):
+    """One few-shot example the teacher is shown: the kind of pair the user wants, from a passage of their own."""
+
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+
+
+class TeacherTask(Model):
+    """Opt-in to teacher-written pairs (generate.teacher): each block the task reads is sent to the teacher."""
+
+    description: str = Field(min_length=1)  # what the pairs are for, in the words the teacher is given
+    pairs_per_chunk: int = Field(3, ge=1)  # pairs asked for per block; each kept one costs one more (judge) request
+    seeds: list[Seed] = []  # few-shot examples shown to the teacher (their shape and length, not their facts)
+
+
 class Check(Model):
     name: str
     args: checks.Args
@@ -122,6 +135,7 @@ class Task(Model):
     table: TableOptions = TableOptions()
     steps: StepsOptions = StepsOptions()
     terms: str | None = None  # definitions: only terms matching this regex (e.g. '^-' for options)
+    teacher: TeacherTask | None = None  # pairs written by the teacher LLM from each block read (None: rules only)
 
     @field_validator("check", mode="before")
     @classmethod
@@ -153,6 +167,8 @@ class Task(Model):
     def _needs(self) -> Task:
         if self.builder != "refusal" and self.blocks is None:
             raise ValueError(f"{_KEY}blocks: the {self.builder} builder needs `blocks: {{kind: …}}`")
+        if self.teacher is not None and self.builder in ("refusal", "conversation"):
+            raise ValueError(f"{_KEY}teacher: the {self.builder} builder has no passage for the teacher to read")
         if self.builder == "row" and self.answer is None:
             raise ValueError(f"{_KEY}answer: the row builder needs an answer template over the row's columns")
         return self
@@ -189,7 +205,7 @@ def _problem(error: dict) -> tuple[tuple, str]:
         key, _, msg = msg[len(_KEY) :].partition(": ")
         loc += tuple(int(k) if k.isdigit() else k for k in key.split("."))
     if error["type"] == "extra_forbidden":
-        parts = {"blocks": Select, "each": Each, "table": TableOptions, "steps": StepsOptions}
+        parts = {"blocks": Select, "each": Each, "table": TableOptions, "steps": StepsOptions, "teacher": TeacherTask}
         model = {1: TaskFile, 3: Task}.get(len(loc)) or (parts.get(str(loc[2])) if len(loc) == 4 else None)
         names = [n for n in model.model_fields if n != "path"] if model else []
         near = difflib.get_close_matches(str(loc[-1]), names, n=1)
@@ -216,7 +232,7 @@ def parse(data: object, source: str | os.PathLike = "tasks.yaml", node: yaml.Nod
         raise InputError(source, f"{dotted}: {msg}{more}", _line(node, loc)) from None
 
 
-def load(path: str | os.PathLike = REPO_TASKS) -> TaskFile:
+def load(path: str | os.PathLike) -> TaskFile:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

@@ -41,8 +41,10 @@ class EndpointError(Exception):
     Not an InputError: the data is fine, the server is down, overloaded or refuses the key, model name or URL.
     `finetune` prints it as one `error: …` line all the same."""
 
-    def __init__(self, url: str, message: str):
-        self.url, self.message = url, message
+    def __init__(self, url: str, message: str, status: int | None = None):
+        # status: the HTTP status of a refused request (None for anything else), so a caller can tell a server that
+        # rejects one field of the body (400/422) from one that is down
+        self.url, self.message, self.status = url, message, status
         super().__init__(f"{url}: {message}")
 
 
@@ -180,7 +182,9 @@ class Client:
             if e.status_code == 429 or e.status_code >= 500:
                 raise _Transient(what, _retry_after(e.response.headers.get("Retry-After"))) from None
             hint = f" (is ${self.api_key_env} set to a valid key?)" if e.status_code in (401, 403) else ""
-            raise EndpointError(self.url, f"{what}{hint}; not retried, asking again would not change it") from None
+            raise EndpointError(
+                self.url, f"{what}{hint}; not retried, asking again would not change it", e.status_code
+            ) from None
         except openai.APITimeoutError:
             # The timeout bounds the connect and each read, not their sum, as httpx does.
             raise _Transient(f"no reply within timeout_s={self.timeout_s:g} s") from None

@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 
 from finetune.params import Params
+from finetune.serving.vllm import serve_command
 
 PER_RUN = ("train_runtime", "tokens_per_second", "peak_memory_mb", "gpu_hours", "cost")
 
 
-def serve_command(base: str, adapter_name: str, adapter_path: str) -> str:
-    return f"vllm serve {base} --enable-lora --lora-modules {adapter_name}={adapter_path}"
-
-
 def model_card(
-    params: Params, metrics: dict, base_path: str, adapter_path: str, data: dict[str, tuple[str, str]]
+    params: Params, metrics: dict, base_path: str, adapter_path: str, data: dict[str, tuple[str, str]], rank: int
 ) -> str:
-    """`data` maps each split's name to (path, md5) as train read it."""
+    """`data` maps each split's name to (path, md5) as train read it; `rank` is the adapter's LoRA rank (its
+    parent's, for an adapter that went on from another)."""
     name = params.model.name
     # vLLM needs the base weights on disk or on the hub; the tiny default only exists in models/base.
     base = base_path if name == "tiny" else name
@@ -49,7 +47,7 @@ These are the md5 digests DVC records in `dvc.lock`, so `git log dvc.lock` finds
 
 ## Serve
 ```
-{serve_command(base, adapter_name, adapter_path)}
+{serve_command(base, {adapter_name: adapter_path}, [rank])}
 ```
 
 ## Metrics

@@ -85,10 +85,12 @@ def trim_curves(live_dir: str | Path, step: int) -> None:
             csv.writer(fh, delimiter="\t", lineterminator="\n").writerows(kept)
 
 
-def fingerprint(params: Params, train_path, val_path, base_path) -> str:
-    """What a checkpoint must match to be resumed: the params train reads, both splits and the base weights."""
+def fingerprint(params: Params, train_path, val_path, base_path, init_from=None) -> str:
+    """What a checkpoint must match to be resumed: the params train reads, both splits, the base weights and the
+    adapter training started from, if any."""
     # Every weights file: a hub model of a few GB comes in shards (model-00001-of-00002.safetensors, ...).
     weights = sorted(Path(base_path).glob("*.safetensors"))
+    weights += sorted(Path(init_from).glob("*.safetensors")) if init_from else []
     p = {
         "model": params.model.model_dump(),
         "quant": params.quant.model_dump(),

@@ -13,7 +13,6 @@ from pathlib import Path
 from finetune.io import InputError
 from finetune.params import Model, Quant
 
-
 # Two messages every run printed that a user reads as errors, though nothing is wrong; each is quietened alone:
 # - bitsandbytes, on CPUs with AVX512-BF16, tries on import to fetch a faster 4-bit kernel from the hub through the
 #   `kernels` package and logs a warning when it cannot (offline, or `kernels` not installed); it then uses its own
@@ -116,6 +115,15 @@ def _from_pretrained(path: str | Path, model_params: Model, **kwargs):
     return AutoModelForCausalLM.from_pretrained(
         path, use_safetensors=True, trust_remote_code=model_params.trust_remote_code, **kwargs
     )
+
+
+def load_adapter(base_model, adapter_path: str | Path, name: str = "default"):
+    """`base_model` with the adapter at `adapter_path` loaded unmerged under `name`, so it can be switched off
+    (`with model.disable_adapter():`) or joined by more adapters (`model.load_adapter(path, other_name)`)."""
+    from peft import PeftModel
+
+    check_safetensors(adapter_path)
+    return PeftModel.from_pretrained(base_model, adapter_path, adapter_name=name)
 
 
 def load_merged(base_path: str | Path, adapter_path: str | Path, model_params: Model):

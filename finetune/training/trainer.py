@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from finetune.io import load_jsonl, log
-from finetune.training import launch
 from finetune.params import Params, Train
+from finetune.training import launch
 from finetune.training.checkpoints import read_state
 from finetune.training.recipe import callbacks, lora_config, sft_config
 
@@ -67,7 +67,16 @@ def gpu_cost(runtime_s: float, processes: int, hourly: float | None, gpu: bool) 
     return {"gpu_hours": hours, "cost": hours * hourly}
 
 
-def run(train_path, val_path, base_path, params: Params, checkpoints: Path, live, resume_from: Path | None = None):
+def run(
+    train_path,
+    val_path,
+    base_path,
+    params: Params,
+    checkpoints: Path,
+    live,
+    resume_from: Path | None = None,
+    init_from: str | None = None,
+):
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -81,13 +90,20 @@ def run(train_path, val_path, base_path, params: Params, checkpoints: Path, live
     launch.pin_device()
     model = load_for_training(base_path, params.model, params.quant)
     launch.name_device(model)
+    peft_config = lora_config(params.lora)
+    if init_from:  # staged training: the earlier stage's adapter, trainable, in place of a new one
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, init_from, is_trainable=True)
+        peft_config = None
+        log("train", f"going on training the adapter {init_from}")
     trainer = SFTTrainer(
         model=model,
         args=sft_config(params.train, params.model.max_seq_len, str(checkpoints), params.quant),
         train_dataset=train_set,
         eval_dataset=val_set,
         processing_class=tokenizer,
-        peft_config=lora_config(params.lora),
+        peft_config=peft_config,
         callbacks=callbacks(params.train, live),
     )
     tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])

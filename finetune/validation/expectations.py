@@ -163,7 +163,8 @@ def checks(
     )
     lo, hi = round(val_fraction - tolerance, 4), round(val_fraction + tolerance, 4)
     # Balance splits off val_fraction of the sources, then caps each task's val at val_fraction of that task's train +
-    # val (metrics/balance.json: val_before, val_cap, val): so val is val_fraction of train's distinct examples + val.
+    # val (metrics/balance/<domain>.json: val_before, val_cap, val): so val is val_fraction of train's distinct
+    # examples + val.
     # A share of sources would drift as balance cuts a dominant task; up-sampled copies would drift the other way.
     add(
         "val_share",
@@ -174,7 +175,7 @@ def checks(
         lambda r: (
             f"val holds {r['val_share']:.1%} of the examples ({r['n_val']} val, {r['n_train_unique']} distinct "
             f"train), expected {val_fraction:.0%} ± {tolerance:.0%} (split.val_fraction; balance caps val per task: see "
-            "metrics/balance.json)"
+            "metrics/balance/<domain>.json)"
         ),
         lambda f: {"observed": float(f["val_share"].iloc[0]), "source_share": float(f["source_share"].iloc[0])},
         hint="made by balance (split.val_fraction): were train and val split by balance with these params? With few "

@@ -3,7 +3,7 @@
     python tests/benchmarks/bench_data.py                    # a corpus 100x the sample, in a temporary folder
     python tests/benchmarks/bench_data.py --scale 10 --workdir /tmp/bench --model models/base
 
-Copies data/raw `--scale` times with every family, brand and model code renamed per copy (`Calora` -> `Calora07`,
+Copies domains/heating/raw `--scale` times with every family, brand and model code renamed per copy (`Calora` -> `Calora07`,
 `CA-24C` -> `CA-0724C`), so sources, ids and prompts all differ as in a real corpus of that size, then times the
 stage functions as `dvc repro` runs them (reading and writing their files): extract, generate, balance, validate.
 Last, validate on 100k examples (every phrasing of every fact, unbalanced) including tokenisation under the chat
@@ -109,7 +109,7 @@ def timed(label: str, n_label: str, fn):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=100, help="copies of data/raw (default 100)")
+    parser.add_argument("--scale", type=int, default=100, help="copies of domains/heating/raw (default 100)")
     parser.add_argument("--workdir", type=Path, help="keep the corpus and outputs here (default: a temporary folder)")
     parser.add_argument("--model", type=Path, help="tokenizer folder (default: models/base, else built here)")
     args = parser.parse_args()
@@ -131,7 +131,7 @@ def main() -> None:
         def run_extract():
             blocks, counts = corpus.run("raw", params.extract.min_chars)
             write_jsonl("interim/blocks.jsonl", blocks)
-            write_json("metrics/extract.json", counts)
+            write_json("metrics/extract/heating.json", counts)
             return blocks, len(blocks)
 
         blocks, _ = timed("extract", "blocks", run_extract)
@@ -160,7 +160,7 @@ def main() -> None:
             train, val, report = splits.run(examples, params.balance, params.split)
             write_jsonl("processed/train.jsonl", train)
             write_jsonl("processed/val.jsonl", val)
-            write_json("metrics/balance.json", report)
+            write_json("metrics/balance/heating.json", report)
             return (train, val), len(examples)
 
         (train, val), _ = timed("balance", "examples", run_balance)
@@ -184,8 +184,8 @@ def main() -> None:
                 train_path,
                 val_path,
                 model,
-                "metrics/validation.json",
-                "reports/validation",
+                "metrics/validation/heating.json",
+                "reports/heating/validation",
                 **{**vparams, **overrides},
             )
             failed = [k for k, e in metrics["expectations"].items() if not e["success"]]

@@ -1,6 +1,6 @@
 """Evaluation-throughput benchmark, a script (pytest collects only test_*.py, so never this):
 
-    python tests/benchmarks/bench_eval.py                      # models/base + models/adapter + val from `dvc repro`
+    python tests/benchmarks/bench_eval.py                      # models/base + models/heating + val from `dvc repro`
     python tests/benchmarks/bench_eval.py --batch-sizes 1 8 32 --examples 64
 
 Generates greedy answers for the val examples with the adapter merged into the base, exactly as the evaluate stage
@@ -26,8 +26,8 @@ from finetune.params import load_params
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models/base"))
-    ap.add_argument("--adapter", default=str(REPO / "models/adapter"))
-    ap.add_argument("--val", default=str(REPO / "data/processed/val.jsonl"))
+    ap.add_argument("--adapter", default=str(REPO / "models/heating"))
+    ap.add_argument("--val", default=str(REPO / "data/processed/heating/val.jsonl"))
     ap.add_argument("--params", default=str(REPO / "params.yaml"))
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--examples", type=int, default=None, help="first N val examples (default: all)")

@@ -81,7 +81,7 @@ class CPUClock:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(REPO / "models/base"))
-    ap.add_argument("--train", default=str(REPO / "data/processed/train.jsonl"))
+    ap.add_argument("--train", default=str(REPO / "data/processed/heating/train.jsonl"))
     ap.add_argument("--params", default=str(REPO / "params.yaml"))
     ap.add_argument("--examples", type=int, default=256, help="train examples per set-up (one epoch)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

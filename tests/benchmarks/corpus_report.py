@@ -36,12 +36,12 @@ def grounded(answer: str, source: str, floor: float = 0.9) -> bool:
 
 def main(root: Path) -> None:
     read = lambda rel: [json.loads(line) for line in (root / rel).open(encoding="utf-8") if line.strip()]  # noqa: E731
-    blocks = {b["id"]: b for b in read("data/interim/blocks.jsonl")}
-    examples = read("data/interim/examples.jsonl")
+    blocks = {b["id"]: b for b in read("data/interim/heating/blocks.jsonl")}
+    examples = read("data/interim/heating/examples.jsonl")
     kinds = Counter(b["kind"] for b in blocks.values())
     print("blocks:", len(blocks), dict(sorted(kinds.items())))
     print("examples:", len(examples), dict(sorted(Counter(e["task"] for e in examples).items())))
-    rejects = json.loads((root / "metrics/rejects.json").read_text())
+    rejects = json.loads((root / "metrics/rejects/heating.json").read_text())
     print("rejects:", dict(Counter(r["rule"] for r in rejects)) or "none")
     per_task: dict[str, list[bool]] = defaultdict(list)
     for e in examples:
@@ -54,11 +54,11 @@ def main(root: Path) -> None:
         f"grounded: {sum(flat)}/{len(flat)} = {share:.1%};",
         {t: f"{sum(g)}/{len(g)}" for t, g in sorted(per_task.items())},
     )
-    validation = json.loads((root / "metrics/validation.json").read_text())
+    validation = json.loads((root / "metrics/validation/heating.json").read_text())
     failed = [k for k, v in validation["expectations"].items() if not v["success"]]
     print(f"validate: {'passed' if validation['success'] else 'FAILED ' + ', '.join(failed)};",
           f"train {validation['n_train']}, val {validation['n_val']}")  # fmt: skip
-    ev = root / "metrics/eval.json"
+    ev = root / "metrics/eval/heating.json"
     if ev.exists():
         result = json.loads(ev.read_text())
         b, f = result["baseline"]["overall"]["rouge_l"], result["finetuned"]["overall"]["rouge_l"]

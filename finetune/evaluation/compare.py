@@ -1,0 +1,80 @@
+"""Every domain's adapter side by side: its evaluate results per task (baseline vs fine-tuned) and the interference
+check, as one flat-keyed metrics file (`dvc exp show` columns such as `heating.rouge_l`, `heating.SPEC.rouge_l`,
+`heating.on.cli_tool.rouge_l_delta`) and one Markdown page."""
+
+from __future__ import annotations
+
+HEADLINE = ("rouge_l", "exact_match", "format_valid", "refusal_accuracy")
+
+
+def _pair(baseline: dict, finetuned: dict, key: str) -> dict:
+    return {key: finetuned.get(key), f"{key}_base": baseline.get(key)}
+
+
+def table(evals: dict[str, dict], interference: dict[str, dict]) -> dict:
+    """{domain: {headline metrics and their _base, <TASK>: {rouge_l, rouge_l_base, n}, on: {other: {...}}}}."""
+    out = {}
+    for domain in sorted(evals):
+        result = evals[domain]
+        base, tuned = result["baseline"], result["finetuned"]
+        row: dict = {}
+        for key in HEADLINE:
+            if key in tuned["overall"]:
+                row.update(_pair(base["overall"], tuned["overall"], key))
+        for task in sorted(t for t in tuned if t != "overall"):
+            row[task] = {"n": tuned[task]["n"], **_pair(base.get(task, {}), tuned[task], "rouge_l")}
+        if domain in interference:
+            row["on"] = interference[domain]["on"]
+        out[domain] = row
+    return out
+
+
+def _num(value) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{value:.0%}"
+
+
+def markdown(compared: dict) -> str:
+    lines = [
+        "# Every adapter, every task",
+        "",
+        "ROUGE-L of each domain's adapter on its own val set, by task, against the untuned base (evaluate stages).",
+        "",
+        "| adapter | task | n | base | fine-tuned | delta |",
+        "|---|---|---|---|---|---|",
+    ]
+    for domain, row in compared.items():
+        lines.append(
+            f"| **{domain}** | all | | {_num(row.get('rouge_l_base'))} | {_num(row.get('rouge_l'))} | "
+            f"{_num((row.get('rouge_l') or 0) - (row.get('rouge_l_base') or 0))} |"
+        )
+        for task, t in row.items():
+            if isinstance(t, dict) and "rouge_l" in t and task != "on":
+                delta = (t["rouge_l"] or 0) - (t["rouge_l_base"] or 0)
+                lines.append(
+                    f"| {domain} | {task} | {t['n']} | {_num(t['rouge_l_base'])} | {_num(t['rouge_l'])} | "
+                    f"{_num(delta)} |"
+                )
+    lines += [
+        "",
+        "# Interference: each adapter on the other domains",
+        "",
+        "Each adapter answers a sample of every other domain's val examples and off-topic (refusal) questions with",
+        "its own system prompt, beside the base on the same prompts. A negative ROUGE-L delta without refusing means",
+        "the adapter answers that domain worse than the base did; refusing another domain's questions is a domain",
+        "adapter keeping to its domain.",
+        "",
+        "| adapter | on | examples | ROUGE-L base | ROUGE-L adapter | delta | refuses them | off-topic refused |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for domain, row in compared.items():
+        for other, r in row.get("on", {}).items():
+            lines.append(
+                f"| {domain} | {other} | {r['examples']} | {_num(r['rouge_l_base'])} | {_num(r['rouge_l'])} | "
+                f"{_num(r['rouge_l_delta'])} | {_pct(r['refuses_in_domain'])} | "
+                f"{_pct(r['refuses_off_topic'])} of {r['refusal_questions']} |"
+            )
+    return "\n".join(lines) + "\n"
