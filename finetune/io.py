@@ -77,6 +77,18 @@ def load_jsonl(path: str | os.PathLike) -> list[dict]:
     return [obj for _, obj in read_jsonl(path)]
 
 
+def load_records(path: str | os.PathLike, fields: tuple[str, ...], what: str) -> list[dict]:
+    """load_jsonl, where every record must hold `fields` as strings: a file of other records (conversations given
+    where examples belong, say) stops with one line naming its first such line, not with a KeyError later."""
+    records = []
+    for n, obj in read_jsonl(path):
+        if missing := [f for f in fields if not isinstance(obj.get(f), str)]:
+            raise InputError(path, f"not {what}: no string {', '.join(missing)} (was this file written by the stage "
+                             f"before?)", n)  # fmt: skip
+        records.append(obj)
+    return records
+
+
 def sweep_leftovers(dst: Path) -> None:
     """Remove what a killed (SIGKILL, power cut) write of `dst` left behind: its temporaries and a moved-aside old dir.
 

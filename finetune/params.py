@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from finetune.io import InputError
 
@@ -30,6 +30,28 @@ class Extract(Section):
     min_chars: int = Field(40, ge=0)  # prose blocks shorter than this (a lead-in like "Follow these steps:") drop
     max_chars: int = Field(800, ge=0)  # a longer section is cut into parts (0: never); sized in params.yaml
     on_error: Literal["fail", "skip"] = "fail"
+    # How a corpus writes table rows as lines of a page (documents/pages.py): its own words, so the defaults here
+    # know none; params.yaml holds the sample corpus's.
+    labelled_rows: list[list[str]] = Field(default_factory=list)  # each: one row kind's labels, in column order
+    key_value_columns: list[str] = Field(default_factory=list)  # [name, value, unit] columns of `Name: 24 kW` rows
+    key_value_headings: list[str] = Field(default_factory=list)  # page headings where any `Name: value` is a row
+
+    @field_validator("labelled_rows")
+    @classmethod
+    def _labels(cls, rows: list[list[str]]) -> list[list[str]]:
+        if any(len(labels) < 2 for labels in rows):
+            raise ValueError("each list needs at least two labels (a row of one label is a `Name: value` line)")
+        seen = [label.casefold() for labels in rows for label in labels]
+        if len(seen) != len(set(seen)):
+            raise ValueError("a label may start a line of one row kind only")
+        return rows
+
+    @field_validator("key_value_columns")
+    @classmethod
+    def _columns(cls, columns: list[str]) -> list[str]:
+        if columns and len(columns) != 3:
+            raise ValueError("give three column names (name, value, unit), or none")
+        return columns
 
 
 class Teacher(Section):

@@ -1,11 +1,12 @@
-"""`finetune balance`: a train/val split grouped by source, then per-task balancing of train (finetune.generation.splits)."""
+"""`finetune balance`: a train/val split grouped by source, per-task balancing of train, val cut per task in step
+with train (finetune.generation.splits)."""
 
 from __future__ import annotations
 
 import click
 
 from finetune.generation.splits import run
-from finetune.io import InputError, load_jsonl, log, write_json, write_jsonl, write_text
+from finetune.io import InputError, load_records, log, write_json, write_jsonl, write_text
 from finetune.params import load_params, params_option
 
 
@@ -20,7 +21,8 @@ def cli(input_path, train_path, val_path, metrics_path, plot_path, params_path):
     """Split by source, then balance the train split's tasks."""
     params = load_params(params_path)
     try:
-        train, val, report = run(load_jsonl(input_path), params.balance, params.split)
+        examples = load_records(input_path, ("id", "task", "source"), "an example")
+        train, val, report = run(examples, params.balance, params.split)
     except ValueError as e:
         raise InputError(input_path, str(e)) from None
     for task, n in report["left_out_tasks"].items():
@@ -35,8 +37,14 @@ def cli(input_path, train_path, val_path, metrics_path, plot_path, params_path):
         for when in ("before", "after"):
             rows.append(f"{task} {when},{task},{when},{report[f'train_{when}'][task]}")
     write_text(plot_path, "\n".join(rows) + "\n")
+    if report["n_val_cut"]:
+        cut = {
+            t: f"{n} -> {report['val'].get(t, 0)}" for t, n in report["val_before"].items() if n > report["val_cap"][t]
+        }
+        log("balance", f"cut val in step with train (split.val_fraction of each task's train + val): {cut}")
     log(
         "balance",
-        f"train {len(train)} (ratio {report['ratio_before']:.2f} -> {report['ratio_after']:.2f}), "
-        f"val {len(val)} ({report['val_share']:.0%} of the sources, {report['val_example_share']:.0%} of the examples)",
+        f"train {len(train)} (ratio {report['ratio_before']:.2f} -> {report['ratio_after']:.2f}), val {len(val)} "
+        f"({report['val_share']:.0%} of train's distinct examples + val; the split held out "
+        f"{report['split_source_share']:.0%} of the sources)",
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from finetune.io import atomic_path, load_jsonl, log
+from finetune.io import atomic_path, load_records, log
 from finetune.params import load_params, params_option
 from finetune.training.base_model import run
 
@@ -22,7 +22,7 @@ from finetune.training.base_model import run
 def cli(blocks, output, params_path):
     """Build (tiny) or fetch (hub id / path) the base model and save it with its tokenizer."""
     model_params = load_params(params_path).model
-    tokenizer, model = run(load_jsonl(blocks), model_params, source=blocks)
+    tokenizer, model = run(load_records(blocks, ("title", "text"), "a block"), model_params, source=blocks)
     with atomic_path(output, is_dir=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

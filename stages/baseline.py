@@ -17,9 +17,16 @@ from finetune.params import load_params, params_option
 @click.option("--val", "val_path", default="data/processed/val.jsonl", show_default=True)
 @click.option("--predictions", default="data/eval/baseline_predictions.jsonl", show_default=True)
 @click.option("--scores", default="data/eval/baseline_scores.json", show_default=True)
+@click.option(
+    "--metrics",
+    "metrics_path",
+    default="metrics/baseline.json",
+    show_default=True,
+    help="Latency and throughput: uncached, since they differ on every run (predictions and scores do not).",
+)
 @click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file: format checks.")
 @params_option
-def cli(base_path, val_path, predictions, scores, tasks_path, params_path):
+def cli(base_path, val_path, predictions, scores, metrics_path, tasks_path, params_path):
     """Generate val answers with the untuned base model and score them."""
     from finetune.evaluation.metrics import score
     from finetune.evaluation.predict import predict
@@ -31,10 +38,11 @@ def cli(base_path, val_path, predictions, scores, tasks_path, params_path):
     examples = load_jsonl(val_path)
     tokenizer = load_tokenizer(base_path, params.model.trust_remote_code)
     model = load_base(base_path, params.model)
-    rows = predict(model, tokenizer, examples, params.eval, params.generate.refusal, "baseline", tasks)
+    rows, timing = predict(model, tokenizer, examples, params.eval, params.generate.refusal, "baseline", tasks)
     result = score(rows)
     write_jsonl(predictions, rows)
     write_json(scores, result)
+    write_json(metrics_path, timing)
     log(
         "baseline",
         f"{len(rows)} val examples: rouge_l {result['overall']['rouge_l']:.3f}, "

@@ -1,7 +1,8 @@
 """`finetune evaluate`: the base model + adapter on the val split, against the baseline stage's results.
 
 Writes metrics/eval.json as {"baseline": {...}, "finetuned": {...}, "delta": {...}}, each with `overall` and one
-entry per task, so `dvc metrics diff` shows per-task deltas between experiments.
+entry per task, so `dvc metrics diff` shows per-task deltas between experiments. Latency and throughput are in
+`finetuned` only, here: the predictions file is a cached out and holds none, so the same answers give the same bytes.
 
 With `--endpoint URL --model NAME` the fine-tuned answers come from a served model instead (vLLM, `transformers
 serve`, any OpenAI-compatible API; see `finetune export`), asked greedily `eval.concurrency` at a time, with the
@@ -87,17 +88,21 @@ def cli(
             raise click.UsageError("--endpoint needs --model NAME: the model name the server answers to")
         from finetune.evaluation.predict import endpoint_predict
 
-        rows = endpoint_predict(endpoint, base_path, examples, params.eval, refusal, cache_dir, tasks)
+        rows, timing = endpoint_predict(endpoint, base_path, examples, params.eval, refusal, cache_dir, tasks)
     else:
         from finetune.evaluation.predict import predict
         from finetune.training.models import load_merged, load_tokenizer
 
         tokenizer = load_tokenizer(adapter, params.model.trust_remote_code)
         model = load_merged(base_path, adapter, params.model)
-        rows = predict(model, tokenizer, examples, params.eval, refusal, "fine-tuned", tasks)
+        rows, timing = predict(model, tokenizer, examples, params.eval, refusal, "fine-tuned", tasks)
     baseline = json.loads(Path(baseline_scores).read_text(encoding="utf-8"))
     finetuned = score(rows)
     result = {"baseline": baseline, "finetuned": finetuned, "delta": delta(finetuned, baseline)}
+    # Latency only here, in the uncached metrics file (metrics/eval/<domain>.json); the predictions (a cached out)
+    # hold none.
+    for group, figures in timing.items():
+        finetuned[group].update(figures)
 
     write_jsonl(predictions, rows)
     write_json(metrics_path, result)

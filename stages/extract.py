@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from finetune.documents.corpus import run
+from finetune.documents.pages import RowLabels
 from finetune.io import log, write_json, write_jsonl
 from finetune.params import Extract, load_params, params_option
 
@@ -34,7 +35,8 @@ def cli(ctx, input_dir, output, metrics, rejects, params_path):
     named = ctx.get_parameter_source("params_path") != click.core.ParameterSource.DEFAULT
     params = load_params(params_path).extract if named or Path(params_path[0]).exists() else Extract()
     rejected: list[dict] = []
-    blocks, counts = run(input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars)
+    rows = RowLabels.from_lists(params.labelled_rows, params.key_value_columns, params.key_value_headings)
+    blocks, counts = run(input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars, rows)
     write_jsonl(output, blocks)
     write_json(metrics, counts)
     write_json(rejects, rejected)

@@ -12,7 +12,7 @@ import click
 
 from finetune.generation.examples import merge_duplicates, run
 from finetune.generation.taskfile import load
-from finetune.io import InputError, load_jsonl, log, write_json, write_jsonl
+from finetune.io import InputError, load_records, log, write_json, write_jsonl
 from finetune.params import load_params, params_option
 
 
@@ -26,7 +26,7 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
     """Generate chat examples for every task in generate.tasks."""
     gparams = load_params(params_path).generate
     taskfile = load(tasks_path)
-    blocks = load_jsonl(input_path)
+    blocks = load_records(input_path, ("id", "source", "kind", "title", "text"), "a block")
     examples, merged = merge_duplicates(run(blocks, gparams, taskfile, str(params_path[-1])))
     if merged:
         log("generate", f"merged {merged} examples identical to an earlier one from another source")

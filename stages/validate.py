@@ -39,16 +39,8 @@ from finetune.validation.expectations import run
 @click.option("--model", default="models/base", show_default=True, type=click.Path(), help="Tokenizer directory.")
 @click.option("--metrics", "metrics_path", default="metrics/validation.json", show_default=True, type=click.Path())
 @click.option("--docs", default="reports/validation", show_default=True, type=click.Path(), help="Data Docs site.")
-@click.option(
-    "--examples",
-    "examples_path",
-    default=None,
-    type=click.Path(),
-    help="The split's input (data/interim/examples.jsonl): val_share is val's share of its sources. "
-    "Without it, of the sources in train and val.",
-)
 @params_option
-def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, examples_path, params_path):
+def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, params_path):
     """Check train/val with Great Expectations; exit non-zero (stopping `dvc repro`) if any expectation fails."""
     p = load_params(params_path)
     metrics, lines = run(
@@ -66,7 +58,6 @@ def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, exa
         on_overlong=p.validate_.on_overlong,
         train_out=train_out,
         val_out=val_out,
-        examples_path=examples_path,
     )
     passed = sum(e["success"] for e in metrics["expectations"].values())
     log("validate", f"{passed}/{len(metrics['expectations'])} expectations passed; wrote {metrics_path} and {docs}/")

@@ -228,11 +228,26 @@ for _b in TINY_BLOCKS:
         _b["headings"] = _b["title"].split(" / ")
 
 
+def domain_params(name: str) -> dict:
+    """A domain's params as plain data: params.yaml overlaid with domains/<name>/params.yaml, as dvc.yaml gives them
+    to its stages."""
+    root = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    return overlay(root, yaml.safe_load((REPO / "domains" / name / "params.yaml").read_text(encoding="utf-8")))
+
+
 def repo_params() -> dict:
     """The heating domain's params as plain data: params.yaml overlaid with domains/heating/params.yaml, as dvc.yaml
     gives them to its stages; for a test to change and write out (typed() checks and types it)."""
-    root = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    return overlay(root, yaml.safe_load((HEATING_DIR / "params.yaml").read_text(encoding="utf-8")))
+    return domain_params(HEATING_DIR.name)
+
+
+def row_labels(params: dict | None = None):
+    """The row conventions extract builds from params (the heating domain's by default): how a corpus writes table
+    rows as lines of a page."""
+    from finetune.documents.pages import RowLabels
+
+    e = (params or repo_params())["extract"]
+    return RowLabels.from_lists(e["labelled_rows"], e["key_value_columns"], e["key_value_headings"])
 
 
 def typed(params: dict) -> Params:

@@ -19,7 +19,7 @@ from finetune.cli import group, main
 from finetune.documents.corpus import run
 from finetune.documents.textfiles import MAX_LINE_BYTES
 from finetune.io import InputError
-from tests.conftest import params_file
+from tests.conftest import HEATING_TASKS, params_file
 
 BAD = Path(__file__).parent / "data" / "bad"
 GOOD_MD = """\
@@ -262,6 +262,31 @@ def test_a_link_out_of_the_data_folder_is_never_read(tmp_path, monkeypatch, caps
     assert SECRET not in main_result.output
 
 
+def test_a_linked_secret_reaches_no_output_of_the_stages_after_extract_either(tmp_path, monkeypatch):
+    """skip mode goes on: generate and balance run on what extract kept, and no file they write holds the secret."""
+    outside = tmp_path / "elsewhere" / "credentials.md"
+    outside.parent.mkdir()
+    outside.write_text(f"# Keys\n\n## Explanation — Keys\n\nThe deploy key is {SECRET}, keep it safe.\n", "utf-8")
+    args = raw_folder(tmp_path, monkeypatch, "skip")
+    (tmp_path / "raw" / "notes.md").symlink_to(outside)
+    main_result = CliRunner().invoke(group, args)
+    assert main_result.exit_code == 0, main_result.output
+    stages = [
+        ["generate", "--input", "out/blocks.jsonl", "--output", "out/examples.jsonl", "--metrics", "out/generate.json",
+         "--tasks", str(HEATING_TASKS)],
+        ["balance", "--input", "out/examples.jsonl", "--train", "out/train.jsonl", "--val", "out/val.jsonl",
+         "--metrics", "out/balance.json", "--plot", "out/dist.csv"],
+    ]  # fmt: skip
+    for stage in stages:
+        result = CliRunner().invoke(group, [*stage, "--params", "params.yaml"])
+        assert result.exit_code == 0, result.output
+        assert SECRET not in result.output
+    written = sorted((tmp_path / "out").iterdir())
+    assert {p.name for p in written} >= {"blocks.jsonl", "rejects.json", "examples.jsonl", "train.jsonl", "val.jsonl"}
+    for out in written:
+        assert SECRET not in out.read_text(encoding="utf-8"), out
+
+
 def test_a_symlink_loop_and_a_dangling_link_are_named(tmp_path, monkeypatch):
     args = raw_folder(tmp_path, monkeypatch, "skip")
     (tmp_path / "raw" / "loop.md").symlink_to(tmp_path / "raw" / "loop.md")
@@ -294,3 +319,70 @@ def test_an_extract_that_keeps_no_block_stops_with_one_line(tmp_path, monkeypatc
         "add documents or fix the rejected ones"
     )
     assert not (tmp_path / "out").exists()
+
+
+STAGE_ARGS = {  # each stage that reads a JSONL, given a bad file where its input belongs
+    "base": ["base", "--blocks", "{}", "--output", "out/base"],
+    "generate": ["generate", "--input", "{}", "--output", "out/examples.jsonl", "--metrics", "out/g.json"],
+    "balance": ["balance", "--input", "{}", "--train", "out/t.jsonl", "--val", "out/v.jsonl", "--metrics", "out/b.json"],
+    "validate": ["validate", "--train", "{}", "--val", "{}", "--model", "tok", "--train-out", "out/tt.jsonl",
+                 "--val-out", "out/vv.jsonl", "--metrics", "out/m.json", "--docs", "out/docs"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "stage", [*(s for s in STAGE_ARGS if s != "validate"), pytest.param("validate", marks=pytest.mark.slow)]
+)
+def test_no_stage_shows_a_traceback_on_any_bad_file(tmp_path, monkeypatch, capsys, stage):
+    """Every file of tests/data/bad where a stage's JSONL input belongs: one line (or validate's report), exit 1."""
+    from finetune.training.base_model import train_tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    params = str(params_file(tmp_path / "params.yaml"))
+    if stage == "validate":
+        train_tokenizer(["user assistant system text"] * 4, vocab_size=300).save_pretrained(tmp_path / "tok")
+    for bad in sorted(BAD.iterdir()):
+        with pytest.raises(SystemExit) as stopped:  # any other exception is a traceback
+            main([a.format(bad) for a in STAGE_ARGS[stage]] + ["--params", params])
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        if stopped.value.code == 0:  # an empty file: no blocks is a valid input for generate (REFUSAL only)
+            assert stage == "generate" and bad.stat().st_size == 0, bad.name
+            continue
+        assert stopped.value.code == 1 and last.startswith(("error: ", "Error: validation failed")), (bad.name, last)
+
+
+# A stray NUL byte early in a text file (inside the 8 KiB sniffed for binary data): the line or record holding it is
+# the unit skip leaves out; the file is binary only when NULs are many or the bytes around them are not UTF-8.
+STRAY_NUL = {
+    "catalog.csv": (b"model_code,name\nCA-1,Calora one\nCA-2,Cal\0ora two\nCA-3,Calora three\n", "row", 2),
+    "notes.txt": ((b"The first paragraph is long enough to be kept.\n\nA NUL \0 here.\n\nThe third one is long "
+                   b"enough to be kept too.\n"), "para", 2),
+    "chat.jsonl": ((b'{"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hi."}]}\n'
+                    b'{"messages": [{"role": "user", "content": "x\0"}]}\n'
+                    b'{"messages": [{"role": "user", "content": "Bye?"}, {"role": "assistant", "content": "Bye."}]}\n'),
+                   "line", 2),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(STRAY_NUL))
+def test_a_stray_nul_byte_in_a_text_file_leaves_out_its_line_only(tmp_path, monkeypatch, name):
+    content, unit, kept = STRAY_NUL[name]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / name).write_bytes(content)
+    line = content[: content.index(b"\0")].count(b"\n") + 1
+    with pytest.raises(InputError, match=rf"^raw/{name}:{line}: "):
+        run("raw", on_error="fail")
+    rejects: list[dict] = []
+    blocks, _ = run("raw", on_error="skip", rejects=rejects)
+    assert [(r["line"], r["skipped"]) for r in rejects] == [(line, "record")]
+    assert len(blocks) == kept and all(f"#{unit}=" in b["source"] for b in blocks)
+    assert not any("\0" in b["text"] for b in blocks)
+
+
+def test_a_binary_file_is_still_one_file_to_leave_out():
+    from finetune.documents.textfiles import looks_binary
+
+    assert looks_binary((BAD / "binary.md").read_bytes())  # a PNG: NULs and bytes that are no UTF-8
+    assert looks_binary("Calora".encode("utf-16-le"))  # a NUL every other byte
+    assert not looks_binary(b"Calora one\nCal\0ora two\n") and not looks_binary(b"plain text")

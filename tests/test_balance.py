@@ -3,8 +3,6 @@ capping the majority; reproducible for a seed."""
 
 from __future__ import annotations
 
-from finetune.generation.taskfile import load
-
 import csv
 import json
 from collections import Counter
@@ -13,11 +11,12 @@ import pytest
 
 from finetune.documents.corpus import run as extract
 from finetune.generation.examples import run as generate
-from finetune.generation.splits import run, split, targets
+from finetune.generation.splits import cap_val, run, split, targets
+from finetune.generation.taskfile import load
 from finetune.io import load_jsonl, write_jsonl
 from finetune.params import Balance, Generate, Split
 from stages.balance import cli
-from tests.conftest import REPO, assert_ok, invoke, repo_params, write_params
+from tests.conftest import HEATING_TASKS, REPO, assert_ok, invoke, repo_params, row_labels, write_params
 
 
 def make_examples(task: str, n_sources: int, per_source: int) -> list[dict]:
@@ -154,37 +153,64 @@ def test_the_share_of_a_task_with_one_source_goes_to_the_others():
 
 
 @pytest.mark.parametrize("seed", [42, 1, 2])
-def test_val_share_is_val_fraction_of_the_sources_on_the_sample_corpus(seed):
+def test_the_split_holds_out_val_fraction_of_the_sources_and_the_cap_keeps_val_share_on_the_sample_corpus(seed):
     p = repo_params()
     p["generate"]["phrasings_per_item"] = 2
-    blocks, _ = extract(REPO / "domains" / "heating" / "raw")
+    blocks, _ = extract(REPO / "domains" / "heating" / "raw", rows=row_labels(p))
     examples = generate(blocks, Generate.model_validate(p["generate"]), load(HEATING_TASKS))
-    _, val, report = run(examples, Balance(**p["balance"]), Split(**{**p["split"], "seed": seed}))
+    train, val, report = run(examples, Balance(**p["balance"]), Split(**{**p["split"], "seed": seed}))
     n_sources = len({e["source"] for e in examples})
-    assert report["val_share"] == len({e["source"] for e in val}) / n_sources
-    assert abs(report["val_share"] - p["split"]["val_fraction"]) <= 0.5 / n_sources  # off by rounding only
-    assert report["val_example_share"] == len(val) / len(examples)
+    assert abs(report["split_source_share"] - p["split"]["val_fraction"]) <= 0.5 / n_sources  # off by rounding only
+    distinct = len({original_id(e) for e in train})
+    assert report["val_share"] == len(val) / (len(val) + distinct)  # what validate's gate measures
+    assert abs(report["val_share"] - p["split"]["val_fraction"]) <= p["validate"]["val_fraction_tolerance"]
     assert {e["task"] for e in val} == {e["task"] for e in examples}  # every task is measured
 
 
-@pytest.mark.slow  # extract, generate, a tokenizer and Great Expectations over the whole sample corpus: ~10 s
-def test_validate_gates_the_share_the_split_made_even_after_balance_capped_train(tmp_path):
+@pytest.mark.slow  # a tokenizer and Great Expectations: ~10 s
+def test_validate_gates_the_share_balance_made_even_after_it_capped_train(tmp_path):
     from finetune.training.base_model import train_tokenizer
     from stages.validate import cli as validate_cli
 
-    # No up-sampling: TERMINOLOGY is cut to 2x WIRING's 4 train examples, so most of its train sources vanish.
-    train, val, report = balance(tmp_path, SKEWED, params(max_upsample=1))
-    left = {e["source"] for e in train} | {e["source"] for e in val}
-    assert len(left) < 45 and len({e["source"] for e in val}) / len(left) > 0.25  # what the gate used to see
+    # No up-sampling: TERMINOLOGY is cut to 2x WIRING's 4 train examples, and its val with it.
+    _, _, report = balance(tmp_path, SKEWED, params(max_upsample=1))
+    assert report["train_after"] == {"SPEC": 8, "TERMINOLOGY": 8, "WIRING": 4}
+    assert report["val_before"] == {"SPEC": 4, "TERMINOLOGY": 12, "WIRING": 1}  # 6 sources x 2 phrasings
+    assert report["val"] == report["val_cap"] == {"SPEC": 2, "TERMINOLOGY": 2, "WIRING": 1}  # round(n_train / 4)
     train_tokenizer([m["content"] for e in SKEWED for m in e["messages"]], vocab_size=400).save_pretrained(
         tmp_path / "tok"
     )
     args = ["--train", tmp_path / "train.jsonl", "--val", tmp_path / "val.jsonl", "--model", tmp_path / "tok",
-        "--examples", tmp_path / "examples.jsonl", "--metrics", tmp_path / "validation.json",
-        "--docs", tmp_path / "docs", "--params", tmp_path / "params.yaml"]  # fmt: skip
+        "--metrics", tmp_path / "validation.json", "--docs", tmp_path / "docs", "--params", tmp_path / "params.yaml"]  # fmt: skip
     invoke(validate_cli, args)
     gate = json.loads((tmp_path / "validation.json").read_text())["expectations"]["val_share"]
-    assert gate["success"] and gate["observed"] == report["val_share"] == 9 / 45
+    assert gate["success"] and gate["observed"] == report["val_share"] == 5 / 25
+
+
+def test_val_is_cut_per_task_in_step_with_train():
+    # A dominant task (200 sources) next to two small ones: balance cuts its train to 2 x 16 = 32 examples.
+    examples = make_examples("EXPLANATION", 200, 1) + make_examples("SPEC", 20, 1) + make_examples("QA", 20, 1)
+    p = params(max_upsample=1)
+    _, val, report = run(examples, Balance(**p["balance"]), Split(**p["split"]))
+    assert report["train_after"] == {"EXPLANATION": 32, "QA": 16, "SPEC": 16}
+    assert report["val_before"] == {"EXPLANATION": 40, "QA": 4, "SPEC": 4}
+    # At most round(n_train x 0.2 / 0.8): 8 for EXPLANATION, 4 for the others (which keep their 4).
+    assert report["val_cap"] == {"EXPLANATION": 8, "QA": 4, "SPEC": 4}
+    assert report["val"] == dict(sorted(Counter(e["task"] for e in val).items())) == {
+        "EXPLANATION": 8, "QA": 4, "SPEC": 4
+    }  # fmt: skip
+    assert report["n_val_cut"] == 32
+    assert report["val_share"] == 16 / (16 + 64)
+
+
+def test_the_val_cap_keeps_whole_sources_and_cuts_one_at_most():
+    # 10 sources of 3 examples in val; a cap of 7 keeps two whole sources and 1 example of a third.
+    val = make_examples("SPEC", 10, 3)
+    kept = cap_val(val, {"SPEC": 28}, 0.2, seed=0)  # round(28 x 0.25) = 7
+    per_source = Counter(e["source"] for e in kept)
+    assert len(kept) == 7 and sorted(per_source.values()) == [1, 3, 3]
+    assert kept == [e for e in val if e in kept]  # in the split's order
+    assert cap_val(val, {"SPEC": 28}, 0.2, seed=0) == kept  # the split seed decides which
 
 
 def test_a_task_with_a_single_source_stays_in_train():

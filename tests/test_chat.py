@@ -153,8 +153,8 @@ def test_a_local_adapter_answers_as_evaluate_would_and_compare_gives_the_base_an
     p = load_params(trained.params_file)
     one = p.eval.model_copy(update={"batch_size": 1})
     merged, base_model = load_merged(trained.base, trained.adapter, p.model), load_base(trained.base, p.model)
-    tuned = predict(merged, load_tokenizer(trained.adapter), [example], one, p.generate.refusal, "t")[0]
-    base = predict(base_model, load_tokenizer(trained.base), [example], one, "", "b")[0]
+    tuned = predict(merged, load_tokenizer(trained.adapter), [example], one, p.generate.refusal, "t")[0][0]
+    base = predict(base_model, load_tokenizer(trained.base), [example], one, "", "b")[0][0]
 
     calls = []
     real = finetune.evaluation.inference.generate

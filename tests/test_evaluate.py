@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from finetune.io import load_jsonl
 from stages.baseline import cli as baseline_cli
 from stages.evaluate import cli as evaluate_cli
-from finetune.io import load_jsonl
-from tests.conftest import assert_ok, invoke, typed
+from tests.conftest import HEATING_TASKS, assert_ok, invoke, typed
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +31,21 @@ def evaluated(tmp_path_factory, trained):
     # val holds every task the tiny corpus feeds (the sample's eight and SECTION, from its preface), so the checks
     # below are about every task
     assert len(out.tasks) == 9
-    common = ["--val", trained.splits.val, "--params", trained.params_file]
+    common = ["--val", trained.splits.val, "--tasks", HEATING_TASKS, "--params", trained.params_file]
     assert_ok(
         invoke(
             baseline_cli,
-            ["--model", trained.base, "--predictions", out.base_predictions, "--scores", out.base_scores, *common],
+            [
+                "--model",
+                trained.base,
+                "--predictions",
+                out.base_predictions,
+                "--scores",
+                out.base_scores,
+                "--metrics",
+                root / "metrics/baseline/heating.json",
+                *common,
+            ],
         )
     )
     assert_ok(
@@ -93,7 +103,39 @@ def test_predictions_hold_one_scored_row_per_val_example_for_each_model(evaluate
         rows = load_jsonl(path)
         assert [r["id"] for r in rows] == [e["id"] for e in evaluated.val]
         assert [r["reference"] for r in rows] == [e["messages"][-1]["content"] for e in evaluated.val]
-        assert all(isinstance(r["prediction"], str) and r["latency_ms"] > 0 for r in rows)
+        assert all(isinstance(r["prediction"], str) for r in rows)
+
+
+TIMING_WORDS = ("latency", "per_second", "seconds", "_ms", "time")
+
+
+def keys_of(data) -> set[str]:
+    if isinstance(data, dict):
+        return set(data) | {k for v in data.values() for k in keys_of(v)}
+    if isinstance(data, list):
+        return {k for v in data for k in keys_of(v)}
+    return set()
+
+
+def run_baseline(root, tiny_base, tiny_splits, params_file):
+    out = [root / "predictions.jsonl", root / "scores.json", root / "baseline.json"]
+    args = ["--model", tiny_base, "--val", tiny_splits.val, "--tasks", HEATING_TASKS, "--params", params_file]
+    assert_ok(invoke(baseline_cli, [*args, "--predictions", out[0], "--scores", out[1], "--metrics", out[2]]))
+    return out
+
+
+def test_baseline_outputs_are_the_same_bytes_on_every_run_and_latency_is_only_in_its_metrics(
+    tmp_path, tiny_base, tiny_splits, session_params_file
+):
+    # DVC hashes predictions and scores (cached outs): a timing in them would change dvc.lock on every `dvc repro`.
+    first = run_baseline(tmp_path / "a", tiny_base, tiny_splits, session_params_file)
+    second = run_baseline(tmp_path / "b", tiny_base, tiny_splits, session_params_file)
+    for a, b in zip(first[:2], second[:2], strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+        assert not {k for k in keys_of(load_jsonl(a) if a.suffix == ".jsonl" else json.loads(a.read_text()))
+                    if any(w in k for w in TIMING_WORDS)}, a.name  # fmt: skip
+    timing = json.loads(first[2].read_text())  # metrics/baseline/<domain>.json, uncached
+    assert timing["overall"]["latency_p50_ms"] > 0 and timing["overall"]["tokens_per_second"] > 0
 
 
 def test_evaluate_runs_the_base_with_the_adapter_merged_in(trained, small_params):

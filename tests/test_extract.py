@@ -16,7 +16,7 @@ from finetune.documents.pages import split_value_unit
 from finetune.io import InputError
 from finetune.schema import BLOCK_KINDS, message_problems
 from stages.extract import cli
-from tests.conftest import params_file
+from tests.conftest import merge, params_file, repo_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,6 +147,8 @@ def extract(tmp_path, monkeypatch, files: dict, *args: str):
             write_pdf(p, content)
         else:
             p.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    if not (tmp_path / "params.yaml").exists():
+        params_file(tmp_path / "params.yaml")  # the repository's: its row conventions are the sample corpus's
     argv = ["--input", "raw", "--output", "out/blocks.jsonl", "--metrics", "out/extract.json", *args]
     result = CliRunner().invoke(cli, argv)
     out = tmp_path / "out"
@@ -257,6 +259,53 @@ def test_pdf_pages_become_blocks_by_their_heading_line(tmp_path, monkeypatch):
     assert prose["text"] == (
         "Legionella bacteria multiply in water between 25 and 45 deg C and are killed within minutes at 60 deg C."
     )
+
+
+# A corpus in conventions of its own: fault rows labelled Fault/Reason/Fix, settings as `Name: value unit` lines.
+VENTRA_PAGES = [
+    ["Ventra - Faults - VX-1", "Fault: E4 fan stalled", "Reason: Blocked intake", "Fix: Clear the intake grille",
+     "Fault: E9 frost on the coil", "Reason: Defrost sensor open", "Fix: Replace the defrost sensor"],
+    ["Ventra - Settings - VX-1", "Airflow: 120 m3/h", "Mode: eco"],
+]  # fmt: skip
+VENTRA = {"labelled_rows": [["Fault", "Reason", "Fix"]], "key_value_columns": ["Setting", "Level", "Unit"],
+          "key_value_headings": ["Setting"]}  # fmt: skip
+
+
+def test_a_corpus_in_other_row_conventions_needs_a_params_edit_not_a_code_edit(tmp_path, monkeypatch):
+    params_file(tmp_path / "params.yaml", {"extract": VENTRA})
+    result, blocks, _ = extract(tmp_path, monkeypatch, {"ventra.pdf": VENTRA_PAGES})
+    assert result.exit_code == 0, result.output
+    faults, settings = blocks
+    assert faults["kind"] == settings["kind"] == "table"
+    assert faults["columns"] == ["Fault", "Reason", "Fix"]
+    assert faults["rows"] == [
+        {"Fault": "E4 fan stalled", "Reason": "Blocked intake", "Fix": "Clear the intake grille"},
+        {"Fault": "E9 frost on the coil", "Reason": "Defrost sensor open", "Fix": "Replace the defrost sensor"},
+    ]
+    assert settings["rows"] == [
+        {"Setting": "Airflow", "Level": "120", "Unit": "m3/h"},
+        {"Setting": "Mode", "Level": "eco", "Unit": ""},  # a Settings page: a value need not be a number
+    ]
+    assert settings["text"] == "Airflow: 120 m3/h\nMode: eco"
+
+
+def test_row_labels_are_params_only_the_sample_s_labels_mean_nothing_elsewhere(tmp_path, monkeypatch):
+    # The sample corpus's troubleshooting page read with Ventra's conventions: its Symptom lines are prose.
+    params_file(tmp_path / "params.yaml", {"extract": VENTRA})
+    trouble = next(page for page in PDF_PAGES if any(line.startswith("Symptom:") for line in page))
+    _, blocks, _ = extract(tmp_path, monkeypatch, {"manual.pdf": [trouble], "ventra.pdf": VENTRA_PAGES})
+    assert [b["kind"] for b in blocks if b["source"].startswith("raw/manual.pdf")] == ["section"]
+    assert not any("Symptom" in b.get("columns", []) for b in blocks)
+
+
+def test_row_labels_in_params_are_checked_with_one_line_naming_the_key(tmp_path):
+    from finetune.params import parse
+
+    p = merge(repo_params(), {"extract": {"labelled_rows": [["Fault"]]}})
+    with pytest.raises(InputError, match=r"extract\.labelled_rows\.?.*at least two labels"):
+        parse(p)
+    with pytest.raises(InputError, match=r"extract\.key_value_columns.*three column names"):
+        parse(merge(repo_params(), {"extract": {"key_value_columns": ["Name", "Value"]}}))
 
 
 @pytest.mark.parametrize(

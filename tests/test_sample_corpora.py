@@ -13,6 +13,7 @@ import pytest
 from finetune.documents.corpus import run
 from finetune.params import Extract
 from finetune.schema import BLOCK_KINDS
+from tests.conftest import domain_params, row_labels
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_CHARS = Extract().max_chars  # the default, as `finetune extract` would use it
@@ -20,14 +21,19 @@ MAX_CHARS = Extract().max_chars  # the default, as `finetune extract` would use 
 
 @pytest.fixture(scope="module")
 def corpus():
-    """Blocks of a sample corpus, extracted with the default params from the repository root."""
+    """Blocks of a sample corpus, extracted with its domain's params from the repository root."""
     cache = {}
 
     def extract(name: str) -> list[dict]:
         if name not in cache:
             with pytest.MonkeyPatch.context() as mp:
                 mp.chdir(REPO)
-                cache[name] = run(f"domains/{name}/raw", Extract().min_chars, max_chars=MAX_CHARS)[0]
+                cache[name] = run(
+                    f"domains/{name}/raw",
+                    Extract().min_chars,
+                    max_chars=MAX_CHARS,
+                    rows=row_labels(domain_params(name)),
+                )[0]
         return cache[name]
 
     return extract
@@ -94,7 +100,7 @@ def test_the_heating_corpus_maps_its_old_kinds_onto_structural_ones(monkeypatch)
     # Today's kinds by structure: spec/troubleshooting tables -> table, procedures -> list, prose -> section,
     # wiring -> a section with its bullet items, catalog rows -> row, Q&A -> qa.
     monkeypatch.chdir(REPO)
-    blocks, counts = run("domains/heating/raw", Extract().min_chars, max_chars=0)
+    blocks, counts = run("domains/heating/raw", Extract().min_chars, max_chars=0, rows=row_labels())
     assert {k for k, n in counts["blocks"].items() if n} == {"table", "list", "section", "row", "qa"}
     wiring = [b for b in blocks if b["kind"] == "section" and "Wiring" in b["title"]]
     assert wiring and all(b["items"] for b in wiring)

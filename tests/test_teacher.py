@@ -36,8 +36,9 @@ def generate(root: Path, blocks: Path, params: dict, tag: str):
 
 def without_teacher(small_params: dict) -> list[dict]:
     from finetune.generation.examples import run
+    from finetune.generation.taskfile import load
 
-    return run(TINY_BLOCKS, typed(small_params).generate)
+    return run(TINY_BLOCKS, typed(small_params).generate, load(HEATING_TASKS))
 
 
 def rewording(question: str) -> str:

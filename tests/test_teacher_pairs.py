@@ -21,7 +21,7 @@ from finetune.generation.pair_requests import passage, read_pairs, read_verdict
 from finetune.io import InputError, load_jsonl, write_jsonl
 from finetune.serving.endpoint import EndpointError
 from stages.generate import cli as generate_cli
-from tests.conftest import REPO, assert_ok, invoke, slow_fixture, write_params
+from tests.conftest import HEATING_TASKS, REPO, assert_ok, invoke, slow_fixture, write_params
 from tests.dvcrepo import sh
 from tests.serving import FaultServer, free_port, transformers_serve
 
@@ -126,7 +126,8 @@ def generate(root: Path, blocks: list[dict], params: dict, tag: str):
     write_jsonl(blocks_file, blocks)
     params_file = write_params(root / tag / "params.yaml", params)
     out, metrics = root / tag / "examples.jsonl", root / tag / "generate.json"
-    args = ["--input", blocks_file, "--output", out, "--metrics", metrics, "--params", params_file]
+    args = ["--input", blocks_file, "--output", out, "--metrics", metrics, "--tasks", HEATING_TASKS]
+    args += ["--params", params_file]
     result = invoke(generate_cli, args)
     return (
         result,

@@ -3,6 +3,7 @@ the heating maker's manuals and catalog (domains/heating), an invented command-l
 (domains/cli_tool: option lists, code, no tables) and invented board datasheets (domains/datasheets:
 Symbol/Min/Typ/Max/Unit and pin tables, one PDF); the last two use only the generic tasks.
 
+(extract's row conventions are params: the heating maker's, in domains/heating/params.yaml; the other two set none.)
 Every example must name its section's subject, take its answer from its own source, and every corpus must pass
 validate with nothing over model.max_seq_len."""
 
@@ -19,7 +20,7 @@ from finetune.generation.examples import run as generate
 from finetune.generation.taskfile import load
 from finetune.params import load_params
 from tests.benchmarks.corpus_report import block_text, grounded
-from tests.conftest import REPO
+from tests.conftest import REPO, domain_params, row_labels
 
 CORPORA = {
     "heating": {
@@ -37,7 +38,10 @@ def made(request, monkeypatch_module):
     monkeypatch_module.chdir(REPO)  # sources are relative to the repository, as in the pipeline
     domain = REPO / "domains" / request.param
     params = load_params([REPO / "params.yaml", domain / "params.yaml"])
-    blocks, _ = extract(f"domains/{request.param}/raw", params.extract.min_chars, max_chars=params.extract.max_chars)
+    rows = row_labels(domain_params(request.param))  # the domain's own row conventions (heating's only)
+    blocks, _ = extract(
+        f"domains/{request.param}/raw", params.extract.min_chars, max_chars=params.extract.max_chars, rows=rows
+    )
     examples, _ = merge_duplicates(generate(blocks, params.generate, load(domain / "tasks.yaml")))
     return request.param, {b["id"]: b for b in blocks}, examples, params
 
@@ -85,14 +89,14 @@ def test_each_corpus_passes_validate_with_nothing_over_max_seq_len(made, tmp_pat
     # The tiny default base's tokenizer, trained on this corpus as the base stage trains it.
     train_tokenizer(corpus_texts(list(blocks.values())), PARAMS.model.tiny.vocab_size).save_pretrained(tmp_path / "m")
     train, val, _ = split(examples, PARAMS.balance, PARAMS.split)
-    for name, rows in (("examples", examples), ("train", train), ("val", val)):
+    for name, rows in (("train", train), ("val", val)):
         write_jsonl(tmp_path / f"{name}.jsonl", rows)
     p = PARAMS
     metrics, lines = validate(
         tmp_path / "train.jsonl", tmp_path / "val.jsonl", tmp_path / "m", tmp_path / "validation.json",
         tmp_path / "docs", tasks=p.generate.tasks, max_seq_len=p.model.max_seq_len, max_ratio=p.balance.max_ratio,
         val_fraction=p.split.val_fraction, tolerance=p.validate_.val_fraction_tolerance,
-        max_answer_chars=p.validate_.max_answer_chars, examples_path=tmp_path / "examples.jsonl",
+        max_answer_chars=p.validate_.max_answer_chars,
     )  # fmt: skip
     assert metrics["success"], f"{corpus}:\n" + "\n".join(lines)
     for split_name in ("train", "val"):

@@ -225,3 +225,28 @@ def test_fingerprint_changes_with_the_train_params_and_the_data_and_nothing_else
     assert fingerprint(typed(changed), train, val, tiny_base) != first
     val.write_text('{"id": "c"}\n')
     assert fingerprint(typed(small_params), train, val, tiny_base) != first
+
+
+def test_train_and_evaluate_print_neither_the_kernels_community_warning_nor_the_checkpointing_future_warning():
+    """Two messages a user reads as errors though nothing is wrong (finetune/training/models.py): bitsandbytes' on an
+    AVX512-BF16 CPU without `kernels`, and transformers' FutureWarning on each peft call. Raised here as bitsandbytes
+    and transformers raise them, in a fresh process with default warnings, after the modules train and evaluate load
+    models through: neither may reach stderr."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, warnings\n"
+        "import stages.train, finetune.training.models\n"
+        "logging.basicConfig()\n"
+        "logging.getLogger('bitsandbytes.backends.cpu.ops').warning("
+        "'Failed to load CPU gemm_4bit_forward from kernels-community: no kernels')\n"
+        "warnings.warn('`is_gradient_checkpointing` is deprecated and will be removed in v6. Use "
+        "`is_activation_checkpointing` instead.', FutureWarning)\n"
+        "logging.getLogger('bitsandbytes').warning('canary')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-c", script], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert "canary" in proc.stderr  # other bitsandbytes warnings still show
+    assert "gemm_4bit_forward" not in proc.stderr and "is deprecated" not in proc.stderr, proc.stderr

@@ -177,7 +177,7 @@ def test_metrics_are_deterministic(clean_run, tmp_path, model):
         ("train_task_ratio", "'spec' has 18 examples"),
         ("train_task_ratio", "made by balance: raise balance.max_upsample or balance.max_ratio"),  # stage, params
         ("val_share", "expected 15% ± 5%"),
-        ("val_share", "made by balance's split (split.val_fraction)"),
+        ("val_share", "(split.val_fraction; balance caps val per task: see metrics/balance/<domain>.json)"),
     ],
 )
 def test_each_breakage_fails_its_expectation(broken_run, name, words):
@@ -301,3 +301,26 @@ def test_on_overlong_takes_fail_or_drop_only(tmp_path, model):
     result, _ = invoke(overlong_case(tmp_path, "truncate"), model)
     assert result.exit_code == 1
     assert "validate.on_overlong: input should be 'fail' or 'drop' (got 'truncate')" in str(result.exception)
+
+
+def test_every_check_says_which_stage_made_a_failure_and_which_param_changes_it():
+    import re
+
+    from finetune.validation.expectations import checks
+    from tests.conftest import repo_params
+
+    params = repo_params()
+
+    def is_key(dotted: str) -> bool:
+        node = params
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    for c in checks(["spec", "qa"], 64, 2.0, 0.15, 0.05):
+        assert re.search(r"\bmade by (extract|generate|balance)\b", c.hint), c.name
+        keys = [k for k in re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+\b", c.hint) if is_key(k)]
+        # Where no param causes it (ids, missing fields, a repeated phrase), the hint says so instead of naming one.
+        assert keys or "no param" in c.hint, c.name

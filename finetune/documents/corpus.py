@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from finetune.documents.pages import NO_ROWS, RowLabels
 from finetune.documents.readers import DEFAULT_MIN_CHARS, FORMATS, file_blocks
 from finetune.io import InputError, log
 from finetune.schema import BLOCK_KINDS
@@ -68,11 +69,13 @@ def run(
     on_error: str = "fail",
     rejects=None,
     max_chars: int = 0,
+    rows: RowLabels = NO_ROWS,
 ):
     """(blocks, counts): every block of every file under input_dir in sorted file order, and the metrics.
 
     on_error="fail" raises the first InputError; "skip" leaves the bad file or record out, appends its reject_entry
-    to the `rejects` list (if given) and goes on. max_chars > 0 cuts longer sections into parts."""
+    to the `rejects` list (if given) and goes on. max_chars > 0 cuts longer sections into parts. `rows`: how the
+    corpus writes table rows as lines (RowLabels.from_lists of the extract params); the default knows no such rows."""
     from tqdm import tqdm
 
     rejects = [] if rejects is None else rejects
@@ -89,7 +92,7 @@ def run(
         try:
             if not check_link(path, root):
                 continue
-            fmt, found = file_blocks(path, min_chars, skip, max_chars)
+            fmt, found = file_blocks(path, min_chars, skip, max_chars, rows)
         except InputError as e:
             skip(e, "file")
             continue

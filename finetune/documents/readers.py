@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from finetune.documents.chatfiles import json_blocks, jsonl_blocks
-from finetune.documents.pages import page_section, pdf_lines
+from finetune.documents.pages import NO_ROWS, RowLabels, page_section, pdf_lines
 from finetune.documents.sections import block, clean, heading_blocks, one_line, section_block, section_blocks
 from finetune.documents.textfiles import read_text
 from finetune.io import InputError, log
@@ -30,22 +30,26 @@ DEFAULT_MIN_CHARS = 40  # shorter prose is a lead-in like "Follow these steps:",
 FRONT_MATTER = re.compile(r"\A\ufeff?(---|\+\+\+)[ \t]*\n.*?\n\1[ \t]*(\n|\Z)", re.DOTALL)
 
 
-def html_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0) -> list[dict]:
+def html_blocks(
+    text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0, rows: RowLabels = NO_ROWS
+) -> list[dict]:
     from finetune.documents.markup import parse_html
 
-    return heading_blocks(rel, parse_html(text), min_chars, max_chars)
+    return heading_blocks(rel, parse_html(text), min_chars, max_chars, rows.key_value)
 
 
-def markdown_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0) -> list[dict]:
+def markdown_blocks(
+    text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0, rows: RowLabels = NO_ROWS
+) -> list[dict]:
     from markdown_it import MarkdownIt
 
     html = MarkdownIt("commonmark").enable("table").render(FRONT_MATTER.sub("", text))
-    return html_blocks(html, rel, min_chars, max_chars)
+    return html_blocks(html, rel, min_chars, max_chars, rows)
 
 
-def page_blocks(source: str, lines: list[str], min_chars: int, max_chars: int = 0) -> list[dict]:
-    headings, elements = page_section(lines, Path(source.split("#")[0]).stem)
-    return section_blocks(source, " / ".join(headings), headings, elements, min_chars, max_chars)
+def page_blocks(source: str, lines: list[str], min_chars: int, max_chars: int, rows: RowLabels) -> list[dict]:
+    headings, elements = page_section(lines, Path(source.split("#")[0]).stem, rows)
+    return section_blocks(source, " / ".join(headings), headings, elements, min_chars, max_chars, rows.key_value)
 
 
 def page_lines(page) -> list:
@@ -65,7 +69,7 @@ def page_lines(page) -> list:
     return [one_line(line) for line in text.splitlines() if line.strip()]
 
 
-def pdf_blocks(path: Path, rel: str, min_chars: int, reject, max_chars: int = 0) -> list[dict]:
+def pdf_blocks(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows: RowLabels) -> list[dict]:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -90,11 +94,11 @@ def pdf_blocks(path: Path, rel: str, min_chars: int, reject, max_chars: int = 0)
         if not lines:
             reject(InputError(rel, "no text layer (a scanned page?); run OCR on the PDF first", where=f"page {n}"))
             continue
-        out += page_blocks(f"{rel}#page={n}", lines, min_chars, max_chars)
+        out += page_blocks(f"{rel}#page={n}", lines, min_chars, max_chars, rows)
     return out
 
 
-def image_blocks(path: Path, rel: str, min_chars: int, max_chars: int = 0) -> list[dict]:
+def image_blocks(path: Path, rel: str, min_chars: int, max_chars: int, rows: RowLabels) -> list[dict]:
     """A scanned page: Tesseract's text, cut like a PDF page (source `#page=1`, so both read the same downstream)."""
     exe = shutil.which("tesseract")
     if exe is None:
@@ -112,7 +116,7 @@ def image_blocks(path: Path, rel: str, min_chars: int, max_chars: int = 0) -> li
     log("extract", f"OCR {rel}: {len(lines)} lines in {time.perf_counter() - t0:.2f} s")
     if not lines:
         raise InputError(rel, "OCR found no text (a blank page, or a scan below ~200 dpi?)", where="page 1")
-    return page_blocks(f"{rel}#page=1", lines, min_chars, max_chars)
+    return page_blocks(f"{rel}#page=1", lines, min_chars, max_chars, rows)
 
 
 def csv_blocks(text: str, rel: str, reject) -> list[dict]:
@@ -154,19 +158,21 @@ def fail(error: InputError) -> None:
     raise error
 
 
-def file_blocks(path: Path, min_chars: int = DEFAULT_MIN_CHARS, reject=fail, max_chars: int = 0) -> tuple[str, list]:
+def file_blocks(
+    path: Path, min_chars: int = DEFAULT_MIN_CHARS, reject=fail, max_chars: int = 0, rows: RowLabels = NO_ROWS
+) -> tuple[str, list]:
     """(format, blocks) of one file. A bad file raises InputError; a bad record (line, row, page) goes to `reject`,
     which raises it too unless the caller skips bad records. Sources are relative to the working directory.
-    max_chars > 0 cuts a longer section into parts (0: never)."""
+    max_chars > 0 cuts a longer section into parts (0: never); `rows`: how the corpus writes table rows as lines."""
     rel = Path(os.path.relpath(path)).as_posix()
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         supported = " ".join(sorted(FORMATS))
         raise InputError(rel, f"unsupported file type {path.suffix or '(none)'!r} (supported: {supported})")
     if fmt == "pdf":
-        return fmt, pdf_blocks(path, rel, min_chars, reject, max_chars)
+        return fmt, pdf_blocks(path, rel, min_chars, reject, max_chars, rows)
     if fmt == "image":
-        return fmt, image_blocks(path, rel, min_chars, max_chars)
+        return fmt, image_blocks(path, rel, min_chars, max_chars, rows)
     if fmt in ("jsonl", "json"):  # chat data: finetune.documents.chatfiles
         return fmt, (jsonl_blocks if fmt == "jsonl" else json_blocks)(path, rel, reject)
     text = read_text(path, rel, reject)
@@ -174,4 +180,4 @@ def file_blocks(path: Path, min_chars: int = DEFAULT_MIN_CHARS, reject=fail, max
         return fmt, csv_blocks(text, rel, reject)
     if fmt == "txt":
         return fmt, txt_blocks(text, rel, min_chars, max_chars)
-    return fmt, (markdown_blocks if fmt == "md" else html_blocks)(text, rel, min_chars, max_chars)
+    return fmt, (markdown_blocks if fmt == "md" else html_blocks)(text, rel, min_chars, max_chars, rows)

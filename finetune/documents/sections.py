@@ -45,9 +45,11 @@ def table_rows(header: list[str], rows: list[list[str]]) -> list[dict]:
     return out
 
 
-def render_row(row: dict) -> str:
-    # A page's spec lines come back as Parameter/Value/Unit rows (documents/pages.py): rendered as they were written.
-    if [k.lower() for k in row][:2] == ["parameter", "value"] and len(row) <= 3:
+def render_row(row: dict, key_value: tuple[str, ...] = ()) -> str:
+    # A row of extract.key_value_columns (a page's `Name: 24 kW` lines come back as such rows, documents/pages.py;
+    # a Markdown table may have the same header): rendered as such lines are written.
+    names = [k.casefold() for k in key_value[:2]]
+    if len(names) == 2 and [k.casefold() for k in row][:2] == names and len(row) <= 3:
         p, v, *unit = row.values()
         return f"{p}: {v} {''.join(u for u in unit if u not in NO_UNIT)}".rstrip()
     return "; ".join(f"{k}: {v}" for k, v in row.items() if v)
@@ -123,10 +125,17 @@ def _mark(marker: str, item: str) -> str:
 
 
 def section_blocks(
-    source: str, title: str, headings: list[str], elements: list[tuple], min_chars: int, max_chars: int = 0
+    source: str,
+    title: str,
+    headings: list[str],
+    elements: list[tuple],
+    min_chars: int,
+    max_chars: int = 0,
+    key_value: tuple[str, ...] = (),
 ) -> list[dict]:
     """Blocks of one section in document order; its prose (paragraphs, bullets) is one `section` block, placed where
-    its first paragraph was, and kept when it has bullet items or at least min_chars of text."""
+    its first paragraph was, and kept when it has bullet items or at least min_chars of text. `key_value`: the
+    columns of a key-value table (extract.key_value_columns), whose rows render as `Name: value unit` lines."""
     out, prose, prose_at, prev = [], [], None, None
     # Runs of glossary paragraphs (`**Term**: text`) are found first, so they are not also prose.
     runs, run = set(), []
@@ -143,7 +152,7 @@ def section_blocks(
         terms = content[1] if kind in ("ul", "ol") and len(content) > 1 else []
         if kind == "table" and (rows := table_rows(*content)):
             # The last row has every column: a row longer than the header adds "Column N" to it and the rows after.
-            text = "\n".join(map(render_row, rows))
+            text = "\n".join(render_row(row, key_value) for row in rows)
             out.append(block(source, "table", title, text, headings, columns=list(rows[-1]), rows=rows))
         elif kind == "code" and content[0].strip():
             code, lang = content
@@ -182,7 +191,9 @@ def section_blocks(
     return out
 
 
-def heading_blocks(rel: str, events: list[tuple], min_chars: int, max_chars: int = 0) -> list[dict]:
+def heading_blocks(
+    rel: str, events: list[tuple], min_chars: int, max_chars: int = 0, key_value: tuple[str, ...] = ()
+) -> list[dict]:
     """Cut ("h", level, text) events and the elements between them into sections, then blocks (Markdown, HTML).
     A <details> is a subsection of the section it is in, named by its summary."""
     out, heads, elements, outer = [], [], [], []
@@ -194,7 +205,8 @@ def heading_blocks(rel: str, events: list[tuple], min_chars: int, max_chars: int
             # The H1 is the document's title: locations leave it out unless it is all there is.
             loc = [t for lvl, t in heads if lvl > 1] or [t for _, t in heads] or [Path(rel).stem]
             path = [t for _, t in heads] or [Path(rel).stem]
-            out += section_blocks(f"{rel}#h={'/'.join(loc)}", " / ".join(path), path, elements, min_chars, max_chars)
+            where, title = f"{rel}#h={'/'.join(loc)}", " / ".join(path)
+            out += section_blocks(where, title, path, elements, min_chars, max_chars, key_value)
             elements = []
         if ev[0] == "details":
             outer.append(heads)

@@ -8,6 +8,7 @@ system message kept.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Iterator
@@ -46,10 +47,27 @@ def check_text_file(path: Path, rel: str) -> None:
         raise InputError(rel, "empty file")
     with path.open("rb") as f:
         head = f.read(8192)
-    if (nul := head.find(b"\0")) >= 0:  # text never holds NUL bytes; git and grep sniff binaries the same way
+    if looks_binary(head):
+        nul = head.find(b"\0")
         raise InputError(
             rel, "binary data (a NUL byte), not text: is the file type right?", head[:nul].count(b"\n") + 1
         )
+
+
+def looks_binary(head: bytes) -> bool:
+    """Whether the first bytes of a file are binary data: NUL bytes (git and grep sniff the same way), unless they are
+    a stray few in text (one, or at most 1 in 100 bytes) with valid UTF-8 around them. Such a text file is read, and each line
+    with a NUL is left out alone (read_text), the smallest unit a skip can drop."""
+    nuls = head.count(b"\0")
+    if not nuls:
+        return False
+    if nuls > max(1, len(head) // 100):  # UTF-16 text has one every other byte, an image or archive many
+        return True
+    try:  # incremental: the head may end inside a UTF-8 sequence
+        codecs.getincrementaldecoder("utf-8")().decode(head.replace(b"\0", b""), final=False)
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def raise_it(error: InputError) -> None:

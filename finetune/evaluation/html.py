@@ -115,7 +115,8 @@ def data_section(run: Run, out_dir: str) -> str:
     if "ratio_before" in bal:
         parts.append(
             f'<p class="muted">Largest / smallest task in train: {bal["ratio_before"]:.2f} before, '
-            f"{bal['ratio_after']:.2f} after balancing; val holds {_num(bal.get('val_share'))} of the sources.</p>"
+            f"{bal['ratio_after']:.2f} after balancing; val is {_num(bal.get('val_share'))} of train's distinct "
+            f"examples + val ({bal.get('n_val_cut', 0)} val examples cut in step with train).</p>"
         )
 
     parts.append(f"<h3>Rejects ({len(run.rejects)})</h3>")

@@ -50,12 +50,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def score_group(rows: list[dict]) -> dict:
-    """rows: {prediction, reference, format_valid, refused, latency_ms, new_tokens, task} for one task or all."""
+    """rows: {prediction, reference, format_valid, refused, task} for one task or all. Only what the answers
+    determine: the same answers give the same bytes (timings are in `timing`)."""
     import sacrebleu
 
     preds, refs = [r["prediction"] for r in rows], [r["reference"] for r in rows]
-    latencies = [r["latency_ms"] for r in rows]
-    gen_seconds = sum(latencies) / 1000
     refusal = [r for r in rows if r["task"] == "REFUSAL"]
     others = [r for r in rows if r["task"] != "REFUSAL"]
     out = {
@@ -65,9 +64,6 @@ def score_group(rows: list[dict]) -> dict:
         "bleu": sacrebleu.corpus_bleu(preds, [refs]).score / 100,
         "chrf": sacrebleu.corpus_chrf(preds, [refs]).score / 100,
         "format_valid": statistics.fmean(float(r["format_valid"]) for r in rows),
-        "latency_p50_ms": percentile(latencies, 50),
-        "latency_p95_ms": percentile(latencies, 95),
-        "tokens_per_second": sum(r["new_tokens"] for r in rows) / gen_seconds if gen_seconds else 0.0,
     }
     keypoint_rows = [r for r in rows if r.get("keypoint_coverage") is not None]
     if keypoint_rows:
@@ -87,6 +83,27 @@ def score(rows: list[dict]) -> dict:
     result = {"overall": score_group(rows)}
     result.update({t: score_group(by_task[t]) for t in sorted(by_task)})
     return result
+
+
+def timing(rows: list[dict], generations: list[dict]) -> dict:
+    """Latency and throughput, {"overall": {...}, "<TASK>": {...}} like `score`, from the generations (latency_ms,
+    new_tokens) of the scored rows. Wall-clock figures differ on every run, so they go only to uncached metrics files
+    (metrics/eval/<domain>.json, metrics/baseline/<domain>.json), never into a hashed output: same inputs, same
+    bytes."""
+
+    def group(gens: list[dict]) -> dict:
+        latencies = [g["latency_ms"] for g in gens]
+        seconds = sum(latencies) / 1000
+        return {
+            "latency_p50_ms": percentile(latencies, 50),
+            "latency_p95_ms": percentile(latencies, 95),
+            "tokens_per_second": sum(g["new_tokens"] for g in gens) / seconds if seconds else 0.0,
+        }
+
+    by_task = defaultdict(list)
+    for r, g in zip(rows, generations, strict=True):
+        by_task[r["task"]].append(g)
+    return {"overall": group(generations)} | {t: group(by_task[t]) for t in sorted(by_task)}
 
 
 def delta(finetuned: dict, baseline: dict) -> dict:
@@ -143,8 +160,7 @@ def scored_rows(examples: list[dict], generations: list[dict], refusal: str, tas
                 # Whatever task wrote key points into the example's meta (steps, sentences, wiring notes) is scored
                 # on them; the task's name does not matter.
                 "keypoint_coverage": keypoint_coverage(pred, meta["keypoints"]) if meta.get("keypoints") else None,
-                "latency_ms": gen["latency_ms"],
-                "new_tokens": gen["new_tokens"],
+                "new_tokens": gen["new_tokens"],  # greedy decoding: the same every run, unlike its latency
             }
         )
     return rows

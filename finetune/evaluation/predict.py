@@ -5,11 +5,14 @@ from __future__ import annotations
 from finetune.params import Eval
 
 
-def predict(model, tokenizer, examples: list[dict], eval_params: Eval, refusal: str, desc: str, tasks) -> list[dict]:
-    """Greedy answers of a local model, scored; `tasks` (the task file) holds each task's format check."""
+def predict(
+    model, tokenizer, examples: list[dict], eval_params: Eval, refusal: str, desc: str, tasks
+) -> tuple[list[dict], dict]:
+    """(rows, timing): greedy answers of a local model, scored (`tasks`, the task file, holds each task's format
+    check), and their latency (metrics.timing), which is kept apart: it differs on every run."""
     from finetune.chat import prompt_messages
     from finetune.evaluation.inference import generate
-    from finetune.evaluation.metrics import scored_rows
+    from finetune.evaluation.metrics import scored_rows, timing
 
     gens = generate(
         model,
@@ -19,15 +22,17 @@ def predict(model, tokenizer, examples: list[dict], eval_params: Eval, refusal: 
         eval_params.max_new_tokens,
         desc,
     )
-    return scored_rows(examples, gens, refusal, tasks)
+    rows = scored_rows(examples, gens, refusal, tasks)
+    return rows, timing(rows, gens)
 
 
 def endpoint_predict(
     url: str, name: str, examples: list[dict], eval_params: Eval, refusal: str, cache, tasks
-) -> list[dict]:
-    """The served model's greedy answers, scored like local ones; latency is per request as the client saw it."""
+) -> tuple[list[dict], dict]:
+    """(rows, timing) of the served model's greedy answers, scored like local ones; latency is per request as the
+    client saw it."""
     from finetune.chat import prompt_messages
-    from finetune.evaluation.metrics import scored_rows
+    from finetune.evaluation.metrics import scored_rows, timing
     from finetune.serving.endpoint import Client, chat_body
 
     client = Client.from_params(url, eval_params, cache, stage="evaluate", section="eval")
@@ -40,4 +45,5 @@ def endpoint_predict(
         {"prediction": a.content.strip(), "latency_ms": a.latency_ms, "new_tokens": a.completion_tokens or 0}
         for a in answers
     ]
-    return scored_rows(examples, gens, refusal, tasks)
+    rows = scored_rows(examples, gens, refusal, tasks)
+    return rows, timing(rows, gens)

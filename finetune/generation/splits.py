@@ -1,8 +1,9 @@
-"""A grouped train/val split, then per-task balancing of train.
+"""A grouped train/val split, then per-task balancing of train, then val cut per task in step with train.
 
 Split first, balance second: up-sampled copies therefore stay in train, and val measures each task on sources the
 model never saw. The split is grouped by `source` (a block: one table, one procedure, one catalog row), so the
-several phrasings of one fact never land on both sides.
+several phrasings of one fact never land on both sides. Balancing may cut a dominant task in train from thousands of
+examples to a hundred; its val is then cut too (cap_val), so val stays val_fraction of what each task trains on.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from finetune.params import Balance, Split
 def split(examples: list[dict], val_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
     """Hold out whole sources: val gets val_fraction of all sources (rounded), spread over the tasks in proportion.
 
-    This is the one meaning of `split.val_fraction`, and validate's val_share gate measures the same share. Sources
-    are grouped by the tasks they feed (in practice one task per block); each group gives val its share of sources,
+    Sources are grouped by the tasks they feed (in practice one task per block); each group gives val its share of sources,
     rounded by largest remainder, and keeps at least one source in train (a task with a single source keeps it, and
     its share goes to the others).
     """
@@ -47,12 +47,6 @@ def split(examples: list[dict], val_fraction: float, seed: int) -> tuple[list[di
     train = [e for e in examples if e["source"] not in val_sources]
     val = [e for e in examples if e["source"] in val_sources]
     return train, val
-
-
-def source_share(val: list[dict], examples: list[dict]) -> float:
-    """Val's share of the sources of `examples`: what split.val_fraction sets and validate gates on."""
-    total = {e["source"] for e in examples}
-    return len({e["source"] for e in val}) / len(total) if total else 0.0
 
 
 def targets(counts: dict[str, int], max_ratio: float, max_upsample: int) -> dict[str, int]:
@@ -90,6 +84,46 @@ def balance(train: list[dict], max_ratio: float, max_upsample: int, seed: int) -
     return out
 
 
+def cap_val(val: list[dict], train_counts: dict[str, int], val_fraction: float, seed: int) -> list[dict]:
+    """Val bounded per task the way balance bounds train: at most round(n × f / (1 − f)) examples of a task, n its
+    examples in balanced train and f val_fraction, so val is f of that task's train + val.
+
+    Whole sources are kept, in an order shuffled with `seed` (split.seed), while they fit; the rest of the cap is
+    filled with examples sampled from the next sources. Val keeps the split's order.
+    """
+    ratio = val_fraction / (1 - val_fraction)
+    by_task: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, e in enumerate(val):
+        by_task[e["task"]][e["source"]].append(i)
+    rng = random.Random(seed)
+    keep: set[int] = set()
+    for task in sorted(by_task):
+        cap = math.floor(train_counts.get(task, 0) * ratio + 0.5)  # round half up, as split() rounds
+        sources = sorted(by_task[task])
+        rng.shuffle(sources)
+        whole = []
+        room = cap
+        for source in sources:
+            if len(by_task[task][source]) <= room:
+                whole.append(source)
+                room -= len(by_task[task][source])
+        keep.update(i for source in whole for i in by_task[task][source])
+        for source in sources:  # the rest of the cap from the first sources that did not fit whole
+            if room <= 0:
+                break
+            if source not in whole:
+                taken = rng.sample(by_task[task][source], min(room, len(by_task[task][source])))
+                keep.update(taken)
+                room -= len(taken)
+    return [e for i, e in enumerate(val) if i in keep]
+
+
+def source_share(val: list[dict], examples: list[dict]) -> float:
+    """Val's share of the sources of `examples`: what split.val_fraction sets, before cap_val."""
+    total = {e["source"] for e in examples}
+    return len({e["source"] for e in val}) / len(total) if total else 0.0
+
+
 def run(examples: list[dict], bparams: Balance, sparams: Split) -> tuple[list[dict], list[dict], dict]:
     train, val = split(examples, sparams.val_fraction, sparams.seed)
     # A task with a handful of examples teaches nothing, and as the smallest task it would set the cap for all the
@@ -104,16 +138,26 @@ def run(examples: list[dict], bparams: Balance, sparams: Split) -> tuple[list[di
             f"no task has {bparams.min_examples} training examples (balance.min_examples): {dict(before)}"
         )
     before, after = Counter(e["task"] for e in train), Counter(e["task"] for e in balanced)
+    held, held_share = Counter(e["task"] for e in val), source_share(val, examples)
+    val = cap_val(val, after, sparams.val_fraction, sparams.seed)
+    ratio = sparams.val_fraction / (1 - sparams.val_fraction)
+    # Balance keeps every original of a task it up-samples and a subset of one it cuts: train's distinct examples.
+    distinct = sum(min(before[t], after[t]) for t in after)
     report = {
         "left_out_tasks": left_out,  # task -> its train examples, under balance.min_examples
         "train_before": dict(sorted(before.items())),
         "train_after": dict(sorted(after.items())),
-        "val": dict(sorted(Counter(e["task"] for e in val).items())),
+        "val_before": dict(sorted(held.items())),  # as the split held it out
+        "val_cap": {t: math.floor(after[t] * ratio + 0.5) for t in sorted(held)},  # train_after x f / (1 - f)
+        "val": dict(sorted(Counter(e["task"] for e in val).items())),  # after the cap
+        "n_val_cut": sum(held.values()) - len(val),
         "ratio_before": max(before.values()) / min(before.values()),
         "ratio_after": max(after.values()) / min(after.values()),
         "n_train": len(balanced),
         "n_val": len(val),
-        "val_share": source_share(val, examples),  # of the sources, as split.val_fraction is defined
-        "val_example_share": len(val) / len(examples),  # of the examples before balancing, for reference
+        # Validate's val_share gate: val / (val + train's distinct examples), split.val_fraction give or take the
+        # rounding of whole sources.
+        "val_share": len(val) / (len(val) + distinct),
+        "split_source_share": held_share,  # of the sources, as the split held them out (before the cap)
     }
     return balanced, val, report

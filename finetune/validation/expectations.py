@@ -61,6 +61,8 @@ def checks(
             f"fields {', '.join(EXAMPLE_COLUMNS)} are present",
             gxe.ExpectTableColumnsToMatchSet(column_set=list(EXAMPLE_COLUMNS), exact_match=False),
             lambda r: "",
+            hint="made by generate, which writes every field, and balance, which only copies them: were these files "
+            "written by them? no param drops a field: rerun generate and balance",
         )
         add(
             f"{s}_well_formed",
@@ -68,6 +70,8 @@ def checks(
             "every example has its fields and a valid conversation (column problems is empty)",
             gxe.ExpectColumnValueLengthsToEqual(column="problems", value=0),
             lambda r: r["problems"],
+            hint="made by extract (imported conversations) or generate (the ones it builds): extract.on_error: skip "
+            "leaves a malformed record out and lists it in metrics/rejects.json",
         )
         add(
             f"{s}_task_known",
@@ -75,6 +79,8 @@ def checks(
             f"task is one of generate.tasks: {', '.join(tasks)}",
             gxe.ExpectColumnValuesToBeInSet(column="task", value_set=list(tasks)),
             lambda r: f"task {r['task']!r} is not in generate.tasks",
+            hint="made by generate from an older generate.tasks: add the task to generate.tasks (and tasks.yaml), "
+            "or rerun generate and balance",
         )
         add(
             f"{s}_fits_max_seq_len",
@@ -83,8 +89,8 @@ def checks(
             gxe.ExpectColumnValuesToBeBetween(column="n_tokens", min_value=1, max_value=max_seq_len),
             lambda r: f"{r['n_tokens']} tokens, model.max_seq_len is {max_seq_len}",
             lambda f: {"observed": int(f["n_tokens"].max()) if f["n_tokens"].notna().any() else 0},
-            "set validate.on_overlong: drop to leave them out, lower extract.max_chars (long document sections) "
-            "or raise model.max_seq_len",
+            "made by extract and generate (a long section or conversation): set validate.on_overlong: drop to leave "
+            "them out, lower extract.max_chars (long document sections) or raise model.max_seq_len",
         )
         add(
             f"{s}_unique_ids",
@@ -92,6 +98,8 @@ def checks(
             "ids are unique",
             gxe.ExpectColumnValuesToBeUnique(column="id"),
             lambda r: "another example has the same id",
+            hint="made by generate (ids) and balance (copies <id>~k), which never repeat one: no param changes "
+            "that; a file edited or concatenated by hand does. Rerun generate and balance",
         )
         add(
             f"{s}_unique_prompt_answer",
@@ -102,6 +110,8 @@ def checks(
                 column_list=["prompt", "answer"], row_condition=Column(name="copy") == 0
             ),
             lambda r: "an exact duplicate: another example has the same prompt and answer",
+            hint="made by generate, which merges exact duplicates (metrics/generate.json: duplicates_merged) unless "
+            "their system prompts differ: generate.override_system_prompt: true gives imported ones the same",
         )
         add(
             f"{s}_answer_not_repeated",
@@ -109,6 +119,8 @@ def checks(
             "no answer is one phrase said over and over (a generation loop or a copy-paste accident)",
             gxe.ExpectColumnValueLengthsToEqual(column="repeated", value=0),
             lambda r: r["repeated"],
+            hint="made by extract from the document's own text (a generation loop or a copy-paste accident in it): "
+            "fix or remove the document; no param hides it",
         )
         add(
             f"{s}_answer_max_chars",
@@ -119,6 +131,8 @@ def checks(
                 f"the answer has {r['answer_chars']:,} characters, validate.max_answer_chars is {max_answer_chars:,}"
             ),
             lambda f: {"observed": int(f["answer_chars"].max())},
+            "made by extract (a long section) or an imported conversation: lower extract.max_chars to cut long "
+            "sections, or raise validate.max_answer_chars",
         )
     add(
         "val_source_not_in_train",
@@ -126,7 +140,8 @@ def checks(
         "no val example comes from a source that train also uses",
         gxe.ExpectColumnValuesToBeInSet(column="source_in_other_split", value_set=[False]),
         lambda r: "its source is also in train",
-        hint="balance's split keeps each source on one side: was balance run on these files?",
+        hint="made by balance's split (split.val_fraction, split.seed), which keeps each source on one side: were "
+        "train and val written by one balance run?",
     )
     add(
         "val_prompt_not_in_train",
@@ -134,7 +149,8 @@ def checks(
         "no val prompt occurs in train",
         gxe.ExpectColumnValuesToBeInSet(column="prompt_in_other_split", value_set=[False]),
         lambda r: "its prompt also occurs in train",
-        hint="two blocks asked the same question: make the task's questions in tasks.yaml name their subject",
+        hint="made by generate: two blocks asked the same question; make the task's phrasings in tasks.yaml name "
+        "their subject (generate.phrasings_per_item adds wordings, and with them such clashes)",
     )
     add(
         "train_task_ratio",
@@ -146,17 +162,24 @@ def checks(
         hint="made by balance: raise balance.max_upsample or balance.max_ratio, or add documents for the smallest task",
     )
     lo, hi = round(val_fraction - tolerance, 4), round(val_fraction + tolerance, 4)
-    # Measured as split.val_fraction is defined: val's share of the sources of the split's input. Balance caps train
-    # after the split, so a share of train's examples, or of the sources left in train, would drift with balance.
+    # Balance splits off val_fraction of the sources, then caps each task's val at val_fraction of that task's train +
+    # val (metrics/balance/<domain>.json: val_before, val_cap, val): so val is val_fraction of train's distinct
+    # examples + val.
+    # A share of sources would drift as balance cuts a dominant task; up-sampled copies would drift the other way.
     add(
         "val_share",
         "share",
-        f"val holds {val_fraction} ± {tolerance} of the sources (split.val_fraction)",
-        gxe.ExpectColumnValuesToBeBetween(column="source_share", min_value=lo, max_value=hi),
-        lambda r: f"val holds {r['source_share']:.1%} of the sources, expected {val_fraction:.0%} ± {tolerance:.0%}",
-        lambda f: {"observed": float(f["source_share"].iloc[0]), "example_share": float(f["val_share"].iloc[0])},
-        hint="made by balance's split (split.val_fraction); with few sources per task it cannot come closer: "
-        "widen validate.val_fraction_tolerance",
+        f"val holds {val_fraction} ± {tolerance} of the examples, train's up-sampled copies not counted "
+        "(split.val_fraction)",
+        gxe.ExpectColumnValuesToBeBetween(column="val_share", min_value=lo, max_value=hi),
+        lambda r: (
+            f"val holds {r['val_share']:.1%} of the examples ({r['n_val']} val, {r['n_train_unique']} distinct "
+            f"train), expected {val_fraction:.0%} ± {tolerance:.0%} (split.val_fraction; balance caps val per task: see "
+            "metrics/balance/<domain>.json)"
+        ),
+        lambda f: {"observed": float(f["val_share"].iloc[0]), "source_share": float(f["source_share"].iloc[0])},
+        hint="made by balance (split.val_fraction): were train and val split by balance with these params? With few "
+        "sources per task whole sources cannot come closer: widen validate.val_fraction_tolerance",
     )
     return found
 
@@ -243,14 +266,12 @@ def run(
     on_overlong: str = "fail",
     train_out=None,
     val_out=None,
-    examples_path=None,
 ):
     """Validate train and val; write metrics and Data Docs; return the metrics and the failure lines.
 
     on_overlong="drop" leaves the examples over max_seq_len out before any check runs, so the checks (task ratio, val
     share, ...) judge what will be trained on, and lists them in the metrics. When every check passes, the kept
-    examples go to train_out/val_out (if given): training reads those, never the unchecked input. `examples_path`:
-    the split's input, whose sources val's share is measured against (see split_share)."""
+    examples go to train_out/val_out (if given): training reads those, never the unchecked input."""
     tokenizer = load_tokenizer(model)
     t0 = time.perf_counter()
     frames, records, dropped = {}, {}, []
@@ -274,10 +295,7 @@ def run(
         )
     mark_overlap(train, val)
     mark_overlap(val, train)
-    all_sources = None
-    if examples_path is not None:
-        all_sources = {r["source"] for _, r in read_jsonl(examples_path) if isinstance(r.get("source"), str)}
-    frames.update(tasks=task_counts(train, tasks), share=split_share(train, val, all_sources))
+    frames.update(tasks=task_counts(train, tasks), share=split_share(train, val))
     t0 = time.perf_counter()
     all_checks = checks(tasks, max_seq_len, max_ratio, val_fraction, tolerance, max_answer_chars)
     results = run_checks(frames, all_checks, docs)

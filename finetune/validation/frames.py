@@ -121,25 +121,21 @@ def task_counts(train, tasks: list[str]) -> Any:
     return pd.DataFrame({"task": counts.index, "n": counts.values, "ratio": (counts.values / smallest).round(4)})
 
 
-def split_share(train, val, all_sources: set[str] | None = None) -> Any:
-    """Val's share of the sources (the gate) and of the unique examples (shown for reference).
-
-    `all_sources`: the sources of the split's input (examples.jsonl), the denominator split.val_fraction is defined
-    on. Without it, the sources left in train and val, which undercounts once balance has capped a task in train.
-    """
+def split_share(train, val) -> Any:
+    """Val's share of train's distinct examples + val (the gate: up-sampled copies are not counted, so it is the share
+    balance promises, split.val_fraction, whatever balance up-sampled or cut), and of the sources (for reference)."""
     import pandas as pd
 
     unique_train = int((train["copy"] == 0).sum())
     share = len(val) / (len(val) + unique_train) if len(val) + unique_train else 0.0
     sources = [{v for v in f.get("source", []) if isinstance(v, str)} for f in (train, val)]
-    total = all_sources if all_sources is not None else sources[0] | sources[1]
-    source_share = len(sources[1]) / len(total) if total else 0.0
+    total = sources[0] | sources[1]
     return pd.DataFrame(
         {
             "val_share": [round(share, 4)],
             "n_val": [len(val)],
             "n_train_unique": [unique_train],
-            "source_share": [round(source_share, 4)],
+            "source_share": [round(len(sources[1]) / len(total), 4) if total else 0.0],
         }
     )
 

@@ -178,7 +178,7 @@ def main() -> None:
         load_tokenizer(model)  # imports transformers
         print(f"  (imports of GE and transformers, once per process: {time.perf_counter() - t0:.1f} s, not counted)")
 
-        def run_validate(train_path, val_path, examples_path, **overrides):
+        def run_validate(train_path, val_path, **overrides):
             n = count_lines(train_path) + count_lines(val_path)
             metrics, _ = expectations.run(
                 train_path,
@@ -187,7 +187,6 @@ def main() -> None:
                 "metrics/validation/heating.json",
                 "reports/heating/validation",
                 **{**vparams, **overrides},
-                examples_path=examples_path,
             )
             failed = [k for k, e in metrics["expectations"].items() if not e["success"]]
             return failed, n
@@ -195,7 +194,7 @@ def main() -> None:
         failed, _ = timed(
             "validate",
             "examples",
-            lambda: run_validate("processed/train.jsonl", "processed/val.jsonl", "interim/examples.jsonl"),
+            lambda: run_validate("processed/train.jsonl", "processed/val.jsonl"),
         )
         print(f"  -> failed expectations: {', '.join(failed) or 'none'}")
 
@@ -213,7 +212,7 @@ def main() -> None:
         failed, seconds = timed(
             "validate 100k",
             "examples",
-            lambda: run_validate("big/train.jsonl", "big/val.jsonl", "big/examples.jsonl", max_ratio=1e9),
+            lambda: run_validate("big/train.jsonl", "big/val.jsonl", max_ratio=1e9),
         )
         print(f"  -> failed expectations: {', '.join(failed) or 'none'}; {'within' if seconds <= 60 else 'OVER'} 60 s")
     finally:
