@@ -1,6 +1,6 @@
 """`finetune compare`: every domain's evaluate and interference results in one table (metrics) and one page.
 
-Reads every `<domain>.json` in --eval-dir (evaluate's metrics) and --interference-dir; see
+Reads `<domain>.json` in --eval-dir (evaluate's metrics) and --interference-dir for every domain of params.yaml; see
 finetune.evaluation.compare for the keys.
 """
 
@@ -13,16 +13,16 @@ import click
 
 from finetune.evaluation.compare import markdown, table
 from finetune.io import InputError, log, write_json, write_text
+from finetune.params import load_params, params_option
 
 
-def _read_all(folder: str) -> dict[str, dict]:
-    out = {}
-    for path in sorted(Path(folder).glob("*.json")):
-        try:
-            out[path.stem] = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
-            raise InputError(path, f"not valid JSON: {e.msg}", e.lineno) from None
-    return out
+def _read(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, f"not found: run {what} first") from None
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"not valid JSON: {e.msg}", e.lineno) from None
 
 
 @click.command()
@@ -30,12 +30,16 @@ def _read_all(folder: str) -> dict[str, dict]:
 @click.option("--interference-dir", default="metrics/interference", show_default=True)
 @click.option("--metrics", "metrics_path", default="metrics/compare.json", show_default=True)
 @click.option("--report", "report_path", default="reports/compare.md", show_default=True)
-def cli(eval_dir, interference_dir, metrics_path, report_path):
+@params_option
+def cli(eval_dir, interference_dir, metrics_path, report_path, params_path):
     """Put every adapter's results, per task and on the other domains, side by side."""
-    evals = _read_all(eval_dir)
-    if not evals:
-        raise InputError(eval_dir, "no <domain>.json here: run evaluate first")
-    compared = table(evals, _read_all(interference_dir))
+    # The domains params.yaml lists, not whatever the folders hold: a removed domain's outputs stay on disk.
+    domains = list(load_params(params_path).domains)
+    if not domains:
+        raise InputError(params_path[0], "domains: none listed, so there is nothing to compare")
+    evals = {d: _read(Path(eval_dir) / f"{d}.json", f"evaluate@{d}") for d in domains}
+    interference = {d: _read(Path(interference_dir) / f"{d}.json", f"interference@{d}") for d in domains}
+    compared = table(evals, interference)
     write_json(metrics_path, compared)
     write_text(report_path, markdown(compared))
     log(

@@ -1,6 +1,6 @@
 """`finetune interference`: one domain's adapter on a sample of every other domain's val set, beside the base.
 
-Reads every `<domain>/val.jsonl` under --val-dir (validate's checked splits) and writes, per other domain, what
+Reads `<domain>/val.jsonl` under --val-dir (validate's checked splits) for every domain of params.yaml and writes, per other domain, what
 finetune.evaluation.interference measures. The base answers with the adapter switched off: one model load for both.
 """
 
@@ -28,9 +28,15 @@ def cli(domain, base_path, adapter, val_dir, output, params_path):
     from finetune.training.models import load_adapter, load_base, load_tokenizer
 
     params = load_params(params_path)
-    val_sets = {p.parent.name: load_jsonl(p) for p in sorted(Path(val_dir).glob("*/val.jsonl"))}
+    # The domains params.yaml lists, not whatever the folder holds: a removed domain's outputs stay on disk.
+    val_sets = {}
+    for name in params.domains:
+        path = Path(val_dir) / name / "val.jsonl"
+        if not path.is_file():
+            raise InputError(path, f"no val set: run validate for {name} first")
+        val_sets[name] = load_jsonl(path)
     if domain not in val_sets:
-        raise InputError(val_dir, f"no {domain}/val.jsonl here: run validate for {domain} first")
+        raise InputError(params_path[0], f"domains: {domain} is not one of them")
     drawn = draw(val_sets, domain, params.compare)
     asked = prompts(drawn, params.generate.system_prompt)
     if not asked:

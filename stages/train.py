@@ -95,6 +95,9 @@ def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live
         )
     if not main:
         return
+    # DVCLive's summary of the last step: metrics/train/<domain>.json holds the run's metrics, and the curves folder,
+    # which dvc.yaml plots file by file, holds curves only.
+    (Path(live_dir) / "metrics.json").unlink(missing_ok=True)
     with atomic_path(output, is_dir=True) as tmp:
         trainer.model.save_pretrained(tmp)
         sort_adapter_config(tmp)

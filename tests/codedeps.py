@@ -125,6 +125,8 @@ def _read(path: list[str], keys: dict[str, set[str]]) -> str | None:
         if candidate in keys:
             section = candidate
             continue
+        if not section and part in keys[""]:  # a top-level key that is no section: `domains`
+            return part
         return f"{section}.{part}" if section and part in keys[section] else None
     return None  # the section itself, passed on: what the callee reads of it is counted there
 
@@ -248,4 +250,6 @@ def _keys() -> dict[str, set[str]]:
                 walk(ann, key + ".")
 
     walk(Params, "")
+    sections = set(out)
+    out[""] = {f.alias or n for n, f in Params.model_fields.items()} - sections
     return out

@@ -382,7 +382,7 @@ def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> Si
     stale.mkdir(parents=True)
     (stale / "trainer_state.json").write_text('{"global_step": 99}')  # resuming from it would crash
     (checkpoints / "run.json").write_text('{"fingerprint": "of-another-run"}\n')
-    old_curve = live / "plots" / "metrics" / "train" / "loss.tsv"
+    old_curve = live / "plots" / "metrics" / "loss.tsv"
     old_curve.parent.mkdir(parents=True)
     old_curve.write_text("step\tloss\n99\t9.99\n")
 

@@ -9,13 +9,14 @@ import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
 from finetune.evaluation.compare import markdown, table
 from finetune.evaluation.interference import draw, summarise
 from finetune.io import write_jsonl
 from finetune.params import Compare
 from finetune.serving.vllm import max_lora_rank, serve_command
-from tests.conftest import assert_ok, invoke
+from tests.conftest import assert_ok, invoke, repo_params, write_params
 
 
 def example(i: int, task: str, answer: str) -> dict:
@@ -53,14 +54,21 @@ def test_summarise_scores_the_adapter_against_the_base_and_counts_its_refusals()
     assert (r["examples"], r["refusal_questions"]) == (2, 1)
 
 
+def two_domains(tmp_path, trained) -> Path:
+    """The shared run's params with two domains, own and other."""
+    data = yaml.safe_load(Path(trained.params_file).read_text())
+    data["domains"] = {"own": {"init_from": "base"}, "other": {"init_from": "base"}}
+    return write_params(tmp_path / "params.yaml", data)
+
+
 def test_the_interference_stage_answers_other_domains_with_the_adapter_and_with_the_base(tmp_path, trained):
     from stages.interference import cli
 
-    for domain in ("own", "other"):
+    for domain in ("own", "other", "removed"):  # a removed domain's val set stays on disk, unread
         write_jsonl(tmp_path / "val" / domain / "val.jsonl", trained.val)
     out = tmp_path / "interference.json"
     args = ["--domain", "own", "--model", trained.base, "--adapter", trained.adapter, "--val-dir", tmp_path / "val"]
-    result = invoke(cli, [*args, "--output", out, "--params", trained.params_file])
+    result = invoke(cli, [*args, "--output", out, "--params", two_domains(tmp_path, trained)])
     assert_ok(result)
     written = json.loads(out.read_text())
     assert written["adapter"] == "own" and list(written["on"]) == ["other"]
@@ -70,13 +78,14 @@ def test_the_interference_stage_answers_other_domains_with_the_adapter_and_with_
     assert 0 <= other["rouge_l"] <= 1 and 0 <= other["rouge_l_base"] <= 1
 
 
-def test_the_interference_stage_needs_the_domains_own_val_set(tmp_path, trained):
+def test_the_interference_stage_needs_every_domains_val_set(tmp_path, trained):
     from stages.interference import cli
 
     write_jsonl(tmp_path / "val" / "other" / "val.jsonl", trained.val)
     args = ["--domain", "own", "--adapter", trained.adapter, "--val-dir", tmp_path / "val", "--output", tmp_path / "o"]
-    result = invoke(cli, [*args, "--params", trained.params_file])
-    assert result.exit_code == 1 and "no own/val.jsonl here: run validate for own first" in str(result.exception)
+    result = invoke(cli, [*args, "--params", two_domains(tmp_path, trained)])
+    expected = f"{tmp_path / 'val' / 'own' / 'val.jsonl'}: no val set: run validate for own first"
+    assert result.exit_code == 1 and str(result.exception) == expected
 
 
 def eval_result(base: float, tuned: float) -> dict:
@@ -96,24 +105,31 @@ def test_compare_puts_every_adapter_and_task_side_by_side_under_readable_keys(tm
                 "refuses_in_domain": 0.5, "refusal_questions": 4, "refuses_off_topic": 1.0}}  # fmt: skip
     (tmp_path / "interference").mkdir()
     (tmp_path / "interference" / "a.json").write_text(json.dumps({"adapter": "a", "on": on}))
-    args = ["--eval-dir", tmp_path / "eval", "--interference-dir", tmp_path / "interference"]
+    (tmp_path / "interference" / "b.json").write_text(json.dumps({"adapter": "b", "on": {}}))
+    (tmp_path / "eval" / "removed.json").write_text("{}")  # a removed domain's metrics stay on disk, unread
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        yaml.safe_dump({**repo_params(), "domains": {"a": {"init_from": "base"}, "b": {"init_from": "a"}}})
+    )
+    args = ["--eval-dir", tmp_path / "eval", "--interference-dir", tmp_path / "interference", "--params", params]
     result = invoke(cli, [*args, "--metrics", tmp_path / "compare.json", "--report", tmp_path / "compare.md"])
     assert_ok(result)
     compared = json.loads((tmp_path / "compare.json").read_text())
     assert compared["a"]["rouge_l"] == 0.4 and compared["a"]["rouge_l_base"] == 0.1
     assert compared["b"]["SPEC"] == {"n": 4, "rouge_l": 0.3, "rouge_l_base": 0.2}
-    assert compared["a"]["on"]["b"]["rouge_l_delta"] == -0.1 and "on" not in compared["b"]
+    assert compared["a"]["on"]["b"]["rouge_l_delta"] == -0.1 and compared["b"]["on"] == {}
     page = (tmp_path / "compare.md").read_text()
     assert "| a | SPEC | 4 | 0.100 | 0.400 | 0.300 |" in page
     assert "| a | b | 8 | 0.200 | 0.100 | -0.100 | 50% | 100% of 4 |" in page
 
 
-def test_compare_with_no_evaluate_results_is_one_line(tmp_path):
+def test_compare_without_a_domains_evaluate_results_is_one_line(tmp_path):
     from stages.compare import cli
 
     (tmp_path / "eval").mkdir()
     result = invoke(cli, ["--eval-dir", tmp_path / "eval", "--interference-dir", tmp_path / "none"])
-    assert result.exit_code == 1 and "no <domain>.json here: run evaluate first" in str(result.exception)
+    expected = f"{tmp_path / 'eval' / 'heating.json'}: not found: run evaluate@heating first"
+    assert result.exit_code == 1 and str(result.exception) == expected
 
 
 def test_table_and_page_read_the_same_numbers():

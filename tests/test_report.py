@@ -16,7 +16,7 @@ from finetune.evaluation.html import page
 from finetune.evaluation.runfiles import RunFiles, load_run
 from finetune.io import InputError, load_jsonl
 from stages.report import cli as report_cli
-from tests.conftest import assert_ok, invoke, params_file
+from tests.conftest import HEATING_TASKS, assert_ok, invoke, params_file
 from tests.test_evaluate import evaluated  # noqa: F401  (the baseline + evaluate outputs on the tiny model)
 
 MANUAL = """\
@@ -48,6 +48,23 @@ VALIDATION = {
 }
 
 
+def files_under(root: Path, domain: str = "heating") -> RunFiles:
+    """One domain's run files below `root`, where dvc.yaml's stages write them."""
+    return RunFiles(
+        extract=root / f"metrics/extract/{domain}.json",
+        rejects=root / f"metrics/rejects/{domain}.json",
+        generate=root / f"metrics/generate/{domain}.json",
+        balance=root / f"metrics/balance/{domain}.json",
+        validation=root / f"metrics/validation/{domain}.json",
+        data_docs=root / f"reports/{domain}/validation",
+        train=root / f"metrics/train/{domain}.json",
+        curves=root / f"metrics/curves/{domain}",
+        eval=root / f"metrics/eval/{domain}.json",
+        baseline_predictions=root / f"data/eval/{domain}/baseline_predictions.jsonl",
+        predictions=root / f"data/eval/{domain}/finetuned_predictions.jsonl",
+    )
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, trained, evaluated, tiny_blocks_file):  # noqa: F811
     """A run's files laid out as dvc.yaml writes them: extract, generate and balance run for real on small inputs,
@@ -57,7 +74,7 @@ def run_dir(tmp_path_factory, trained, evaluated, tiny_blocks_file):  # noqa: F8
     from stages.generate import cli as generate_cli
 
     root = tmp_path_factory.mktemp("run")
-    files = RunFiles.under(root)
+    files = files_under(root)
     raw = root / "domains/heating/raw"
     raw.mkdir(parents=True)
     (raw / "manual.md").write_text(MANUAL, encoding="utf-8")
@@ -73,7 +90,11 @@ def run_dir(tmp_path_factory, trained, evaluated, tiny_blocks_file):  # noqa: F8
     )
     examples = root / "examples.jsonl"
     assert_ok(
-        invoke(generate_cli, ["--input", tiny_blocks_file, "--output", examples, "--metrics", files.generate, *common])
+        invoke(
+            generate_cli,
+            ["--input", tiny_blocks_file, "--output", examples, "--metrics", files.generate, "--tasks", HEATING_TASKS]
+            + common,
+        )
     )
     assert_ok(
         invoke(
@@ -82,12 +103,15 @@ def run_dir(tmp_path_factory, trained, evaluated, tiny_blocks_file):  # noqa: F8
             + ["--metrics", files.balance, "--plot", root / "dist.csv", *common],
         )
     )
+    files.validation.parent.mkdir(parents=True, exist_ok=True)
     files.validation.write_text(json.dumps(VALIDATION), encoding="utf-8")
+    files.train.parent.mkdir(parents=True, exist_ok=True)
     files.train.write_bytes(trained.metrics.read_bytes())
     for tsv in trained.live.rglob("*.tsv"):
         dst = files.curves / tsv.relative_to(trained.live)
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(tsv.read_bytes())
+    files.eval.parent.mkdir(parents=True, exist_ok=True)
     files.eval.write_bytes(evaluated.metrics.read_bytes())
     files.baseline_predictions.parent.mkdir(parents=True, exist_ok=True)
     files.baseline_predictions.write_bytes(evaluated.base_predictions.read_bytes())

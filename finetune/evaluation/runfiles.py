@@ -27,24 +27,6 @@ class RunFiles:
     baseline_predictions: Path
     predictions: Path
 
-    @classmethod
-    def under(cls, root: str | Path = ".") -> RunFiles:
-        """The repository's own layout below `root`, as dvc.yaml writes it."""
-        r = Path(root)
-        return cls(
-            extract=r / "metrics/extract.json",
-            rejects=r / "metrics/rejects.json",
-            generate=r / "metrics/generate.json",
-            balance=r / "metrics/balance.json",
-            validation=r / "metrics/validation.json",
-            data_docs=r / "reports/validation",
-            train=r / "metrics/train.json",
-            curves=r / "metrics/train",
-            eval=r / "metrics/eval.json",
-            baseline_predictions=r / "data/eval/baseline_predictions.jsonl",
-            predictions=r / "data/eval/finetuned_predictions.jsonl",
-        )
-
 
 @dataclass(frozen=True)
 class Run:

@@ -85,6 +85,13 @@ def sft_config(train: Train, max_seq_len: int, output_dir: str, quant: Quant):
     )
 
 
+# The trainer's logged values that become curves (eval_* under eval/); not runtimes, FLOPs, epoch or token counts.
+CURVE_KEYS = frozenset(
+    ("loss", "grad_norm", "learning_rate", "mean_token_accuracy", "entropy")
+    + ("eval_loss", "eval_mean_token_accuracy", "eval_entropy")
+)
+
+
 def callbacks(train: Train, live):
     from transformers import EarlyStoppingCallback, TrainerCallback
     from transformers.integrations import DVCLiveCallback
@@ -93,11 +100,17 @@ def callbacks(train: Train, live):
 
     class StepAlignedDVCLive(DVCLiveCallback):
         """DVCLive's callback counts log calls; align its step with the trainer's global step so a resumed run
-        continues the same curve, and train/val losses of one step share a row."""
+        continues the same curve, and train/val losses of one step share a row. Only the curves in CURVE_KEYS are
+        written (dvc.yaml plots every file in the folder), and no params.yaml of TrainingArguments (params.yaml and
+        the model card hold the run's params)."""
+
+        def setup(self, args, state, model):
+            self._initialized = True
 
         def on_log(self, args, state, control, model=None, logs=None, **kwargs):
             if self.live is not None:
                 self.live.step = state.global_step
+            logs = {k: v for k, v in (logs or {}).items() if k in CURVE_KEYS}
             super().on_log(args, state, control, model=model, logs=logs, **kwargs)
 
     class StopOnNonFiniteLoss(TrainerCallback):
