@@ -26,6 +26,12 @@ from finetune.params import load_params, params_option
 
 @click.command()
 @click.option(
+    "--domain",
+    default=None,
+    help="A domain of this repository: its val set, baseline, task file and params, unless given otherwise; with "
+    "--endpoint, its outputs go beside the evaluate stage's (served_predictions.jsonl, metrics/served/, served.md).",
+)
+@click.option(
     "--model",
     "base_path",
     default="models/base",
@@ -58,6 +64,7 @@ from finetune.params import load_params, params_option
 @click.pass_context
 def cli(
     ctx,
+    domain,
     base_path,
     adapter,
     val_path,
@@ -74,6 +81,21 @@ def cli(
 ):
     """Score the fine-tuned model on val and compare with the baseline."""
     import json
+
+    if domain:
+        from finetune.layout import fill_defaults
+
+        options = {"val_path": "val", "baseline_predictions": "baseline_predictions", "tasks_path": "tasks"}
+        options |= {"baseline_scores": "baseline_scores", "adapter": "adapter"}
+        if endpoint:
+            options |= {"predictions": "served_predictions", "metrics_path": "served_metrics"}
+            options |= {"report_path": "served_report", "plot_path": "served_plot"}
+        v = fill_defaults(ctx, domain, options)
+        val_path, baseline_predictions, baseline_scores, tasks_path = (
+            v["val_path"], v["baseline_predictions"], v["baseline_scores"], v["tasks_path"]
+        )  # fmt: skip
+        adapter, predictions, metrics_path = v["adapter"], v["predictions"], v["metrics_path"]
+        report_path, plot_path, params_path = v["report_path"], v["plot_path"], v["params_path"]
 
     from finetune.evaluation.metrics import delta, score
     from finetune.evaluation.report import chart, markdown, plot_rows

@@ -145,6 +145,7 @@ def test_a_local_adapter_answers_as_evaluate_would_and_compare_gives_the_base_an
     import finetune.evaluation.inference
     from finetune.chat import prompt_messages
     from finetune.evaluation.predict import predict
+    from finetune.generation.taskfile import load
     from finetune.params import load_params
     from finetune.training.models import load_base, load_merged, load_tokenizer
 
@@ -153,8 +154,9 @@ def test_a_local_adapter_answers_as_evaluate_would_and_compare_gives_the_base_an
     p = load_params(trained.params_file)
     one = p.eval.model_copy(update={"batch_size": 1})
     merged, base_model = load_merged(trained.base, trained.adapter, p.model), load_base(trained.base, p.model)
-    tuned = predict(merged, load_tokenizer(trained.adapter), [example], one, p.generate.refusal, "t")[0][0]
-    base = predict(base_model, load_tokenizer(trained.base), [example], one, "", "b")[0][0]
+    tasks = load(HEATING_TASKS)
+    tuned = predict(merged, load_tokenizer(trained.adapter), [example], one, p.generate.refusal, "t", tasks)[0][0]
+    base = predict(base_model, load_tokenizer(trained.base), [example], one, "", "b", tasks)[0][0]
 
     calls = []
     real = finetune.evaluation.inference.generate
@@ -165,6 +167,7 @@ def test_a_local_adapter_answers_as_evaluate_would_and_compare_gives_the_base_an
 
     monkeypatch.setattr(finetune.evaluation.inference, "generate", spy)
     args = ["--model", trained.base, "--adapter", trained.adapter, "--params", trained.params_file]
+    args += ["--tasks", HEATING_TASKS]
     result = invoke_with_input([*args, "--task", "SPEC", "--compare", "--json"], question + "\n")
     record = json.loads(result.stdout)
     assert record == {

@@ -5,6 +5,7 @@ API key sent but never written."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -261,3 +262,36 @@ def test_finetune_prints_an_endpoint_failure_as_one_error_line_and_exits_1(eval_
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"error: {url}/chat/completions: connection refused") and "3 attempts" in last
+
+
+def test_evaluate_domain_endpoint_names_one_adapter_of_a_server_and_writes_beside_the_stage(
+    eval_inputs, tiny_splits, monkeypatch
+):
+    """`finetune evaluate --domain D --endpoint URL --model D`: one adapter of a multi-adapter server, by its name,
+    on that domain's val set, task file and params; its outputs never land on the evaluate stage's."""
+    root, val, params = eval_inputs
+    domain = root / "domains" / "heating"
+    domain.mkdir(parents=True)
+    shutil.copy(HEATING_TASKS, domain / "tasks.yaml")
+    (domain / "params.yaml").write_text("eval:\n  max_new_tokens: 12\n")
+    for name in ("baseline_predictions.jsonl", "baseline_scores.json"):
+        (root / "data/eval/heating").mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / name, root / "data/eval/heating" / name)
+    (root / "data/processed/heating").mkdir(parents=True)
+    shutil.copy(tiny_splits.val, root / "data/processed/heating/val.jsonl")
+    monkeypatch.chdir(root)
+    reference = {e["messages"][-2]["content"]: e["messages"][-1]["content"] for e in val}
+    with FaultServer(answer=lambda p: reference[p]) as server:
+        args = ["--domain", "heating", "--endpoint", server.url, "--model", "heating"]  # params.yaml is in root
+        result = invoke(evaluate_cli, [*args, "--cache", root / "cache"])
+    assert_ok(result)
+    assert {b["model"] for b in server.bodies} == {"heating"}  # the adapter, by its name
+    assert params == root / "params.yaml"
+    assert {b["max_tokens"] for b in server.bodies} == {12}  # the domain's params.yaml overlays the repository's
+    served = json.loads((root / "metrics/served/heating.json").read_text())
+    assert served["finetuned"]["overall"]["exact_match"] == 1.0
+    assert (root / "data/eval/heating/served_predictions.jsonl").is_file()
+    assert (root / "reports/heating/served.md").is_file()
+    assert (
+        not (root / "metrics/eval").exists() and not (root / "data/eval/heating/finetuned_predictions.jsonl").exists()
+    )

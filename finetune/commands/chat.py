@@ -133,12 +133,10 @@ def questions(interactive: bool):
 def cli(ctx, domain, model, adapter, compare, task, tasks_path, endpoint, base_name, as_json, params_path):
     """Ask the fine-tuned model questions: typed at a prompt, or one per line from stdin."""
     if domain:
-        default = click.core.ParameterSource.DEFAULT
-        adapter = f"models/{domain}" if ctx.get_parameter_source("adapter") is default else adapter
-        if ctx.get_parameter_source("tasks_path") is default:
-            tasks_path = f"domains/{domain}/tasks.yaml"
-        if ctx.get_parameter_source("params_path") is default:
-            params_path = (*params_path, f"domains/{domain}/params.yaml")
+        from finetune.layout import fill_defaults
+
+        v = fill_defaults(ctx, domain, {"adapter": "adapter", "tasks_path": "tasks"})
+        adapter, tasks_path, params_path = v["adapter"], v["tasks_path"], v["params_path"]
     params = load_params(params_path)
     prefix = ""
     if task is not None:

@@ -1,0 +1,33 @@
+"""The paths `finetune chat --domain` and `finetune evaluate --domain` assume are the ones dvc.yaml gives the stages."""
+
+from __future__ import annotations
+
+import yaml
+
+from finetune.layout import domain_files
+from tests.conftest import REPO
+
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+
+
+def for_domain(stage: str, domain: str) -> str:
+    return DVC[stage]["do"]["cmd"].replace("${key}", domain)
+
+
+def test_a_domains_files_are_where_dvc_yaml_writes_and_reads_them():
+    files = domain_files("heating")
+    evaluate = for_domain("evaluate", "heating")
+    for key in ("adapter", "tasks", "params", "val", "baseline_predictions", "baseline_scores"):
+        assert files[key] in evaluate, key
+
+
+def test_a_served_models_evaluation_never_lands_on_the_evaluate_stages_outputs():
+    files = domain_files("heating")
+    outs = {
+        next(iter(o)) if isinstance(o, dict) else o
+        for stage in DVC.values()
+        for o in stage.get("do", stage).get("outs", []) + stage.get("do", stage).get("metrics", [])
+    }
+    outs = {o.replace("${key}", "heating") for o in outs}
+    served = {files[k] for k in ("served_predictions", "served_metrics", "served_report", "served_plot")}
+    assert not served & outs
