@@ -143,7 +143,7 @@ def test_every_adapter_loads_into_one_model_and_answers_as_its_evaluate_stage_di
         model.set_adapter(domain)
         val = load_jsonl(root / "data/processed" / domain / "val.jsonl")
         tokenizer = load_tokenizer(root / "models" / domain)
-        rows = predict(
+        rows, _ = predict(
             model, tokenizer, val, p.eval, p.generate.refusal, domain, load(root / "domains" / domain / "tasks.yaml")
         )
         evaluated = load_jsonl(root / "data/eval" / domain / "finetuned_predictions.jsonl")
