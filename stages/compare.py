@@ -42,7 +42,6 @@ def cli(eval_dir, interference_dir, metrics_path, report_path, params_path):
     compared = table(evals, interference)
     write_json(metrics_path, compared)
     write_text(report_path, markdown(compared))
-    log(
-        "compare",
-        ", ".join(f"{d} rouge_l {r['rouge_l']:.3f} (base {r['rouge_l_base']:.3f})" for d, r in compared.items()),
-    )
+    for domain, r in compared.items():
+        tasks = f", mean of tasks but refusal {r['rouge_l_tasks']:.3f}" if "rouge_l_tasks" in r else ""
+        log("compare", f"{domain}: rouge_l {r['rouge_l']:.3f} (base {r['rouge_l_base']:.3f}){tasks}")

@@ -117,6 +117,7 @@ def test_compare_puts_every_adapter_and_task_side_by_side_under_readable_keys(tm
     compared = json.loads((tmp_path / "compare.json").read_text())
     assert compared["a"]["rouge_l"] == 0.4 and compared["a"]["rouge_l_base"] == 0.1
     assert compared["b"]["SPEC"] == {"n": 4, "rouge_l": 0.3, "rouge_l_base": 0.2}
+    assert compared["a"]["rouge_l_tasks"] == 0.4 and compared["a"]["rouge_l_tasks_base"] == 0.1  # SPEC alone
     assert compared["a"]["on"]["b"]["rouge_l_delta"] == -0.1 and compared["b"]["on"] == {}
     page = (tmp_path / "compare.md").read_text()
     assert "| a | SPEC | 4 | 0.100 | 0.400 | 0.300 |" in page
@@ -169,11 +170,11 @@ def test_finetune_export_vllm_prints_the_command_for_the_domains_of_params_yaml(
     result = invoke(cli, ["--vllm"])
     assert result.exit_code == 1 and "models/b: no adapter here" in str(result.exception)
     adapter_dir(tmp_path / "models", "b", 32)
-    result = invoke(cli, ["--vllm", "--port", "8001"])
+    result = invoke(cli, ["--vllm", "--port", "8000"])
     assert_ok(result)
     assert result.stdout.strip() == (
         "vllm serve models/base --enable-lora --max-lora-rank 32 --max-loras 2 --lora-modules a=models/a b=models/b "
-        "--port 8001"
+        "--port 8000"
     )
 
 
@@ -226,3 +227,12 @@ def test_init_from_the_base_itself_trains_a_new_adapter(tmp_path, trained):
         result = invoke(cli, args)
     assert_ok(result)
     assert "going on training" not in result.stderr
+
+
+def test_the_mean_of_tasks_counts_each_task_once_and_leaves_refusals_out():
+    def side(spec, qa, refusal):
+        return {"overall": {"n": 40, "rouge_l": 0.9}, "SPEC": {"n": 2, "rouge_l": spec}, "QA": {"n": 3, "rouge_l": qa},
+                "REFUSAL": {"n": 35, "rouge_l": refusal}}  # fmt: skip
+
+    row = table({"a": {"baseline": side(0.0, 0.2, 0.0), "finetuned": side(0.5, 0.3, 1.0)}}, {})["a"]
+    assert row["rouge_l_tasks"] == pytest.approx(0.4) and row["rouge_l_tasks_base"] == pytest.approx(0.1)

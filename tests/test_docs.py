@@ -47,6 +47,15 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     # docs/experiments.md
     "dvc metrics show --json": [("tests/test_docs.py", '["dvc", "metrics", "show", "--json"]')],
     "dvc plots show": [("tests/test_docs.py", '["dvc", "plots", "show"')],
+    "dvc metrics show metrics/compare.json": [
+        ("tests/test_domains.py", '["dvc", "metrics", "show", "--json", "metrics/compare.json"]')
+    ],
+    "dvc exp run -S domains/datasheets/params.yaml:++lora.r=8": [
+        ("tests/test_domains.py", '["dvc", "exp", "run", "-S", "domains/datasheets/params.yaml:++lora.r=8"]')
+    ],
+    r"dvc exp show --drop .* --keep Experiment|\w+\.rouge_l(_base)?$": [
+        ("tests/test_domains.py", '["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", HEADLINES]')
+    ],
     "dvc exp run -S lora.r=64": [("tests/test_pipeline.py", '["dvc", "exp", "run", "-S", "lora.r=4"]')],
     "dvc exp run -S train.learning_rate=1e-4": [("tests/test_pipeline.py", '["dvc", "exp", "run", "-S", "lora.r=4"]')],
     "dvc exp run --queue -S lora.r=8,16,64": [
@@ -94,20 +103,31 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     "dvc exp push origin r64": [("tests/test_sharing.py", '["dvc", "exp", "push", "origin", "r64"]')],
     "dvc push --run-cache": [("tests/test_sharing.py", '["dvc", "push", "--run-cache"]')],
     "dvc exp list origin": [("tests/test_sharing.py", '["dvc", "exp", "list", "origin"]')],
+    "dvc pull --with-deps report@datasheets": [
+        ("tests/test_domains.py", '["dvc", "pull", "--with-deps", "report@datasheets"]')
+    ],
+    "dvc repro report@datasheets": [("tests/test_domains.py", '["dvc", "repro", "report@datasheets"]')],
     "dvc exp pull origin r64": [("tests/test_sharing.py", '["dvc", "exp", "pull", "origin", sweep.name]')],
     "dvc pull --run-cache": [("tests/test_sharing.py", '["dvc", "pull", "--run-cache"]')],
     "dvc exp run --pull -S lora.r=64": [
         ("tests/test_sharing.py", '["dvc", "exp", "run", "--pull", "-S", "lora.r=64"]')
     ],
     # docs/serving.md
-    "finetune export": [("tests/test_export.py", "assert_ok(invoke(export_cli, args))")],
+    "finetune export --vllm --port 8000": [("tests/test_compare.py", 'invoke(cli, ["--vllm", "--port", "8000"])')],
+    "finetune evaluate --domain cli_tool --endpoint http://127.0.0.1:8000/v1 --model cli_tool": [
+        ("tests/test_endpoint.py", 'args = ["--domain", "heating", "--endpoint", server.url, "--model", "heating"]')
+    ],
+    "finetune export --model models/base --adapter models/heating --output models/merged": [
+        ("tests/test_export.py", "assert_ok(invoke(export_cli, args))")
+    ],
     "pip install transformers[serving]": [("pyproject.toml", '"transformers[serving]'), (".ci/run", "'.[test]'")],
     "transformers serve models/merged --host 127.0.0.1 --port 8000 &": [
         ("tests/serving.py", '[str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port)'),
         ("tests/test_export.py", "transformers_serve(exported.merged"),
     ],
-    "finetune evaluate --endpoint http://127.0.0.1:8000/v1 --model models/merged": [
+    "finetune evaluate --domain heating --endpoint http://127.0.0.1:8000/v1 --model models/merged": [
         ("tests/test_export.py", 'args = ["--endpoint", url, "--model", out.name'),
+        ("tests/test_endpoint.py", 'args = ["--domain", "heating", "--endpoint", server.url, "--model", "heating"]'),
     ],
     "finetune show examples --task OPTION -n 1": [
         ("tests/test_show.py", 'show(tmp_path, "-n", "3")'),
@@ -123,7 +143,11 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
 # Documented command -> why nothing here runs it.
 NOT_RUN = {
     "vllm serve models/merged --port 8000": "vLLM needs a GPU",
-    "vllm serve models/base --enable-lora --lora-modules adapter=models/heating --port 8000": "vLLM needs a GPU",
+    "vllm serve models/base --enable-lora --max-lora-rank 16 --max-loras 1 --lora-modules heating=models/heating": (
+        "vLLM needs a GPU"
+    ),
+    "vllm serve models/base --enable-lora --max-lora-rank 16 --max-loras 4 --lora-modules heating=models/heating "
+    "cli_tool=models/cli_tool datasheets=models/datasheets skein_howto=models/skein_howto --port 8000": "vLLM needs a GPU",
     "pip install dvc-s3 && dvc remote add -d team s3://example-ml-cache/finetune": "needs an S3 bucket",
     "dvc remote modify --local team profile ml-cache": "needs an S3 bucket and an AWS account",
 }
@@ -241,7 +265,7 @@ def without_lists(data):
 def test_plots_show_writes_an_html_page_with_the_loss_curve(pipeline_run, tmp_path):
     sh(["dvc", "plots", "show", "--out", str(tmp_path / "plots")], pipeline_run.repo)
     page = (tmp_path / "plots" / "index.html").read_text(encoding="utf-8")
-    assert "Loss" in page
+    assert "metrics/curves/heating/plots/metrics/loss.tsv" in page  # each curve file is a plot, titled by its path
     # The chart's data is in the page itself (the title alone shows even when the curve failed to load).
     with (pipeline_run.repo / "metrics/curves/heating/plots/metrics/loss.tsv").open() as fh:
         losses = [row["loss"] for row in csv.DictReader(fh, delimiter="\t")]

@@ -27,6 +27,7 @@ DOMAINS = {
     "skein_howto": {"init_from": "cli_tool"},
 }
 AFTER_TRAIN = ("train", "evaluate", "report", "interference")
+HEADLINES = r"Experiment|\w+\.rouge_l(_base)?$"  # docs/experiments.md: every domain's headline, side by side
 
 
 @slow_fixture(scope="session")
@@ -49,12 +50,31 @@ def set_domains(repo: Path, domains: dict) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def new_domain(folder: Path) -> None:
+    """A small domain of its own: eight short sections, the generic task file, no overrides."""
+    (folder / "raw").mkdir(parents=True)
+    sections = [
+        f"## Board {n}\n\nBoard {n} carries {n + 2} connectors and runs from a {n + 3} volt supply. Its status light "
+        f"blinks {n} times at start-up, and its fuse is rated {n * 100} milliamperes for the whole board.\n"
+        for n in range(1, 9)
+    ]
+    (folder / "raw" / "boards.md").write_text("# Board notes\n\n" + "\n".join(sections))
+    shutil.copy(folder.parents[1] / "domains/cli_tool/tasks.yaml", folder / "tasks.yaml")
+    sections = ("extract", "generate", "balance", "split", "validate", "quant", "lora", "train", "eval")
+    (folder / "params.yaml").write_text("".join(f"{s}: {{}}\n" for s in sections))
+
+
 def test_each_domain_gets_its_adapter_over_the_one_shared_base(domains_run):
     for domain in DOMAINS:
         assert (domains_run / "models" / domain / "adapter_config.json").is_file(), domain
         assert (domains_run / "reports" / domain / "index.html").is_file(), domain
     assert sorted(p.name for p in (domains_run / "models").iterdir() if (p / "config.json").is_file()) == ["base"]
+    shown = json.loads(sh(["dvc", "metrics", "show", "--json", "metrics/compare.json"], domains_run).stdout)
     compared = json.loads((domains_run / "metrics/compare.json").read_text())
+    (workspace,) = shown.values()
+    assert (
+        workspace["data"]["metrics/compare.json"]["data"]["datasheets"]["rouge_l"] == compared["datasheets"]["rouge_l"]
+    )
     assert set(compared) == set(DOMAINS)
     for domain, row in compared.items():
         assert {"rouge_l", "rouge_l_base"} <= set(row)
@@ -75,7 +95,7 @@ def test_one_domain_builds_alone_and_a_chain_builds_its_first_stage_first(tmp_pa
 
 def test_adding_and_removing_a_domain_reruns_nothing_of_the_others(domains_run, tmp_path):
     repo = copy(domains_run, tmp_path)
-    shutil.copytree(repo / "domains/datasheets", repo / "domains/boards")  # a new domain: a folder …
+    new_domain(repo / "domains/boards")  # a new domain: a folder …
     set_domains(repo, {k: v for k, v in {**DOMAINS, "boards": {"init_from": "base"}}.items() if k != "datasheets"})
     out = sh(["dvc", "repro"], repo).stdout  # … named in params.yaml; and datasheets is gone from it
     # The new domain's whole pipeline; of the others only the cross-domain check, which reads every val set.
@@ -107,7 +127,7 @@ def test_an_experiment_on_one_domains_params_reruns_that_domain_only(domains_run
     assert ran_stages(out) == at("datasheets", *AFTER_TRAIN) | {"compare"}, out
     assert json.loads((repo / "models/datasheets/adapter_config.json").read_text())["r"] == 8
     # Every domain's headline side by side, under column names a person reads.
-    header = sh(["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", r"\w+\.rouge_l(_base)?$"], repo).stdout
+    header = sh(["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", HEADLINES], repo).stdout
     columns = header.splitlines()[0].split(",")
     assert {f"{d}.rouge_l" for d in DOMAINS} | {f"{d}.rouge_l_base" for d in DOMAINS} <= set(columns), columns
 

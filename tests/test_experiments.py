@@ -104,7 +104,8 @@ def test_metrics_and_exp_diff_between_two_experiments_are_per_task(sweep):
 def test_plots_diff_overlays_both_loss_curves_and_both_task_bars(sweep):
     out = sh(["dvc", "plots", "diff", "--json", sweep.r8, sweep.r64], sweep.repo).stdout
     data = json.loads(out)["data"]
-    for plot in ("Loss", "ROUGE-L per task, baseline vs fine-tuned"):
+    # Each curve file and each per-domain chart is a plot of its own, named by its path (dvc.yaml's stage plots).
+    for plot in ("metrics/curves/heating/plots/metrics/loss.tsv", "reports/heating/eval_tasks.csv"):
         (rendered,) = data[plot]
         assert {sweep.r8, sweep.r64} <= set(rendered["revisions"]), (plot, rendered["revisions"])
         rows = rendered["content"]["data"]["values"]

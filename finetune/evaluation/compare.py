@@ -4,6 +4,10 @@ check, as one flat-keyed metrics file (`dvc exp show` columns such as `heating.r
 
 from __future__ import annotations
 
+import statistics
+
+from finetune.evaluation.interference import REFUSAL_TASK
+
 HEADLINE = ("rouge_l", "exact_match", "format_valid", "refusal_accuracy")
 
 
@@ -21,6 +25,12 @@ def table(evals: dict[str, dict], interference: dict[str, dict]) -> dict:
         for key in HEADLINE:
             if key in tuned["overall"]:
                 row.update(_pair(base["overall"], tuned["overall"], key))
+        answered = sorted(t for t in tuned if t not in ("overall", REFUSAL_TASK))
+        if answered:
+            # Each task counted once: val is an example count, and refusals (one fixed sentence, learned first)
+            # outnumber every other task of a small domain, so `rouge_l` alone mostly says how well it refuses.
+            row["rouge_l_tasks"] = statistics.fmean(tuned[t]["rouge_l"] for t in answered)
+            row["rouge_l_tasks_base"] = statistics.fmean(base.get(t, {}).get("rouge_l", 0.0) for t in answered)
         for task in sorted(t for t in tuned if t != "overall"):
             row[task] = {"n": tuned[task]["n"], **_pair(base.get(task, {}), tuned[task], "rouge_l")}
         if domain in interference:
@@ -42,6 +52,8 @@ def markdown(compared: dict) -> str:
         "# Every adapter, every task",
         "",
         "ROUGE-L of each domain's adapter on its own val set, by task, against the untuned base (evaluate stages).",
+        "`all` is the mean over val examples, in which refusals weigh as much as their count; the mean of tasks",
+        "counts every other task once.",
         "",
         "| adapter | task | n | base | fine-tuned | delta |",
         "|---|---|---|---|---|---|",
@@ -51,6 +63,11 @@ def markdown(compared: dict) -> str:
             f"| **{domain}** | all | | {_num(row.get('rouge_l_base'))} | {_num(row.get('rouge_l'))} | "
             f"{_num((row.get('rouge_l') or 0) - (row.get('rouge_l_base') or 0))} |"
         )
+        if "rouge_l_tasks" in row:
+            lines.append(
+                f"| **{domain}** | mean of tasks but REFUSAL | | {_num(row['rouge_l_tasks_base'])} | "
+                f"{_num(row['rouge_l_tasks'])} | {_num(row['rouge_l_tasks'] - row['rouge_l_tasks_base'])} |"
+            )
         for task, t in row.items():
             if isinstance(t, dict) and "rouge_l" in t and task != "on":
                 delta = (t["rouge_l"] or 0) - (t["rouge_l_base"] or 0)
