@@ -1,7 +1,7 @@
 """Shared fixtures: params shrunk for tests, a tiny corpus of blocks, and a tiny base model and adapter built once.
 
 The model is a one-layer Llama of about 60 k parameters, so building, training and evaluating it takes seconds on
-2 CPU cores. Test-size params for the real `dvc repro` copies (SMALL, FAST) are in tests/dvcrepo.py, built on SHRUNK.
+2 CPU cores. Test-size params for the real `dvc repro` copies (SMALL, TENTH, FAST) are in tests/dvcrepo.py, built on SHRUNK.
 """
 
 from __future__ import annotations
@@ -28,6 +28,12 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 REPO = Path(__file__).resolve().parents[1]
+
+# transformers gives its logger a handler on whatever sys.stderr is when it first logs; inside Click's CliRunner that
+# is a captured stream, closed afterwards, and a later test's transformers warning then prints "--- Logging error ---"
+# with a traceback. Configure it now, on the session's stderr.
+transformers_logging = __import__("transformers.utils.logging", fromlist=["get_logger"])
+transformers_logging.get_logger("transformers")
 # The sample domain whose tasks most tests exercise: its own conventions (catalog columns, heading words) plus the
 # generic tasks.
 HEATING_DIR = REPO / "domains" / "heating"
@@ -416,12 +422,15 @@ def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> Si
 
 
 @slow_fixture(scope="session")
-def fast_run(tmp_path_factory) -> Path:
-    """A copy of the repo with FAST params after one `dvc repro` of every stage, committed: where the experiments
-    and sharing tests start, each in its own copy of it (tests.dvcrepo.copy_run)."""
-    from tests.dvcrepo import fast_repro
+def fast_run(tmp_path_factory, pipeline_run) -> Path:
+    """The shared pipeline run, copied and committed: where the experiments and sharing tests start, each in its own
+    copy of it (tests.dvcrepo.copy_run). A tenth of an epoch retrains in seconds, so no run of its own is needed."""
+    from tests.dvcrepo import copy_run, sh
 
-    return fast_repro(tmp_path_factory.mktemp("fast") / "repo")
+    repo = copy_run(pipeline_run.repo, tmp_path_factory.mktemp("fast") / "repo")
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "repro"], repo)
+    return repo
 
 
 @slow_fixture(scope="session")

@@ -141,16 +141,6 @@ def copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
-def fast_repro(dst: Path) -> Path:
-    """copy_repo with FAST params, `dvc repro` of every stage, committed."""
-    repo = copy_repo(dst, FAST)
-    out = sh(["dvc", "repro"], repo).stdout
-    assert ran_stages(out) == set(STAGES), out
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", "repro"], repo)
-    return repo
-
-
 def wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while not (found := predicate()):

@@ -44,14 +44,23 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     # README
     words(README_RUN): [(".ci/run", "python3 -m venv .venv && . .venv/bin/activate && pip install torch=="), REPRO],
     words(README_TEST): [(".ci/run", README_TEST)],
+    "mkdir -p domains/boards/raw && cp ~/board-notes/*.md domains/boards/raw/": [
+        ("tests/test_domains.py", '(folder / "raw").mkdir(parents=True)')
+    ],
+    "cp domains/cli_tool/tasks.yaml domains/cli_tool/params.yaml domains/boards/": [
+        ("tests/test_domains.py", 'for name in ("tasks.yaml", "params.yaml"):')
+    ],
     # docs/experiments.md
     "dvc metrics show --json": [("tests/test_docs.py", '["dvc", "metrics", "show", "--json"]')],
     "dvc plots show": [("tests/test_docs.py", '["dvc", "plots", "show"')],
     "dvc metrics show metrics/compare.json": [
         ("tests/test_domains.py", '["dvc", "metrics", "show", "--json", "metrics/compare.json"]')
     ],
-    "dvc exp run -S domains/datasheets/params.yaml:++lora.r=8": [
-        ("tests/test_domains.py", '["dvc", "exp", "run", "-S", "domains/datasheets/params.yaml:++lora.r=8"]')
+    "dvc exp run -S domains/skein_howto/params.yaml:++train.learning_rate=0.001": [
+        (
+            "tests/test_domains.py",
+            '["dvc", "exp", "run", "-S", "domains/skein_howto/params.yaml:++train.learning_rate=0.001"]',
+        )
     ],
     r"dvc exp show --drop .* --keep Experiment|\w+\.rouge_l(_base)?$": [
         ("tests/test_domains.py", '["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", HEADLINES]')
@@ -103,10 +112,10 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     "dvc exp push origin r64": [("tests/test_sharing.py", '["dvc", "exp", "push", "origin", "r64"]')],
     "dvc push --run-cache": [("tests/test_sharing.py", '["dvc", "push", "--run-cache"]')],
     "dvc exp list origin": [("tests/test_sharing.py", '["dvc", "exp", "list", "origin"]')],
-    "dvc pull --with-deps report@datasheets": [
-        ("tests/test_domains.py", '["dvc", "pull", "--with-deps", "report@datasheets"]')
+    "dvc pull --with-deps report@cli_tool": [
+        ("tests/test_domains.py", '["dvc", "pull", "--with-deps", "report@cli_tool"]')
     ],
-    "dvc repro report@datasheets": [("tests/test_domains.py", '["dvc", "repro", "report@datasheets"]')],
+    "dvc repro report@cli_tool": [("tests/test_domains.py", '["dvc", "repro", "report@cli_tool"]')],
     "dvc exp pull origin r64": [("tests/test_sharing.py", '["dvc", "exp", "pull", "origin", sweep.name]')],
     "dvc pull --run-cache": [("tests/test_sharing.py", '["dvc", "pull", "--run-cache"]')],
     "dvc exp run --pull -S lora.r=64": [
@@ -128,10 +137,6 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     "finetune evaluate --domain heating --endpoint http://127.0.0.1:8000/v1 --model models/merged": [
         ("tests/test_export.py", 'args = ["--endpoint", url, "--model", out.name'),
         ("tests/test_endpoint.py", 'args = ["--domain", "heating", "--endpoint", server.url, "--model", "heating"]'),
-    ],
-    "finetune show examples --task OPTION -n 1": [
-        ("tests/test_show.py", 'show(tmp_path, "-n", "3")'),
-        ("tests/test_show.py", 'show(tmp_path, "--task", "QA")'),
     ],
     # docs/your-own-data.md
     "finetune verify data my_chats.jsonl": [("tests/test_verify.py", '["verify", "data", *[str(a) for a in args]]')],

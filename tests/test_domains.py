@@ -3,8 +3,8 @@ to one domain reruns that domain (and the cross-domain check) and nothing of the
 retrains in order, an experiment on one domain's params touches that domain only, and a teammate can pull one
 domain without the others. Every adapter loads into one PEFT model and answers as its own evaluate stage did.
 
-One FAST run of the three small sample domains (cli_tool, datasheets, and skein_howto, which goes on from cli_tool)
-serves every test; each test that changes something works in its own copy of it.
+One FAST run of two small sample domains, cli_tool and skein_howto (which goes on from cli_tool's adapter), serves
+every test; each test that changes something works in its own copy of it. (tests/test_pipeline.py runs heating.)
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def set_domains(repo: Path, domains: dict) -> None:
 
 
 def new_domain(folder: Path) -> None:
-    """A small domain of its own: eight short sections, the generic task file, no overrides."""
+    """A domain added as the README says: its documents (eight short sections of our own), then cli_tool's task
+    file and params to start from."""
     (folder / "raw").mkdir(parents=True)
     sections = [
         f"## Board {n}\n\nBoard {n} carries {n + 2} connectors and runs from a {n + 3} volt supply. Its status light "
@@ -59,9 +60,8 @@ def new_domain(folder: Path) -> None:
         for n in range(1, 9)
     ]
     (folder / "raw" / "boards.md").write_text("# Board notes\n\n" + "\n".join(sections))
-    shutil.copy(folder.parents[1] / "domains/cli_tool/tasks.yaml", folder / "tasks.yaml")
-    sections = ("extract", "generate", "balance", "split", "validate", "quant", "lora", "train", "eval")
-    (folder / "params.yaml").write_text("".join(f"{s}: {{}}\n" for s in sections))
+    for name in ("tasks.yaml", "params.yaml"):
+        shutil.copy(folder.parents[1] / "domains/cli_tool" / name, folder / name)
 
 
 def test_each_domain_gets_its_adapter_over_the_one_shared_base(domains_run):
@@ -79,7 +79,7 @@ def test_each_domain_gets_its_adapter_over_the_one_shared_base(domains_run):
     for domain, row in compared.items():
         assert {"rouge_l", "rouge_l_base"} <= set(row)
         assert set(row["on"]) == set(DOMAINS) - {domain}  # the interference check: every other domain
-    assert "| skein_howto | datasheets |" in (domains_run / "reports/compare.md").read_text()
+    assert "| skein_howto | cli_tool |" in (domains_run / "reports/compare.md").read_text()
 
 
 @pytest.mark.slow  # the real dvc, in a fresh copy
@@ -96,15 +96,11 @@ def test_one_domain_builds_alone_and_a_chain_builds_its_first_stage_first(tmp_pa
 def test_adding_and_removing_a_domain_reruns_nothing_of_the_others(domains_run, tmp_path):
     repo = copy(domains_run, tmp_path)
     new_domain(repo / "domains/boards")  # a new domain: a folder …
-    set_domains(repo, {k: v for k, v in {**DOMAINS, "boards": {"init_from": "base"}}.items() if k != "datasheets"})
-    out = sh(["dvc", "repro"], repo).stdout  # … named in params.yaml; and datasheets is gone from it
-    # The new domain's whole pipeline; of the others only the cross-domain check, which reads every val set.
-    assert ran_stages(out) == at("boards", *PER_DOMAIN) | {
-        "interference@cli_tool",
-        "interference@skein_howto",
-        "compare",
-    }
-    assert set(json.loads((repo / "metrics/compare.json").read_text())) == {"cli_tool", "skein_howto", "boards"}
+    set_domains(repo, {"cli_tool": DOMAINS["cli_tool"], "boards": {"init_from": "base"}})
+    out = sh(["dvc", "repro"], repo).stdout  # … named in params.yaml; and skein_howto is gone from it
+    # The new domain's whole pipeline; of cli_tool only the cross-domain check, which reads every val set.
+    assert ran_stages(out) == at("boards", *PER_DOMAIN) | {"interference@cli_tool", "compare"}, out
+    assert set(json.loads((repo / "metrics/compare.json").read_text())) == {"cli_tool", "boards"}
 
 
 def test_new_data_for_the_first_stage_of_a_chain_retrains_the_chain_and_nothing_else(domains_run, tmp_path):
@@ -112,7 +108,7 @@ def test_new_data_for_the_first_stage_of_a_chain_retrains_the_chain_and_nothing_
     page = repo / "domains/cli_tool/raw/add.md"
     page.write_text(page.read_text().replace("The file's permissions", "The file's owner, permissions"))
     ran = ran_stages(sh(["dvc", "repro"], repo).stdout)
-    # The first stage's train and its chain; baseline only where the edit reached val, never datasheets' own stages.
+    # The first stage's train and the chain after it; baseline only where the edit reached val; not the base.
     assert {"extract@cli_tool", "train@cli_tool", "train@skein_howto", "evaluate@skein_howto"} <= ran
     assert ran <= at("cli_tool", *PER_DOMAIN) | at("skein_howto", *AFTER_TRAIN) | {
         "interference@datasheets",
@@ -122,10 +118,10 @@ def test_new_data_for_the_first_stage_of_a_chain_retrains_the_chain_and_nothing_
 
 def test_an_experiment_on_one_domains_params_reruns_that_domain_only(domains_run, tmp_path):
     repo = copy(domains_run, tmp_path)
-    # `++` adds the key where the domain's lora section is still empty, and overrides it where it is not.
-    out = sh(["dvc", "exp", "run", "-S", "domains/datasheets/params.yaml:++lora.r=8"], repo).stdout
-    assert ran_stages(out) == at("datasheets", *AFTER_TRAIN) | {"compare"}, out
-    assert json.loads((repo / "models/datasheets/adapter_config.json").read_text())["r"] == 8
+    # `++` adds the key where the domain's section does not hold it yet, and overrides it where it does.
+    out = sh(["dvc", "exp", "run", "-S", "domains/skein_howto/params.yaml:++train.learning_rate=0.001"], repo).stdout
+    assert ran_stages(out) == at("skein_howto", *AFTER_TRAIN) | {"compare"}, out
+    assert "learning_rate: 0.001" in (repo / "domains/skein_howto/params.yaml").read_text()
     # Every domain's headline side by side, under column names a person reads.
     header = sh(["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", HEADLINES], repo).stdout
     columns = header.splitlines()[0].split(",")
@@ -140,10 +136,10 @@ def test_a_teammate_pulls_one_domain_and_its_repro_is_a_no_op(domains_run, tmp_p
     sh(["dvc", "push"], a)
     b = tmp_path / "b"
     sh(["git", "clone", "-q", str(a), str(b)], tmp_path)
-    sh(["dvc", "pull", "--with-deps", "report@datasheets"], b)
-    assert (b / "models/datasheets/adapter_model.safetensors").is_file()
-    assert not (b / "models/cli_tool").exists() and not (b / "data/processed/cli_tool/val.jsonl").exists()
-    out = sh(["dvc", "repro", "report@datasheets"], b).stdout
+    sh(["dvc", "pull", "--with-deps", "report@cli_tool"], b)
+    assert (b / "models/cli_tool/adapter_model.safetensors").is_file()
+    assert not (b / "models/skein_howto").exists() and not (b / "data/processed/skein_howto/val.jsonl").exists()
+    out = sh(["dvc", "repro", "report@cli_tool"], b).stdout
     assert ran_stages(out) == set(), out
 
 

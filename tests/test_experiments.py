@@ -39,7 +39,7 @@ def wait_for_queue(repo: Path) -> str:
 
 @slow_fixture(scope="module")
 def sweep(tmp_path_factory, fast_run):
-    """The committed FAST run (lora.r 16), copied, plus a grid lora.r=8,64 run through the queue with one worker."""
+    """The committed shared run (lora.r 16), copied, plus a grid lora.r=8,64 run through the queue with one worker."""
     repo = copy_run(fast_run, tmp_path_factory.mktemp("experiments") / "repo")
 
     # One quoted -S with a comma list queues one experiment per value. -j 1: parallel workers race

@@ -13,7 +13,7 @@ from stages.baseline import cli as baseline_cli
 from stages.evaluate import cli as evaluate_cli
 from finetune.commands.export import cli as export_cli
 from finetune.io import load_jsonl
-from tests.conftest import assert_ok, invoke, typed, write_params
+from tests.conftest import HEATING_TASKS, assert_ok, invoke, typed, write_params
 from tests.serving import free_port, transformers_serve
 
 
@@ -45,7 +45,7 @@ def served(exported):
         base_scores=root / "data/eval/heating/baseline_scores.json",
         val=trained.val,
     )
-    common = ["--val", trained.splits.val, "--params", params_file]
+    common = ["--val", trained.splits.val, "--params", params_file, "--tasks", HEATING_TASKS]
     base_args = ["--model", trained.base, "--predictions", out.base_predictions, "--scores", out.base_scores]
     assert_ok(invoke(baseline_cli, [*base_args, *common]))
 

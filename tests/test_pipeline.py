@@ -50,7 +50,9 @@ def test_repro_runs_every_stage_and_writes_every_output(pipeline_run):
     ]:
         assert (repo / path).is_file(), path
     assert json.loads((repo / "metrics/validation/heating.json").read_text())["success"] is True
-    assert not list((repo / "models/checkpoints").glob("checkpoint-*")), "a finished run leaves only the adapter"
+    assert not list((repo / "models/checkpoints/heating").glob("checkpoint-*")), (
+        "a finished run leaves only the adapter"
+    )
 
 
 def test_eval_metrics_have_baseline_finetuned_and_delta_per_task(pipeline_run):

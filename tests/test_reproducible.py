@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from finetune.io import write_jsonl
-from tests.conftest import REPO, TINY_BLOCKS, shrink, repo_params, typed, write_params
+from tests.conftest import HEATING_TASKS, REPO, TINY_BLOCKS, repo_params, shrink, typed, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -26,11 +26,12 @@ def run(cwd: Path, threads: int, *args) -> None:
 
 def test_base_and_adapter_are_byte_identical_with_one_or_two_threads(tmp_path):
     from finetune.generation.examples import run as generate
+    from finetune.generation.taskfile import load
 
     params = shrink(repo_params())
     write_params(tmp_path / "params.yaml", params)
     write_jsonl(tmp_path / "blocks.jsonl", TINY_BLOCKS)
-    examples = generate(TINY_BLOCKS, typed(params).generate)
+    examples = generate(TINY_BLOCKS, typed(params).generate, load(HEATING_TASKS))
     write_jsonl(tmp_path / "train.jsonl", examples[:12])
     write_jsonl(tmp_path / "val.jsonl", examples[12:16])
     built = {}

@@ -45,12 +45,13 @@ def test_the_planted_secrets_reached_the_stages(pipeline_run):
 
 def test_no_output_cache_lock_file_or_log_holds_a_planted_secret(pipeline_run):
     scanned = {p.relative_to(pipeline_run.repo).as_posix() for p in files_under(pipeline_run.repo)}
-    # Where a leak would most likely be: DVCLive's dump of TrainingArguments (hub_token), the adapter's card and
-    # config, the base's tokenizer and config, the teacher's answer cache, dvc.lock, DVC's cache and tmp.
+    # Where a leak would most likely be: the curves (DVCLive once dumped TrainingArguments there, hub_token and all;
+    # train now logs curves only), the adapter's card and config, the base's tokenizer and config, the teacher's
+    # answer cache, dvc.lock, DVC's cache and tmp.
     for expected in [
         "params.yaml",
         "dvc.lock",
-        "metrics/train/params.yaml",
+        "metrics/curves/heating/plots/metrics/loss.tsv",
         "metrics/train/heating.json",
         "models/heating/README.md",
         "models/heating/adapter_config.json",

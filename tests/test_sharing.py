@@ -34,7 +34,7 @@ def server(tmp_path_factory):
 
 @slow_fixture(scope="module")
 def team(tmp_path_factory, server, fast_run) -> SimpleNamespace:
-    """A: the FAST run, copied, with the SSH remote as its committed default, pushed to git and DVC."""
+    """A: the shared run, copied, with the SSH remote as its committed default, pushed to git and DVC."""
     root = tmp_path_factory.mktemp("team")
     # HOME: a home of our own, so the developer's ~/.ssh/config or keys cannot change what the client does.
     env = {"HOME": str(server.home)}

@@ -51,7 +51,7 @@ def curve(root: Path, name: str = "loss") -> list[tuple[int, float]]:
 def complete_checkpoints(repo: Path) -> dict[int, int]:
     """checkpoint-N -> the global step its trainer_state.json records, for checkpoints whose state is whole."""
     found = {}
-    for c in (repo / "models/checkpoints").glob("checkpoint-*"):
+    for c in (repo / "models/checkpoints/heating").glob("checkpoint-*"):
         try:
             found[int(c.name.split("-")[1])] = json.loads((c / "trainer_state.json").read_text())["global_step"]
         except (OSError, ValueError):
@@ -118,7 +118,7 @@ def test_rerun_resumes_from_the_last_complete_checkpoint_and_finishes_every_step
     total = math.ceil(resumed["n_train"] / BATCH) * EPOCHS
     assert 0 < step < total
     assert resumed["ran"] == {"train"}
-    assert f"resuming from models/checkpoints/checkpoint-{step} at step {step}" in resumed["log"]
+    assert f"resuming from models/checkpoints/heating/checkpoint-{step} at step {step}" in resumed["log"]
     assert f"trained steps {step + 1}..{total} of {total}" in resumed["log"]
     metrics = json.loads((resumed["repo"] / "metrics/train/heating.json").read_text())
     assert metrics["global_step"] == total and metrics["epochs"] == EPOCHS
@@ -140,7 +140,7 @@ def test_the_curve_continues_from_the_checkpoint_without_a_restart_or_duplicate_
 def test_a_finished_resumed_run_leaves_the_adapter_and_no_checkpoint_or_temporary_folder(resumed):
     repo = resumed["repo"]
     assert (repo / "models/heating/adapter_model.safetensors").is_file()
-    assert not list((repo / "models/checkpoints").glob("checkpoint-*"))
+    assert not list((repo / "models/checkpoints/heating").glob("checkpoint-*"))
     assert sorted(p.name for p in (repo / "models").iterdir() if p.name != ".gitignore") == [
         "adapter",
         "base",
@@ -156,7 +156,7 @@ def test_a_finished_resumed_run_leaves_the_adapter_and_no_checkpoint_or_temporar
 
 def train_args(root: Path, splits, base, params_file) -> list[str]:
     args = ["--train", splits.train, "--val", splits.val, "--model", base, "--output", root / "models/heating"]
-    args += ["--checkpoints", root / "models/checkpoints", "--metrics", root / "metrics/train/heating.json"]
+    args += ["--checkpoints", root / "models/checkpoints/heating", "--metrics", root / "metrics/train/heating.json"]
     return [str(a) for a in args + ["--live-dir", root / "metrics/curves/heating", "--params", params_file]]
 
 
