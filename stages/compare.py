@@ -6,23 +6,14 @@ finetune.evaluation.compare for the keys.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from finetune.evaluation.compare import markdown, table
+from finetune.evaluation.runfiles import read_json
 from finetune.io import InputError, log, write_json, write_text
 from finetune.params import load_params, params_option
-
-
-def _read(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, f"not found: run {what} first") from None
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"not valid JSON: {e.msg}", e.lineno) from None
 
 
 @click.command()
@@ -37,8 +28,10 @@ def cli(eval_dir, interference_dir, metrics_path, report_path, params_path):
     domains = list(load_params(params_path).domains)
     if not domains:
         raise InputError(params_path[0], "domains: none listed, so there is nothing to compare")
-    evals = {d: _read(Path(eval_dir) / f"{d}.json", f"evaluate@{d}") for d in domains}
-    interference = {d: _read(Path(interference_dir) / f"{d}.json", f"interference@{d}") for d in domains}
+    evals = {d: read_json(Path(eval_dir) / f"{d}.json", f"results of evaluate@{d}") for d in domains}
+    interference = {
+        d: read_json(Path(interference_dir) / f"{d}.json", f"results of interference@{d}") for d in domains
+    }
     compared = table(evals, interference)
     write_json(metrics_path, compared)
     write_text(report_path, markdown(compared))

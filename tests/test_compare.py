@@ -129,7 +129,9 @@ def test_compare_without_a_domains_evaluate_results_is_one_line(tmp_path):
 
     (tmp_path / "eval").mkdir()
     result = invoke(cli, ["--eval-dir", tmp_path / "eval", "--interference-dir", tmp_path / "none"])
-    expected = f"{tmp_path / 'eval' / 'heating.json'}: not found: run evaluate@heating first"
+    expected = (
+        f"{tmp_path / 'eval' / 'heating.json'}: not found: the results of evaluate@heating (run `dvc repro` first)"
+    )
     assert result.exit_code == 1 and str(result.exception) == expected
 
 
