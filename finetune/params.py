@@ -281,20 +281,13 @@ def overlay(base: dict, over: dict) -> dict:
     return out
 
 
-def _holds(data: dict, loc: tuple) -> bool:
-    for key in loc:
-        if not isinstance(data, dict) or key not in data:
-            return False
-        data = data[key]
-    return True
-
-
 def load_params(paths: str | os.PathLike | Sequence[str | os.PathLike] = "params.yaml") -> Params:
     """params.yaml, or params.yaml overlaid with a domain's overrides (`--params params.yaml --params
     domains/<name>/params.yaml`): later files win, section by section and key by key. The result is validated whole;
-    a problem is reported against the file that holds the offending key."""
+    a problem is reported against the file that brought it."""
     files = [Path(paths)] if isinstance(paths, str | os.PathLike) else [Path(p) for p in paths]
     data = _read(files[0])
+    params = parse(data, files[0])
     for over_path in files[1:]:
         over = _read(over_path) or {}
         if not isinstance(over, dict):
@@ -302,29 +295,22 @@ def load_params(paths: str | os.PathLike | Sequence[str | os.PathLike] = "params
         shared = [k for k in SHARED if k in over]
         if shared:
             raise InputError(over_path, f"{shared[0]} is shared by every domain: set it in {files[0]} only")
-        if not isinstance(data, dict):
-            break
-        try:
-            Params.model_validate(data)
-        except ValidationError:
-            break  # the first file's own problem is reported against it below
-        merged = overlay(data, over)
-        try:
-            Params.model_validate(merged)
-        except ValidationError as e:
-            loc = tuple(str(p) for p in e.errors()[0]["loc"])
-            if _holds(over, loc) or _holds(over, loc[:-1]):
-                raise InputError(over_path, _problem(e.errors()[0])) from None
-        data = merged
-    params = parse(data, files[0])
-    for name, domain in params.domains.items():
+        data = overlay(data, over)
+        params = parse(data, over_path)  # the files before it were valid: the problem is this one's
+    for name in params.domains:
         if not NAME.fullmatch(name) or name in RESERVED:
             raise InputError(
                 files[0],
                 f"domains.{name}: a domain name is a folder name ([a-z0-9_-]), not one of {', '.join(RESERVED)}",
             )
-        if domain.init_from != "base" and domain.init_from not in params.domains:
-            raise InputError(files[0], f"domains.{name}.init_from: {domain.init_from!r} is neither base nor a domain")
+        seen, at = [name], params.domains[name].init_from
+        while at != "base":  # the chain of init_from must end at the base: dvc.yaml would stop on a cycle
+            if at not in params.domains:
+                raise InputError(files[0], f"domains.{seen[-1]}.init_from: {at!r} is neither base nor a domain")
+            if at in seen:
+                raise InputError(files[0], f"domains.{name}.init_from: a cycle, {' -> '.join([*seen, at])}")
+            seen.append(at)
+            at = params.domains[at].init_from
     return params
 
 

@@ -65,6 +65,8 @@ def test_a_bad_domain_file_is_one_line_naming_it(tmp_path, data, message):
         ({"Heating Docs": {"init_from": "base"}}, "domains.Heating Docs: a domain name is a folder name"),
         ({"a": {"init_from": "b"}}, "domains.a.init_from: 'b' is neither base nor a domain"),
         ({"a": {}}, "domains.a.init_from is missing"),
+        ({"a": {"init_from": "a"}}, "domains.a.init_from: a cycle, a -> a"),
+        ({"a": {"init_from": "b"}, "b": {"init_from": "a"}}, "domains.a.init_from: a cycle, a -> b -> a"),
     ],
 )
 def test_the_list_of_domains_is_checked_where_it_is_written(tmp_path, domains, message):
