@@ -65,8 +65,10 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     r"dvc exp show --drop .* --keep Experiment|\w+\.rouge_l(_base)?$": [
         ("tests/test_domains.py", '["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", HEADLINES]')
     ],
-    "dvc exp run -S lora.r=64": [("tests/test_pipeline.py", '["dvc", "exp", "run", "-S", "lora.r=4"]')],
-    "dvc exp run -S train.learning_rate=1e-4": [("tests/test_pipeline.py", '["dvc", "exp", "run", "-S", "lora.r=4"]')],
+    "dvc exp run -S lora.r=64": [("tests/test_sharing.py", '["dvc", "exp", "run", "-n", "r64", "-S", "lora.r=64"]')],
+    "dvc exp run -S train.learning_rate=1e-4": [
+        ("tests/test_sharing.py", '["dvc", "exp", "run", "-n", "r64", "-S", "lora.r=64"]')
+    ],
     "dvc exp run --queue -S lora.r=8,16,64": [
         ("tests/test_experiments.py", '["dvc", "exp", "run", "--queue", "-S", "lora.r=8,64"]')
     ],

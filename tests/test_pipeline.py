@@ -77,13 +77,6 @@ def test_second_repro_runs_nothing(repo):
     assert "Data and pipelines are up to date" in out
 
 
-def test_lora_rank_experiment_reruns_train_evaluate_and_report_only(repo):
-    out = sh(["dvc", "exp", "run", "-S", "lora.r=4"], repo).stdout
-    assert ran_stages(out) == at("heating", "train", "evaluate", "report", "interference") | {"compare"}, out
-    config = json.loads((repo / "models/heating/adapter_config.json").read_text())
-    assert config["r"] == 4
-
-
 def test_editing_a_generate_template_reruns_generate_onwards_only(repo):
     tasks = repo / "domains/heating/tasks.yaml"
     original = tasks.read_text()

@@ -7,6 +7,7 @@ pipeline run in A serves every test here; each test makes its own fresh clone.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -71,6 +72,7 @@ def sweep(team) -> SimpleNamespace:
     assert ran_stages(out) == at("heating", "train", "evaluate", "report", "interference") | {"compare"}, out
     adapter = digests(a / "models/heating")
     assert adapter != team.adapter
+    assert json.loads((a / "models/heating/adapter_config.json").read_text())["r"] == 64
     # `exp push` sends the experiment's git ref and, to the default DVC remote, its cached outputs; the run cache
     # (stage + deps + params -> outputs) only goes with --run-cache.
     sh(["dvc", "exp", "push", "origin", "r64"], a, env=env)
