@@ -4,12 +4,12 @@ Same chat template (the adapter's tokenizer), same system prompt (generate.syste
 answer length (eval.max_new_tokens), same generation code as the evaluate stage. Each question is asked on its own,
 as in training: no earlier turns are sent.
 
-    finetune chat                                  # models/base + models/adapter; type questions, Ctrl-D ends
-    finetune chat --compare --task SPEC            # the untuned base's answer beside the adapter's, [SPEC] prefix
-    printf 'CA-24C rated output?\\n' | finetune chat --json        # one question per line in, JSON lines out
+    finetune chat --domain heating                 # models/base + models/heating; type questions, Ctrl-D ends
+    finetune chat --domain heating --compare --task SPEC   # the untuned base's answer beside, [SPEC] prefix
+    printf 'CA-24C rated output?\\n' | finetune chat --domain heating --json   # one question per line, JSON out
     finetune chat --endpoint http://127.0.0.1:8000/v1 --model heating --compare --base-name base
 
-With --endpoint the answers come from a served model (vLLM `--lora-modules heating=models/adapter`, `transformers
+With --endpoint the answers come from a served model (vLLM `--lora-modules heating=models/heating`, `transformers
 serve`, any OpenAI-compatible API) with the eval section's retry and timeout settings.
 """
 
