@@ -155,6 +155,7 @@ class Train(Section):
     max_grad_norm: float = Field(ge=0)
     gradient_checkpointing: bool
     packing: bool
+    sampling_strategy: Literal["random", "group_by_length"]
     completion_only_loss: bool
     eval_strategy: Literal["epoch", "steps"]
     eval_steps: int = Field(ge=1)

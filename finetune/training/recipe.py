@@ -59,6 +59,7 @@ def sft_config(train: Train, max_seq_len: int, output_dir: str, quant: Quant):
         activation_checkpointing=train.gradient_checkpointing,
         packing=train.packing,
         padding_free=train.packing,
+        train_sampling_strategy=train.sampling_strategy,
         completion_only_loss=train.completion_only_loss,
         max_length=max_seq_len,
         eval_strategy=strategy,
