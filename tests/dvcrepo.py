@@ -43,7 +43,7 @@ SMALL = merge(
 FAST = merge(
     SMALL,
     {
-        # bitsandbytes' 4-bit matmuls are the slowest part of a CPU run (3x here); the shared pipeline run covers QLoRA.
+        # Plain LoRA, a little faster than 4-bit on a CPU (no dequantising); the shared pipeline run covers QLoRA.
         "quant": {"load_in_4bit": False},
         # No minority upsampling: balance caps every task at 2x the smallest (WIRING, 5 examples), so train holds
         # 75 examples instead of 750: 5 optimiser steps.

@@ -31,3 +31,12 @@ def test_a_served_models_evaluation_never_lands_on_the_evaluate_stages_outputs()
     outs = {o.replace("${key}", "heating") for o in outs}
     served = {files[k] for k in ("served_predictions", "served_metrics", "served_report", "served_plot")}
     assert not served & outs
+
+
+def test_dvc_lock_holds_the_stages_dvc_yaml_defines_and_no_other():
+    """DVC never drops the entry of a stage that is gone from dvc.yaml (a renamed stage, a removed domain), and every
+    `dvc repro`, no-op too, parses the whole lock file: a stale entry only costs time."""
+    domains = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["domains"]
+    defined = {f"{name}@{d}" if "foreach" in body else name for name, body in DVC.items() for d in domains}
+    locked = set(yaml.safe_load((REPO / "dvc.lock").read_text(encoding="utf-8"))["stages"])
+    assert locked == defined, f"stale: {sorted(locked - defined)}, never run: {sorted(defined - locked)}"

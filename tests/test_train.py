@@ -12,7 +12,6 @@ import json
 import math
 
 import pytest
-import yaml
 
 from finetune.serving.vllm import max_lora_rank
 from finetune.training.checkpoints import prepare_checkpoints
@@ -129,6 +128,35 @@ def test_the_trainer_trains_on_a_bitsandbytes_4bit_base(trained):
     }
     assert {name.rsplit(".", 1)[-1] for name in lora_bases} == LINEAR_LAYERS
     assert all(isinstance(layer, bnb.nn.Linear4bit) for layer in lora_bases.values())
+
+
+def test_a_cpu_run_trains_and_saves_the_adapter_in_fp32_over_the_4bit_base(trained):
+    """TRL casts a 4-bit model's LoRA weights to bf16; on a CPU (compute dtype fp32) they train in fp32."""
+    from safetensors import safe_open
+
+    [loaded] = [m for m in trained.loaded if m.quant]
+    trainable = [p for p in loaded.model.parameters() if p.requires_grad]
+    assert trainable and {str(p.dtype) for p in trainable} == {"torch.float32"}
+    with safe_open(trained.adapter / "adapter_model.safetensors", "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float32"}
+
+
+def test_adapter_weights_follow_a_float32_compute_dtype_and_are_left_alone_under_bf16():
+    import torch
+
+    from finetune.training.trainer import keep_adapter_in_compute_dtype
+
+    def model():
+        m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4)).to(torch.bfloat16)
+        m[0].requires_grad_(False)  # the frozen base keeps its dtype
+        return m
+
+    m = model()
+    keep_adapter_in_compute_dtype(m, torch.float32)
+    assert m[1].weight.dtype == torch.float32 and m[0].weight.dtype == torch.bfloat16
+    m = model()
+    keep_adapter_in_compute_dtype(m, torch.bfloat16)
+    assert m[1].weight.dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("load_in_4bit", [True, False])
@@ -256,3 +284,11 @@ def test_train_and_evaluate_print_neither_the_kernels_community_warning_nor_the_
     )
     assert "canary" in proc.stderr  # other bitsandbytes warnings still show
     assert "gemm_4bit_forward" not in proc.stderr and "is deprecated" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("strategy", ["group_by_length", "random"])
+def test_train_sampling_strategy_reaches_the_trainer(small_params, strategy):
+    from finetune.training.recipe import sft_config
+
+    p = typed(merge(small_params, {"train": {"sampling_strategy": strategy}}))
+    assert sft_config(p.train, p.model.max_seq_len, "unused", p.quant).train_sampling_strategy == strategy
