@@ -9,6 +9,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+
+# pytest-xdist runs the suite on one worker per core (pyproject's addopts). Each worker's torch, and every `finetune`
+# process its `dvc` starts, gets an equal share of the cores: two workers of two torch threads each on 2 cores
+# oversubscribe them, and a contended OpenMP spin-waits. Before anything imports torch.
+if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(workers))))
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -303,10 +309,19 @@ def slow_fixture(scope: str = "function"):
     return declare
 
 
+# The session fixtures too costly to build twice: every test that uses one, directly or through another fixture, runs
+# on the same xdist worker (`--dist loadgroup`); any other test runs beside the rest of its module, which keeps a
+# module-scoped fixture to one worker too.
+SHARED_RUNS = ("pipeline_run", "domains_run", "trained")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
-        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        names = getattr(item, "fixturenames", ())
+        if SLOW_FIXTURES.intersection(names):
             item.add_marker(pytest.mark.slow)
+        group = next((run for run in SHARED_RUNS if run in names), item.nodeid.split("::")[0])
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 # Whether the test being set up is marked slow; tests.dvcrepo.sh refuses to run `dvc` when it is not, so a test (or

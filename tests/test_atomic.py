@@ -22,7 +22,8 @@ from finetune.io import atomic_path, write_jsonl
 from tests.conftest import params_file
 from tests.dvcrepo import env_for, sh
 
-ROWS = 12_000  # x ~1.6 kB of text: a ~20 MB block file that takes a few tenths of a second to write on 2 cores
+ROWS = 30_000  # x ~1.6 kB of text: a ~50 MB block file, which takes most of a second to write on 2 cores: the
+# signal must land inside the write even when a second test worker loads the machine
 
 
 def write_parts_table(path: Path, tag: str) -> None:
@@ -44,7 +45,7 @@ def interrupt_while_writing(args: list[str], cwd: Path, out: Path, sig: int) -> 
     """Start `args`, wait until the temporary of `out` appears (the write has begun), send `sig` to the process group.
 
     Watching for the temporary instead of sleeping a fixed time makes the signal land inside the write on a fast or
-    a loaded machine alike; the write takes ~0.3 s and the poll wakes every millisecond.
+    a loaded machine alike; the write takes ~0.8 s and the poll wakes every millisecond.
     """
     proc = subprocess.Popen(
         args, cwd=cwd, env=env_for(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True

@@ -38,7 +38,8 @@ def params(tmp_path):
 def chat(args, stdin: str):
     from click.testing import CliRunner
 
-    return CliRunner().invoke(cli, [str(a) for a in args], input=stdin, catch_exceptions=True)
+    # A fixed width: the side-by-side columns wrap to the terminal, which differs between a shell and a test worker.
+    return CliRunner().invoke(cli, [str(a) for a in args], input=stdin, catch_exceptions=True, env={"COLUMNS": "100"})
 
 
 def test_each_stdin_line_is_asked_like_evaluate_asks_and_answered_with_line_breaks_kept(server, params):
