@@ -309,19 +309,25 @@ def slow_fixture(scope: str = "function"):
     return declare
 
 
-# The session fixtures too costly to build twice: every test that uses one, directly or through another fixture, runs
-# on the same xdist worker (`--dist loadgroup`); any other test runs beside the rest of its module, which keeps a
-# module-scoped fixture to one worker too.
-SHARED_RUNS = ("pipeline_run", "domains_run", "trained")
+# The session fixtures too costly to build twice, longest first: every test that uses one, directly or through
+# another fixture, runs on the same xdist worker (`--dist loadgroup`); any other test runs beside the rest of its
+# module, which keeps a module-scoped fixture to one worker too. Their tests come first (pyproject: no reordering by
+# size), so the two longest runs start at once on the two workers of a 2-core machine and the rest fills in.
+SHARED_RUNS = ("domains_run", "pipeline_run", "trained")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
-    for item in items:
+    def group(item) -> str:
         names = getattr(item, "fixturenames", ())
-        if SLOW_FIXTURES.intersection(names):
+        return next((run for run in SHARED_RUNS if run in names), item.nodeid.split("::")[0])
+
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        group = next((run for run in SHARED_RUNS if run in names), item.nodeid.split("::")[0])
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    rank = {run: i for i, run in enumerate(SHARED_RUNS)}
+    items.sort(key=lambda item: rank.get(group(item), len(SHARED_RUNS)))
 
 
 # Whether the test being set up is marked slow; tests.dvcrepo.sh refuses to run `dvc` when it is not, so a test (or
