@@ -47,13 +47,14 @@ def repro(clone: Path) -> tuple[float, dict[str, float]]:
     return end - started, per_stage
 
 
-def noop_seconds(repo: Path, runs: int) -> float:
+def noop_seconds(repo: Path, runs: int) -> list[float]:
+    """Wall seconds of each of `runs` `dvc repro` in `repo`, where nothing is due."""
     times = []
     for _ in range(runs):
         t0 = time.monotonic()
         subprocess.run(["dvc", "repro"], cwd=repo, check=True, capture_output=True)
         times.append(time.monotonic() - t0)
-    return statistics.median(times)
+    return times
 
 
 def trivial_repo(root: Path, stages: int, deps: int) -> Path:
@@ -106,18 +107,14 @@ def main() -> None:
         print(f"  {stage:28s} {seconds:6.1f} s")
     print("by stage, every domain together: " + ", ".join(f"{k} {v:.0f} s" for k, v in sorted(by_kind.items())))
 
-    noop = []
-    for _ in range(args.noop_runs):
-        t0 = time.monotonic()
-        subprocess.run(["dvc", "repro"], cwd=clone, check=True, capture_output=True)
-        noop.append(time.monotonic() - t0)
+    noop = noop_seconds(clone, args.noop_runs)
     print(f"no-op dvc repro: median {statistics.median(noop):.2f} s of {', '.join(f'{s:.2f}' for s in noop)}")
     import yaml
 
     stages = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
     deps = round(statistics.mean(len(s.get("deps", [])) for s in stages.values()))
     for n in (1, len(stages)):
-        floor = noop_seconds(trivial_repo(work / f"trivial-{n}", n, deps), args.noop_runs)
+        floor = statistics.median(noop_seconds(trivial_repo(work / f"trivial-{n}", n, deps), args.noop_runs))
         print(f"  DVC alone, no-op of {n} trivial stage(s) with {deps} deps and 2 params files each: {floor:.2f} s")
 
     # Same inputs, same bytes: every output's hash in this run's dvc.lock against the committed one. Metrics files
