@@ -318,16 +318,16 @@ SHARED_RUNS = ("domains_run", "pipeline_run", "trained")
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
-    def group(item) -> str:
-        names = getattr(item, "fixturenames", ())
-        return next((run for run in SHARED_RUNS if run in names), item.nodeid.split("::")[0])
-
-    for item in items:
-        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group(group(item)))
     rank = {run: i for i, run in enumerate(SHARED_RUNS)}
-    items.sort(key=lambda item: rank.get(group(item), len(SHARED_RUNS)))
+    order = {}
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if SLOW_FIXTURES.intersection(names):
+            item.add_marker(pytest.mark.slow)
+        group = next((run for run in SHARED_RUNS if run in names), item.nodeid.split("::")[0])
+        item.add_marker(pytest.mark.xdist_group(group))
+        order[item.nodeid] = rank.get(group, len(SHARED_RUNS))
+    items.sort(key=lambda item: order[item.nodeid])
 
 
 # Whether the test being set up is marked slow; tests.dvcrepo.sh refuses to run `dvc` when it is not, so a test (or
