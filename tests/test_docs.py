@@ -35,14 +35,14 @@ def words(line: str) -> str:
 
 
 def set_up(command: str) -> str:
-    return command.split(" && pip install -e ")[0]
+    return command.split(" && pip install --no-deps -e . && ")[0]
 
 
 # Documented command (`words`) -> where it runs: each (file, text) pair says `file` holds `text` (whitespace-
 # insensitive), the invocation that runs that command.
 RUN_BY: dict[str, list[tuple[str, str]]] = {
     # README
-    words(README_RUN): [(".ci/run", "python3 -m venv .venv && . .venv/bin/activate && pip install torch=="), REPRO],
+    words(README_RUN): [(".ci/run", "python3 -m venv .venv && . .venv/bin/activate && pip install -r requirements.lock"), REPRO],
     words(README_TEST): [(".ci/run", README_TEST)],
     "mkdir -p domains/boards/raw && cp ~/board-notes/*.md domains/boards/raw/": [
         ("tests/test_domains.py", '(folder / "raw").mkdir(parents=True)')
@@ -131,7 +131,7 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     "finetune export --model models/base --adapter models/heating --output models/merged": [
         ("tests/test_export.py", "assert_ok(invoke(export_cli, args))")
     ],
-    "pip install transformers[serving]": [("pyproject.toml", '"transformers[serving]'), (".ci/run", "'.[test]'")],
+    "pip install transformers[serving]": [("pyproject.toml", '"transformers[serving]'), (".ci/run", "pip install -r requirements.lock"), ("requirements.lock", "transformers==")],
     "transformers serve models/merged --host 127.0.0.1 --port 8000 &": [
         ("tests/serving.py", '[str(exe), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port)'),
         ("tests/test_export.py", "transformers_serve(exported.merged"),
@@ -157,6 +157,10 @@ NOT_RUN = {
     "cli_tool=models/cli_tool datasheets=models/datasheets skein_howto=models/skein_howto --port 8000": "vLLM needs a GPU",
     "pip install dvc-s3 && dvc remote add -d team s3://example-ml-cache/finetune": "needs an S3 bucket",
     "dvc remote modify --local team profile ml-cache": "needs an S3 bucket and an AWS account",
+    "pip install pip-tools && pip-compile --extra cpu --extra test --strip-extras --allow-unsafe --no-emit-index-url "
+    "--no-emit-find-links --output-file requirements.lock pyproject.toml": "the tests never reach a package index",
+    "grep -v ^torch== requirements.lock > /tmp/requirements.txt && pip install -r /tmp/requirements.txt && pip install "
+    "--no-deps -e .": "needs a GPU machine",
 }
 
 
@@ -212,8 +216,8 @@ def test_what_runs_a_documented_command_is_still_there(command):
 def test_fresh_machine_commands_ci_runs_the_test_one_and_the_same_set_up_as_the_other():
     ci = [line for line in (REPO / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci[-1] == README_TEST
-    assert README_RUN.endswith(" && pip install -e . && dvc repro")
-    assert README_TEST.endswith(" && pip install -e '.[test]' && pytest")
+    assert README_RUN.endswith(" && pip install -r requirements.lock && pip install --no-deps -e . && dvc repro")
+    assert README_TEST.endswith(" && pip install -r requirements.lock && pip install --no-deps -e . && pytest")
     # The same set-up, except that the tests may need system packages the pipeline does not.
     packages = re.compile(r"apt-get install -y ([^&]*)")
     run_packages, test_packages = (set(packages.search(c).group(1).split()) for c in (README_RUN, README_TEST))
