@@ -67,11 +67,17 @@ def test_teacher_adds_a_paraphrase_per_example_and_counts_the_dropped(tmp_path, 
     assert not any(b["messages"][1]["content"].startswith("[") for b in server.bodies)
     assert {b["seed"] for b in server.bodies} == {small_params["generate"]["seed"]}
 
-    assert metrics["teacher"]["paraphrases"] == {
+    paraphrases = metrics["teacher"]["paraphrases"]
+    assert {k: v for k, v in paraphrases.items() if k != "per_task"} == {
         "requested": len(originals),
         "added": len(originals) - 3,
-        "dropped": {"empty": 1, "identical": 1, "too_long": 1},
+        "dropped": {"empty": 1, "identical": 1, "too_long": 1, "rejected": 0},
+        "rejected_reasons": {},
     }
+    per_task = paraphrases["per_task"]
+    assert set(per_task) == {e["task"] for e in originals}
+    assert sum(t["requested"] for t in per_task.values()) == len(originals)
+    assert sum(t["added"] for t in per_task.values()) == len(originals) - 3
     assert metrics["examples"] == len(examples) == 2 * len(originals) - 3
     by_id = {e["id"]: e for e in examples}
     assert [e for e in examples if "paraphrase_of" not in e["meta"]] == originals  # originals unchanged, in order

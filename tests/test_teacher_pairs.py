@@ -147,7 +147,8 @@ def test_a_pair_is_kept_only_when_grounded_judged_supported_and_new_and_every_dr
     # FILTER: 4 pairs and an item that is none; one kept, one a duplicate of it, one not grounded, one judged
     # unsupported. STORAGE: no JSON. VALVE: one kept (a plain-text "Yes" verdict), one too long.
     dropped = {"unparseable": 2, "too_long": 1, "not_grounded": 1, "judged_unsupported": 1, "duplicate": 1}
-    counts = {"asked": 3, "parsed": 6, "judged": 4, "kept": 2, "dropped": dropped}
+    counts = {"asked": 3, "parsed": 6, "judged": 4, "kept": 2, "dropped": {**dropped, "rejected": 0}}
+    counts["rejected_reasons"] = {}
     assert metrics["teacher"] == {**counts, "per_task": {"SECTION": counts}}
     teacher = [e for e in examples if e["meta"].get("teacher") == "pairs"]
     assert [(e["messages"][1]["content"], e["messages"][2]["content"]) for e in teacher] == [
