@@ -269,7 +269,8 @@ def run(
     )
     for name, (pairs_refused, judges_refused) in refused.items():
         if pairs_refused or judges_refused:
-            log_refusals(name, "pairs and judge", pairs_refused + judges_refused)
+            what = "pairs and judge" if pairs_refused and judges_refused else "pairs" if pairs_refused else "judge"
+            log_refusals(name, what, pairs_refused + judges_refused)
             warn_too_large(name, [c for c in todo if c.task == name], pairs_refused, gparams, taskfile.path)
     every = {name: p + j for name, (p, j) in refused.items()}
     metrics = {
