@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator
 
-FAULTS = ("429", "500", "slow", "malformed", "reset", "down", "401")
+FAULTS = ("429", "500", "slow", "malformed", "reset", "down", "401", "400")
 
 
 def free_port() -> int:
@@ -35,7 +35,8 @@ class FaultServer:
 
     `faults[prompt]` lists faults the first requests for that prompt get, in order; later ones succeed, except
     after "down", which fails every request from then on (HTTP 500). "slow" sleeps `slow_s` then answers, for a
-    client timeout shorter than that; "401" rejects the key and echoes it, as some APIs do. Every request takes at
+    client timeout shorter than that; "401" rejects the key and echoes it, as some APIs do; "400" refuses the request
+    in OpenAI's words (`{"error": {"message": …}}`). Every request takes at
     least `delay_s`. A body holding one of `reject_fields` gets HTTP 400 naming it, as vLLM answers a field it does
     not support. With `context`, a request whose messages hold `context` words or more is refused as too long with
     `refuse_status`: 400 or 422 in `transformers serve`'s words (a word standing for a token), 413 with a proxy's
@@ -139,6 +140,9 @@ class FaultServer:
                 if fault == "401":
                     key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                     return self._send(401, json.dumps({"error": f"Incorrect API key provided: {key}"}).encode())
+                if fault == "400":
+                    refusal = {"error": {"message": "Invalid request: the content was flagged", "type": "invalid"}}
+                    return self._send(400, json.dumps(refusal).encode())
                 if fault == "429":
                     return self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0"})
                 if fault in ("500", "down"):

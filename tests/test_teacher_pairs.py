@@ -295,6 +295,21 @@ def test_a_request_the_server_refuses_as_too_long_is_dropped_as_rejected_and_the
         assert f"its largest block here is {len(passage(FILTER))} chars" in warnings[0]
 
 
+def test_a_refused_judge_request_drops_its_pair_as_rejected_and_the_others_are_judged(tmp_path, small_params):
+    with FaultServer(answer=replay) as server:
+        judge = f"Passage:\n{passage(VALVE)}\n\nQuestion: {VALVE_PAIR[0]}\nAnswer: {VALVE_PAIR[1]}"
+        server.faults[judge] = ["400", "400"]  # structured, then plain: refused both ways
+        params = pairs_params(small_params, server.url, tmp_path / "cache")
+        result, examples, metrics = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "run")
+    assert_ok(result)
+    t = metrics["teacher"]
+    assert t["judged"] == 4 and t["kept"] == 1 and t["dropped"]["rejected"] == 1
+    assert t["rejected_reasons"] == {"HTTP 400: Invalid request: the content was flagged": 1}
+    assert "task SECTION: 1 judge requests refused by the server" in result.output
+    assert "warning: task SECTION" not in result.output  # refused, but not for its size
+    assert [e["messages"][2]["content"] for e in examples if e["meta"].get("teacher")] == [KEPT[1]]
+
+
 def test_a_cached_refusal_is_asked_again_only_once_its_entry_is_deleted(tmp_path, small_params):
     cache = tmp_path / "cache"
     with FaultServer(answer=replay, context=FILTER_WORDS) as server:
