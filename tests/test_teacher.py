@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 from finetune.generation.splits import split
-from finetune.generation.teacher import INSTRUCTION, split_prefix
 from finetune.generation.taskfile import load as load_tasks
+from finetune.generation.teacher import INSTRUCTION, split_prefix
 from finetune.io import load_jsonl
 from stages.generate import cli as generate_cli
 from tests.conftest import HEATING_TASKS, TINY_BLOCKS, assert_ok, invoke, slow_fixture, typed, write_params

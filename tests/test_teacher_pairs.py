@@ -324,7 +324,7 @@ def test_a_cached_refusal_is_asked_again_only_once_its_entry_is_deleted(tmp_path
         assert server.bodies == []
         for f in refused:
             f.unlink()
-        result, examples, metrics = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "asked-again")
+        result, _, metrics = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "asked-again")
     assert_ok(result)
     # Only FILTER: its pairs request and the judges of its 3 pairs that pass the word checks.
     assert len(server.bodies) == 4 and all(passage(FILTER) in b["messages"][1]["content"] for b in server.bodies)
