@@ -50,7 +50,9 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
         if t.mode in ("paraphrase", "both"):
             prefixes = {name: task.prefix for name, task in taskfile.tasks.items()}
             examples, section["paraphrases"] = teacher.run(examples, gparams, prefixes)
-            log("generate", f"teacher paraphrases: {section['paraphrases']}")
+            stats = section["paraphrases"]
+            added = f"{stats['added']} added of {stats['requested']}"
+            log("generate", f"teacher paraphrases: {added}, dropped {stats['dropped']}")
         if t.mode in ("pairs", "both"):
             examples += pairs
         metrics["teacher"] = section

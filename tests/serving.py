@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator
 
-FAULTS = ("429", "500", "slow", "malformed", "reset", "down", "401")
+FAULTS = ("429", "500", "slow", "malformed", "reset", "down", "401", "400")
 
 
 def free_port() -> int:
@@ -35,9 +35,13 @@ class FaultServer:
 
     `faults[prompt]` lists faults the first requests for that prompt get, in order; later ones succeed, except
     after "down", which fails every request from then on (HTTP 500). "slow" sleeps `slow_s` then answers, for a
-    client timeout shorter than that; "401" rejects the key and echoes it, as some APIs do. Every request takes at
+    client timeout shorter than that; "401" rejects the key and echoes it, as some APIs do; "400" refuses the request
+    in OpenAI's words (`{"error": {"message": …}}`). Every request takes at
     least `delay_s`. A body holding one of `reject_fields` gets HTTP 400 naming it, as vLLM answers a field it does
-    not support. `counts[prompt]` is how many requests each prompt got, `max_in_flight` the most at once.
+    not support. With `context`, a request whose messages hold `context` words or more is refused as too long with
+    `refuse_status`: 400 or 422 in `transformers serve`'s words (a word standing for a token), 413 with a proxy's
+    bare "Request Entity Too Large". `counts[prompt]` is how many requests each prompt got, `max_in_flight` the most
+    at once.
     """
 
     def __init__(
@@ -47,8 +51,11 @@ class FaultServer:
         slow_s: float = 1.0,
         delay_s: float = 0.0,
         reject_fields: tuple[str, ...] = (),
+        context: int | None = None,
+        refuse_status: int = 400,
     ):
         self.answer, self.slow_s, self.delay_s, self.reject_fields = answer, slow_s, delay_s, reject_fields
+        self.context, self.refuse_status = context, refuse_status
         self.in_flight = self.max_in_flight = 0
         self.faults: dict[str, list[str]] = {}
         self.counts: Counter[str] = Counter()
@@ -121,12 +128,21 @@ class FaultServer:
                 time.sleep(server.delay_s)
                 if rejected := [f for f in server.reject_fields if f in body]:
                     return self._send(400, json.dumps({"error": f"unsupported field: {rejected[0]}"}).encode())
+                words = sum(len(m["content"].split()) for m in body["messages"])
+                if server.context is not None and words >= server.context:
+                    if server.refuse_status == 413:
+                        return self._send(413, b"Request Entity Too Large")
+                    detail = f"The prompt has {words} tokens, but the model takes at most {server.context}."
+                    return self._send(server.refuse_status, json.dumps({"detail": detail}).encode())
                 if fault == "reset":
                     self.close_connection = True  # no status line at all: the client sees the connection drop
                     return
                 if fault == "401":
                     key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
                     return self._send(401, json.dumps({"error": f"Incorrect API key provided: {key}"}).encode())
+                if fault == "400":
+                    refusal = {"error": {"message": "Invalid request: the content was flagged", "type": "invalid"}}
+                    return self._send(400, json.dumps(refusal).encode())
                 if fault == "429":
                     return self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0"})
                 if fault in ("500", "down"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from finetune.io import InputError, load_jsonl, write_json, write_jsonl
-from finetune.serving.endpoint import Client, EndpointError, cache_key, chat_body
+from finetune.serving.endpoint import Client, EndpointError, Refusal, cache_key, chat_body
 from stages.evaluate import cli as evaluate_cli
 from tests.conftest import HEATING_TASKS, assert_ok, invoke, write_params
 from tests.serving import FaultServer, free_port
@@ -105,6 +105,49 @@ def test_no_key_in_the_environment_sends_no_authorization_header(monkeypatch):
     with FaultServer() as server:
         client(server.url).ask(body("q"))
     assert server.authorization == [None]
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_a_request_refused_as_invalid_stops_a_caller_that_needs_every_answer_and_is_returned_to_one_that_does_not(
+    tmp_path, status
+):
+    long = " ".join(["word"] * 10)
+    with FaultServer(context=5, refuse_status=status) as server:
+        with pytest.raises(EndpointError) as stop:
+            client(server.url, tmp_path / "strict").complete([body(long)], "test")
+        assert stop.value.status == status and server.counts[long] == 1  # never retried
+        assert not (tmp_path / "strict").exists() or not list((tmp_path / "strict").iterdir())
+
+        answers = client(server.url, tmp_path / "cache").complete([body("short"), body(long)], "test", refusals=True)
+        assert answers[0].content == "answer to short"
+        detail = "The prompt has 10 tokens, but the model takes at most 5."
+        detail = "Request Entity Too Large" if status == 413 else detail
+        assert answers[1] == Refusal(status, detail, cached=False)
+        assert server.counts[long] == 2
+
+        again = client(server.url, tmp_path / "cache").complete([body("short"), body(long)], "test", refusals=True)
+        assert again[1] == Refusal(status, detail, cached=True) and server.counts[long] == 2
+        # A caller that cannot take a refusal does not get a cached one: it asks, and stops on the server's answer.
+        with pytest.raises(EndpointError):
+            client(server.url, tmp_path / "cache").ask(body(long))
+        assert server.counts[long] == 3
+
+
+def test_a_rejected_key_stops_even_a_caller_that_takes_refusals(tmp_path):
+    with FaultServer() as server:
+        server.faults["q"] = ["401"]
+        with pytest.raises(EndpointError) as stop:
+            client(server.url, tmp_path).complete([body("q")], "test", refusals=True)
+    assert stop.value.status == 401 and not list(tmp_path.iterdir())
+
+
+def test_a_refusal_reads_the_prompt_size_and_limit_from_the_servers_words():
+    hf = "The prompt has 1018 tokens, but the model takes at most 384, prompt and answer (`--max-model-len`)."
+    assert Refusal(400, hf, True).size() == (1018, 384)
+    vllm = "This model's maximum context length is 384 tokens. However, you requested 476 tokens (468 in the messages)"
+    assert Refusal(400, vllm, True).size() == (476, 384)
+    assert Refusal(413, "Request Entity Too Large", True).size() == (None, None)
+    assert Refusal(400, "unsupported field: response_format", True).size() is None
 
 
 def test_concurrency_is_bounded(tmp_path):

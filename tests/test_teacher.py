@@ -5,10 +5,12 @@ tiny base (gibberish answers: the plumbing, requests, cache and counts)."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from finetune.generation.splits import split
-from finetune.generation.teacher import INSTRUCTION
+from finetune.generation.taskfile import load as load_tasks
+from finetune.generation.teacher import INSTRUCTION, split_prefix
 from finetune.io import load_jsonl
 from stages.generate import cli as generate_cli
 from tests.conftest import HEATING_TASKS, TINY_BLOCKS, assert_ok, invoke, slow_fixture, typed, write_params
@@ -67,11 +69,17 @@ def test_teacher_adds_a_paraphrase_per_example_and_counts_the_dropped(tmp_path, 
     assert not any(b["messages"][1]["content"].startswith("[") for b in server.bodies)
     assert {b["seed"] for b in server.bodies} == {small_params["generate"]["seed"]}
 
-    assert metrics["teacher"]["paraphrases"] == {
+    paraphrases = metrics["teacher"]["paraphrases"]
+    assert {k: v for k, v in paraphrases.items() if k != "per_task"} == {
         "requested": len(originals),
         "added": len(originals) - 3,
-        "dropped": {"empty": 1, "identical": 1, "too_long": 1},
+        "dropped": {"empty": 1, "identical": 1, "too_long": 1, "rejected": 0},
+        "rejected_reasons": {},
     }
+    per_task = paraphrases["per_task"]
+    assert set(per_task) == {e["task"] for e in originals}
+    assert sum(t["requested"] for t in per_task.values()) == len(originals)
+    assert sum(t["added"] for t in per_task.values()) == len(originals) - 3
     assert metrics["examples"] == len(examples) == 2 * len(originals) - 3
     by_id = {e["id"]: e for e in examples}
     assert [e for e in examples if "paraphrase_of" not in e["meta"]] == originals  # originals unchanged, in order
@@ -111,6 +119,50 @@ def test_each_paraphrase_is_its_own_request_and_a_repeat_is_dropped(tmp_path, ti
     # This teacher answers both the same way: the second is dropped as a repeat.
     assert metrics["teacher"]["paraphrases"]["added"] == len(originals)
     assert metrics["teacher"]["paraphrases"]["dropped"]["identical"] == len(originals)
+
+
+def test_a_rewording_the_server_refuses_as_too_long_is_dropped_as_rejected_per_task_and_warned_once(
+    tmp_path, tiny_blocks_file, small_params
+):
+    originals = without_teacher(small_params)
+    prefixes = {name: task.prefix for name, task in load_tasks(HEATING_TASKS).tasks.items()}
+    # FaultServer counts a word as a token: the instruction and the question. A context one under the longest
+    # refuses the two longest lengths of question, whichever tasks they belong to.
+    words = [
+        len(INSTRUCTION.split()) + len(split_prefix(e["messages"][1]["content"], prefixes[e["task"]])[1].split())
+        for e in originals
+    ]
+    context = max(words) - 1
+    refused = Counter(e["task"] for e, n in zip(originals, words) if n >= context)
+    assert 0 < sum(refused.values()) < len(originals)
+    with FaultServer(answer=rewording, context=context, refuse_status=422) as server:
+        params = teacher_params(small_params, server.url, "teacher", tmp_path / "cache")
+        examples, metrics, result = generate(tmp_path, tiny_blocks_file, params, "first")
+        asked = len(server.bodies)
+        again, metrics_again, _ = generate(tmp_path, tiny_blocks_file, params, "rerun")
+        assert len(server.bodies) == asked == len(originals)  # refusals are cached: the rerun asks nothing
+    assert (again, metrics_again) == (examples, metrics)
+
+    stats = metrics["teacher"]["paraphrases"]
+    assert stats["dropped"]["rejected"] == sum(refused.values())
+    reason = "HTTP 422: The prompt has N tokens, but the model takes at most N."
+    assert stats["rejected_reasons"] == {reason: sum(refused.values())}
+    for task, t in stats["per_task"].items():
+        assert t["dropped"]["rejected"] == refused[task]
+        assert t["rejected_reasons"] == ({reason: refused[task]} if refused[task] else {})
+    lines = result.output.splitlines()
+    for task, n in refused.items():
+        assert f"[generate] teacher: task {task}: {n} rewording requests refused by the server, dropped: " in (
+            "\n".join(lines)
+        )
+        [warning] = [line for line in lines if line.startswith(f"[generate] warning: task {task}: ")]
+        largest = max(w for e, w in zip(originals, words) if e["task"] == task)
+        assert f"{n} rewording requests too large for the teacher (up to {largest} tokens" in warning
+        assert f"the server takes at most {context})" in warning and "generate.teacher.max_tokens" in warning
+    # A refused question keeps its example and gets no paraphrase; the others get theirs.
+    paraphrased_ids = {e["meta"]["paraphrase_of"] for e in examples if "paraphrase_of" in e["meta"]}
+    assert not any(e["id"] in paraphrased_ids for e, n in zip(originals, words) if n >= context)
+    assert stats["added"] == len(paraphrased_ids) == len(originals) - sum(refused.values()) - 3
 
 
 def test_teacher_without_a_model_name_is_a_params_error(tmp_path, tiny_blocks_file, small_params):

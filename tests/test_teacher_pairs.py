@@ -147,7 +147,8 @@ def test_a_pair_is_kept_only_when_grounded_judged_supported_and_new_and_every_dr
     # FILTER: 4 pairs and an item that is none; one kept, one a duplicate of it, one not grounded, one judged
     # unsupported. STORAGE: no JSON. VALVE: one kept (a plain-text "Yes" verdict), one too long.
     dropped = {"unparseable": 2, "too_long": 1, "not_grounded": 1, "judged_unsupported": 1, "duplicate": 1}
-    counts = {"asked": 3, "parsed": 6, "judged": 4, "kept": 2, "dropped": dropped}
+    counts = {"asked": 3, "parsed": 6, "judged": 4, "kept": 2, "dropped": {**dropped, "rejected": 0}}
+    counts["rejected_reasons"] = {}
     assert metrics["teacher"] == {**counts, "per_task": {"SECTION": counts}}
     teacher = [e for e in examples if e["meta"].get("teacher") == "pairs"]
     assert [(e["messages"][1]["content"], e["messages"][2]["content"]) for e in teacher] == [
@@ -246,6 +247,113 @@ def test_when_every_pair_is_dropped_generate_says_so_in_one_line_and_fails_or_go
         assert metrics["teacher"]["kept"] == 0 and metrics["teacher"]["dropped"]["unparseable"] == 3
 
 
+# FILTER's pairs request is the longest of the three (209 words; STORAGE's and VALVE's 198 and 199): a server whose
+# context is 209 "tokens" (FaultServer counts words) refuses it alone, and every judge request (under 100 words).
+FILTER_WORDS = 209
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_a_request_the_server_refuses_as_too_long_is_dropped_as_rejected_and_the_task_warned_once(
+    tmp_path, small_params, status
+):
+    with FaultServer(answer=replay, context=FILTER_WORDS, refuse_status=status) as server:
+        params = pairs_params(small_params, server.url, tmp_path / "cache", pairs_max_tokens=20)
+        result, examples, metrics = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "run")
+        assert_ok(result)
+        # FILTER: structured, then plain, both refused; STORAGE and VALVE: their pairs and VALVE's one judge.
+        assert len(server.bodies) == 2 + 1 + 2
+        # Refused in plain text too, it is the request that is refused, not structured output: that stays on.
+        assert sum("response_format" not in b for b in server.bodies) == 1
+        assert "rejected response_format" not in result.output
+        rerun, examples_again, metrics_again = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "rerun")
+        assert_ok(rerun)
+        assert len(server.bodies) == 5  # the refusal is cached like an answer: a rerun asks nothing
+    assert (examples_again, metrics_again) == (examples, metrics)
+
+    reason = {
+        400: "HTTP 400: The prompt has N tokens, but the model takes at most N.",
+        413: "HTTP 413: Request Entity Too Large",
+        422: "HTTP 422: The prompt has N tokens, but the model takes at most N.",
+    }[status]
+    dropped = {"unparseable": 1, "too_long": 1, "not_grounded": 0, "judged_unsupported": 0, "duplicate": 0}
+    counts = {"asked": 3, "parsed": 2, "judged": 1, "kept": 1, "dropped": {**dropped, "rejected": 1}}
+    counts["rejected_reasons"] = {reason: 1}
+    assert metrics["teacher"] == {**counts, "per_task": {"SECTION": counts}}
+    assert [e["messages"][2]["content"] for e in examples if e["meta"].get("teacher")] == [VALVE_PAIR[1]]
+
+    assert f"teacher: task SECTION: 1 pairs requests refused by the server, dropped: {reason} (1)" in result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("[generate] warning: task SECTION")]
+    assert len(warnings) == 1
+    assert "the teacher refused 1 of its pairs requests as too large" in warnings[0]
+    if status == 413:  # no numbers in a bare 413: every knob that shapes the prompt is named
+        assert "the server refused them as too large" in warnings[0]
+        assert "tasks.SECTION.teacher" in warnings[0] and "extract.max_chars" in warnings[0]
+        assert "generate.teacher.pairs_max_tokens (20)" in warnings[0]
+    else:  # the instructions fit, so a smaller block would: how small, from the server's token counts
+        assert f"(up to {FILTER_WORDS} tokens, the server takes at most {FILTER_WORDS})" in warnings[0]
+        assert "lower extract.max_chars to about " in warnings[0]
+        assert f"its largest block here is {len(passage(FILTER))} chars" in warnings[0]
+
+
+def test_a_refused_judge_request_drops_its_pair_as_rejected_and_the_others_are_judged(tmp_path, small_params):
+    with FaultServer(answer=replay) as server:
+        judge = f"Passage:\n{passage(VALVE)}\n\nQuestion: {VALVE_PAIR[0]}\nAnswer: {VALVE_PAIR[1]}"
+        server.faults[judge] = ["400", "400"]  # structured, then plain: refused both ways
+        params = pairs_params(small_params, server.url, tmp_path / "cache")
+        result, examples, metrics = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "run")
+    assert_ok(result)
+    t = metrics["teacher"]
+    assert t["judged"] == 4 and t["kept"] == 1 and t["dropped"]["rejected"] == 1
+    assert t["rejected_reasons"] == {"HTTP 400: Invalid request: the content was flagged": 1}
+    assert "task SECTION: 1 judge requests refused by the server" in result.output
+    assert "warning: task SECTION" not in result.output  # refused, but not for its size
+    assert [e["messages"][2]["content"] for e in examples if e["meta"].get("teacher")] == [KEPT[1]]
+
+
+def test_a_cached_refusal_is_asked_again_only_once_its_entry_is_deleted(tmp_path, small_params):
+    cache = tmp_path / "cache"
+    with FaultServer(answer=replay, context=FILTER_WORDS) as server:
+        params = pairs_params(small_params, server.url, cache)
+        assert_ok(generate(tmp_path, [FILTER, STORAGE, VALVE], params, "small")[0])
+    refused = [f for f in cache.iterdir() if '"refused"' in f.read_text()]
+    assert len(refused) == 2  # FILTER's pairs request, structured and plain
+
+    with FaultServer(answer=replay) as server:  # the server restarted with a longer context
+        params["generate"]["teacher"]["endpoint"] = server.url
+        assert_ok(generate(tmp_path, [FILTER, STORAGE, VALVE], params, "same")[0])
+        assert server.bodies == []
+        for f in refused:
+            f.unlink()
+        result, _, metrics = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "asked-again")
+    assert_ok(result)
+    # Only FILTER: its pairs request and the judges of its 3 pairs that pass the word checks.
+    assert len(server.bodies) == 4 and all(passage(FILTER) in b["messages"][1]["content"] for b in server.bodies)
+    assert metrics["teacher"]["dropped"]["rejected"] == 0 and metrics["teacher"]["kept"] == 2
+
+
+def test_a_teacher_that_refuses_every_request_ends_as_on_empty_says_naming_the_oversized_instructions(
+    tmp_path, small_params
+):
+    # 150 words: under the task's instructions and seeds alone (~170), so no block size can make a request fit.
+    with FaultServer(answer=replay, context=150) as server:
+        params = pairs_params(small_params, server.url, tmp_path / "cache", on_empty="fail")
+        result, _, _ = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "run")
+    assert isinstance(result.exception, InputError)
+    assert "no pair kept of 0 parsed from 3 replies (rejected 3)" in str(result.exception)
+    assert "\n" not in str(result.exception)
+    warning = next(line for line in result.output.splitlines() if "warning: task SECTION" in line)
+    assert "its instructions and seeds alone are ~" in warning and "shorten tasks.SECTION.teacher" in warning
+
+
+def test_a_key_the_server_refuses_still_stops_generate_however_many_requests_it_would_drop(tmp_path, small_params):
+    with FaultServer(answer=replay) as server:
+        for block in (FILTER, STORAGE, VALVE):
+            server.faults[f"Passage:\n{passage(block)}"] = ["401"]
+        params = pairs_params(small_params, server.url, tmp_path / "cache", concurrency=1)
+        result, _, _ = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "run")
+    assert isinstance(result.exception, EndpointError) and result.exception.status == 401
+
+
 # --- reading replies, grounding, duplicates -------------------------------------------------------------------
 
 
@@ -324,23 +432,31 @@ def base_server(tiny_base, tmp_path_factory):
         yield url
 
 
-def test_a_real_server_whose_replies_are_junk_has_every_pair_dropped_with_a_reason(
+def test_a_real_server_that_refuses_every_pairs_prompt_as_too_long_has_each_dropped_with_its_reason(
     tmp_path, small_params, tiny_base, base_server
 ):
-    # Short replies (the server generates one request at a time, ~20 ms a token here): never a JSON pair.
+    # The tiny base takes 384 tokens, prompt and answer; its tokenizer makes ~1 token of a character, so the pairs
+    # instructions and seeds (~1,040 characters) alone are over it: `transformers serve` refuses every pairs request
+    # (HTTP 400), and generate drops each as rejected instead of stopping.
     params = pairs_params(small_params, base_server, tmp_path / "cache", pairs_max_tokens=8, on_empty="rules")
     params["generate"]["teacher"]["model"] = str(tiny_base)
     result, examples, metrics = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "rules")
     assert_ok(result)
     t = metrics["teacher"]
-    assert t["asked"] == 3 and t["kept"] == 0
-    assert t["dropped"]["unparseable"] >= 1 and sum(t["dropped"].values()) >= t["asked"]
+    assert t["asked"] == 3 and t["kept"] == 0 and t["dropped"]["rejected"] == 3
+    assert sum(t["dropped"].values()) == 3
+    assert t["per_task"]["SECTION"] == {k: v for k, v in t.items() if k != "per_task"}
+    [(reason, n)] = t["rejected_reasons"].items()
+    assert n == 3 and reason.startswith("HTTP 400: The prompt has N tokens") and "at most N" in reason
     assert len(examples) == 3  # the rule-based examples, on_empty: rules
-    assert "no pair kept" in result.output
+    assert "no pair kept of 0 parsed from 3 replies (rejected 3)" in result.output
+    warnings = [line for line in result.output.splitlines() if "warning: task SECTION" in line]
+    assert len(warnings) == 1 and "the server takes at most 384" in warnings[0]
+    assert "its instructions and seeds alone are ~" in warnings[0] and "tasks.SECTION.teacher" in warnings[0]
 
-    params["generate"]["teacher"]["on_empty"] = "fail"  # from the cache: the same replies, now a one-line stop
+    params["generate"]["teacher"]["on_empty"] = "fail"  # from the cache: the same refusals, now a one-line stop
     result, _, _ = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "fail")
-    assert isinstance(result.exception, InputError) and "no pair kept" in str(result.exception)
+    assert isinstance(result.exception, InputError) and "(rejected 3)" in str(result.exception)
 
 
 @pytest.mark.slow

@@ -4,17 +4,20 @@ On when `generate.teacher.endpoint` is set (off by default, so the default pipel
 gets up to `paraphrases` more whose user question is the teacher's rewording: same answer, same source and block (so
 the split keeps them with the original), a new id and `meta.paraphrase_of`. A paraphrase that is empty, identical to
 the question (or to an earlier paraphrase of it) or over 3x its length is dropped and counted in
-metrics/generate.json. Answers are cached under `generate.teacher.cache`, one file per request, so a rerun or a run
+metrics/generate.json; so is a request the server refuses as invalid (rejected, with its reason per task). Answers
+and refusals are cached under `generate.teacher.cache`, one file per request, so a rerun or a run
 after a crash resumes without asking again; the API key comes from the environment variable `api_key_env` only.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections import Counter
 
-from finetune.io import InputError, content_id
+from finetune.io import InputError, content_id, log
 from finetune.params import Generate
+from finetune.serving.endpoint import Refusal
 
 INSTRUCTION = (
     "Rewrite the user's question in other words. Keep its meaning and every name, number, unit and model code. "
@@ -22,6 +25,7 @@ INSTRUCTION = (
 )
 MAX_GROWTH = 3  # a "paraphrase" over 3x the question's length is an answer or a ramble, not a rewording
 _QUOTES = ('"', "'", "“", "”", "«", "»")
+REASON_CHARS = 120  # a refusal's reason as metrics keep it: enough for "The prompt has N tokens, but …"
 
 
 def split_prefix(prompt: str, prefix: str) -> tuple[str, str]:
@@ -59,6 +63,33 @@ def paraphrased(example: dict, prompt: str) -> dict:
     return new
 
 
+def rejected_reasons(refusals: list[Refusal]) -> dict[str, int]:
+    """How many requests each reason refused, reasons shortened; the numbers in a reason (token counts, which differ
+    per request) read as N, so one cause is one entry."""
+    reasons = Counter(f"HTTP {r.status}: {re.sub(r'[0-9]+', 'N', r.reason)}"[:REASON_CHARS] for r in refusals)
+    return dict(reasons.most_common())
+
+
+def too_large(refusals: list[Refusal]) -> tuple[int, int | None, int | None]:
+    """(how many were refused as too large, the largest prompt and the server's limit in tokens where it said)."""
+    sizes = [size for r in refusals if (size := r.size()) is not None]
+    prompts = [p for p, _ in sizes if p is not None]
+    limits = [limit for _, limit in sizes if limit is not None]
+    return len(sizes), max(prompts, default=None), min(limits, default=None)
+
+
+def log_refusals(task: str, what: str, refusals: list[Refusal]) -> None:
+    """One line per task: how many `what` requests the server refused, and why."""
+    reasons = "; ".join(f"{reason} ({n})" for reason, n in rejected_reasons(refusals).items())
+    log("generate", f"teacher: task {task}: {len(refusals)} {what} requests refused by the server, dropped: {reasons}")
+
+
+def sized(largest: int | None, limit: int | None) -> str:
+    if largest is not None and limit is not None:
+        return f"up to {largest} tokens, the server takes at most {limit}"
+    return f"the server takes at most {limit} tokens" if limit is not None else "the server refused them as too large"
+
+
 def run(examples: list[dict], gparams: Generate, prefixes: dict[str, str]) -> tuple[list[dict], dict]:
     """The examples, each followed by its kept paraphrases, and counts for the metrics file. `prefixes`: each task's
     prefix from the task file, kept off the question the teacher sees."""
@@ -84,31 +115,55 @@ def run(examples: list[dict], gparams: Generate, prefixes: dict[str, str]) -> tu
         for _, question in split
         for i in range(k)
     ]
-    answers = client.complete(bodies, "teacher paraphrases")
+    answers = client.complete(bodies, "teacher paraphrases", refusals=True)
 
-    out, dropped, ids = [], Counter(), {e["id"] for e in examples}
+    out, ids = [], {e["id"] for e in examples}
+    per_task: dict[str, Counter] = {}
+    refused: dict[str, list[Refusal]] = {}
     for n, (example, (prefix, question)) in enumerate(zip(examples, split, strict=True)):
         out.append(example)
         seen = {_norm(question)}
+        counts = per_task.setdefault(example["task"], Counter())
         for answer in answers[n * k : (n + 1) * k]:
+            counts["requested"] += 1
+            if isinstance(answer, Refusal):
+                counts["rejected"] += 1
+                refused.setdefault(example["task"], []).append(answer)
+                continue
             text = clean(answer.content, prefix)
             if not text:
-                dropped["empty"] += 1
+                counts["empty"] += 1
             elif _norm(text) in seen:
-                dropped["identical"] += 1
+                counts["identical"] += 1
             elif len(text) > MAX_GROWTH * len(question):
-                dropped["too_long"] += 1
+                counts["too_long"] += 1
             else:
                 new = paraphrased(example, f"{prefix} {text}" if prefix else text)
                 if new["id"] in ids:  # the same question and answer already exist as another example
-                    dropped["identical"] += 1
+                    counts["identical"] += 1
                     continue
                 seen.add(_norm(text))
                 ids.add(new["id"])
                 out.append(new)
-    stats = {
-        "requested": len(bodies),
-        "added": len(out) - len(examples),
-        "dropped": {r: dropped[r] for r in ("empty", "identical", "too_long")},
+                counts["added"] += 1
+    for task, refusals in refused.items():
+        log_refusals(task, "rewording", refusals)
+        n, largest, limit = too_large(refusals)
+        if n:
+            log(
+                "generate",
+                f"warning: task {task}: {n} rewording requests too large for the teacher ({sized(largest, limit)}): "
+                "its questions (tasks.yaml) and generate.teacher.max_tokens must fit the server's context",
+            )
+    total = sum(per_task.values(), Counter())
+    per_task_stats = {task: _stats(c, [refused.get(task, [])]) for task, c in per_task.items()}
+    return out, {**_stats(total, refused.values()), "per_task": per_task_stats}
+
+
+def _stats(counts: Counter, refusals) -> dict:
+    return {
+        "requested": counts["requested"],
+        "added": counts["added"],
+        "dropped": {r: counts[r] for r in ("empty", "identical", "too_long", "rejected")},
+        "rejected_reasons": rejected_reasons([r for group in refusals for r in group]),
     }
-    return out, stats

@@ -9,10 +9,15 @@ request with the chunk in front of it. A pair is dropped, and counted under its 
     not_grounded        under min_grounded of its answer's content words occur in the chunk (grounding)
     judged_unsupported  the judge did not say the chunk supports it (a verdict it could not read included)
     duplicate           its question is max_similarity-close to a question already kept (rule-based ones included)
+    rejected            the server refused its request as invalid (HTTP 400/413/422, e.g. a prompt over its
+                        context): one for a refused pairs request (its chunk gives nothing), one per refused judge
+
+A task's refusals are logged in one line and kept in the metrics with their reasons; when the server refused a task's
+pairs requests as too large, generate warns once, with what to change.
 
 Every request goes through the endpoint client's cache (one file per request body: chunk text, task description and
-seeds, model and sampling), so a rerun asks nothing and a changed document asks only about its own chunks; a killed
-run resumes where it stopped. Chunks go `concurrency` at a time, each worker one request at a time.
+seeds, model and sampling; refusals too), so a rerun asks nothing and a changed document asks only about its own
+chunks; a killed run resumes where it stopped. Chunks go `concurrency` at a time, each worker one request at a time.
 """
 
 from __future__ import annotations
@@ -38,14 +43,12 @@ from finetune.generation.pair_requests import (
     structured,
 )
 from finetune.generation.taskfile import Task, TaskFile, enabled
-from finetune.generation.teacher import split_prefix
+from finetune.generation.teacher import log_refusals, rejected_reasons, sized, split_prefix, too_large
 from finetune.io import InputError, log
 from finetune.params import Generate
-from finetune.serving.endpoint import Answer, Client, EndpointError, chat_body
+from finetune.serving.endpoint import Answer, Client, Refusal, chat_body
 
-REASONS = ("unparseable", "too_long", "not_grounded", "judged_unsupported", "duplicate")
-# A server that rejects `response_format` answers 400 (vLLM, OpenAI) or 422 (FastAPI-based servers) on that field.
-REJECTED_FIELD = (400, 422)
+REASONS = ("unparseable", "too_long", "not_grounded", "judged_unsupported", "duplicate", "rejected")
 
 
 @dataclass
@@ -64,34 +67,37 @@ class Outcome:
     counts: Counter = field(default_factory=Counter)  # parsed, judged, each reason
     requests: int = 0
     cached: int = 0
+    refused_pairs: list[Refusal] = field(default_factory=list)
+    refused_judges: list[Refusal] = field(default_factory=list)
 
 
 class Asker:
-    """Requests through the client, structured output first; on a server that rejects it, plain prompting."""
+    """Requests through the client, structured output first; on a server that refuses it, plain prompting. A
+    request refused in plain text too is refused for itself (too long, say): a Refusal, not a reason to stop."""
 
     def __init__(self, client: Client):
         self.client, self.structured = client, True
         self._lock = threading.Lock()
 
-    def ask(self, body: dict, name: str, schema: dict, outcome: Outcome) -> Answer:
+    def ask(self, body: dict, name: str, schema: dict, outcome: Outcome) -> Answer | Refusal:
         shaped = structured(body, name, schema)
-        # Either form may be in the cache from an earlier run: the one a server accepted is the one it holds.
-        answer = self.client.cached(shaped) or self.client.cached(body)
-        if answer is None and self.structured:
-            try:
-                answer = self.client.ask(shaped)
-            except EndpointError as e:
-                if e.status not in REJECTED_FIELD:
-                    raise
+        # Either form may be in the cache from an earlier run: an answer to either is used; a cached refusal of the
+        # structured form means the plain form is the one to use, as on that run.
+        first = self.client.cached(shaped, refusals=True)
+        got = first if isinstance(first, Answer) else self.client.cached(body, refusals=True)
+        if got is None:
+            if first is None and self.structured:
+                first = self.client.ask(shaped, refusals=True)
+            got = first if isinstance(first, Answer) else self.client.ask(body, refusals=True)
+            if isinstance(first, Refusal) and isinstance(got, Answer):
+                # Plain text accepted where the structured form was refused: it is the field the server refuses.
                 with self._lock:
                     if self.structured:
-                        log("generate", f"the teacher rejected response_format ({e.message}); asking in plain text")
+                        log("generate", f"the teacher rejected response_format ({first.reason}); asking in plain text")
                     self.structured = False
-        if answer is None:
-            answer = self.client.ask(body)
         outcome.requests += 1
-        outcome.cached += answer.cached
-        return answer
+        outcome.cached += got.cached
+        return got
 
 
 def chunks(blocks: list[dict], gparams: Generate, taskfile: TaskFile, params_source: str) -> list[Chunk]:
@@ -111,7 +117,12 @@ def ask_chunk(chunk: Chunk, asker: Asker, gparams: Generate) -> Outcome:
         max_tokens=t.pairs_max_tokens,
         seed=gparams.seed,
     )
-    pairs, unreadable = read_pairs(asker.ask(body, "pairs", PAIRS_SCHEMA, out).content)
+    reply = asker.ask(body, "pairs", PAIRS_SCHEMA, out)
+    if isinstance(reply, Refusal):
+        out.counts["rejected"] += 1
+        out.refused_pairs.append(reply)
+        return out
+    pairs, unreadable = read_pairs(reply.content)
     out.counts["unparseable"] += unreadable
     out.counts["parsed"] += len(pairs)
     for question, answer in pairs:
@@ -125,7 +136,11 @@ def ask_chunk(chunk: Chunk, asker: Asker, gparams: Generate) -> Outcome:
                 t.model, judge_messages(chunk.text, question, answer), temperature=0, max_tokens=t.judge_max_tokens
             )
             out.counts["judged"] += 1
-            if read_verdict(asker.ask(judge, "verdict", VERDICT_SCHEMA, out).content) is True:
+            verdict = asker.ask(judge, "verdict", VERDICT_SCHEMA, out)
+            if isinstance(verdict, Refusal):
+                out.counts["rejected"] += 1
+                out.refused_judges.append(verdict)
+            elif read_verdict(verdict.content) is True:
                 out.pairs.append((question, answer))
             else:
                 out.counts["judged_unsupported"] += 1
@@ -155,14 +170,53 @@ def ask_all(todo: list[Chunk], asker: Asker, gparams: Generate) -> list[Outcome]
     return outcomes
 
 
-def summary(counts: Counter) -> dict:
+def summary(counts: Counter, refusals: list[Refusal]) -> dict:
     return {
         "asked": counts["asked"],
         "parsed": counts["parsed"],
         "judged": counts["judged"],
         "kept": counts["kept"],
         "dropped": {r: counts[r] for r in REASONS},
+        "rejected_reasons": rejected_reasons(refusals),
     }
+
+
+def warn_too_large(task: str, chunks: list[Chunk], refused: list[Refusal], gparams: Generate, taskfile: str) -> None:
+    """Once per task whose pairs requests the server refused as too large: how large, and what to change. With the
+    token counts the refusal gives, the instructions and seeds (the system message) are sized apart from the block,
+    to say whether a smaller extract.max_chars can fit or only shorter instructions, fewer reply tokens or a longer
+    context will."""
+    n, largest, limit = too_large(refused)
+    if not n:
+        return
+    biggest = max(len(c.text) for c in chunks)
+    fix = (
+        f"shorten tasks.{task}.teacher (description, seeds) in {taskfile}, lower extract.max_chars (its largest "
+        f"block here is {biggest} chars) or generate.teacher.pairs_max_tokens ({gparams.teacher.pairs_max_tokens}), "
+        "or serve the teacher with a longer context"
+    )
+    if largest is not None and limit is not None:
+        chunk = max(chunks, key=lambda c: len(c.text))
+        system = pairs_messages(chunk.spec.teacher, "")[0]["content"]
+        # chars -> tokens at the rate of the largest refused prompt, which was about the largest block's
+        per_char = largest / (len(system) + len("Passage:\n") + len(chunk.text))
+        instructions = round(len(system) * per_char)
+        room = limit - instructions - gparams.teacher.pairs_max_tokens
+        if instructions >= limit:
+            fix = (
+                f"its instructions and seeds alone are ~{instructions} tokens: shorten tasks.{task}.teacher "
+                f"(description, seeds) in {taskfile}, or serve the teacher with a longer context"
+            )
+        elif room > 0:
+            fix = (
+                f"lower extract.max_chars to about {int(room / per_char)} (its largest block here is {biggest} "
+                f"chars), shorten tasks.{task}.teacher in {taskfile}, or serve the teacher with a longer context"
+            )
+    log(
+        "generate",
+        f"warning: task {task}: the teacher refused {n} of its pairs requests as too large ({sized(largest, limit)})"
+        f": {fix}",
+    )
 
 
 def run(
@@ -176,7 +230,7 @@ def run(
             "generate",
             f"teacher: no block to ask about (no task in generate.tasks has a `teacher:` in {taskfile.path})",
         )
-        return [], {**summary(Counter()), "per_task": {}}
+        return [], {**summary(Counter(), []), "per_task": {}}
     client = Client.from_params(t.endpoint, t, t.cache, stage="generate", section="generate.teacher")
     log("generate", f"teacher: {len(todo)} chunks to {client.url} ({t.concurrency} at a time, cache {t.cache})")
     outcomes = ask_all(todo, Asker(client), gparams)
@@ -188,9 +242,13 @@ def run(
     )
     ids = {e["id"] for e in examples}
     new, per_task, total = [], {}, Counter()
+    refused: dict[str, tuple[list[Refusal], list[Refusal]]] = {}
     for chunk, out in zip(todo, outcomes, strict=True):
         counts = per_task.setdefault(chunk.task, Counter())
         counts.update(out.counts)
+        pairs_refused, judges_refused = refused.setdefault(chunk.task, ([], []))
+        pairs_refused += out.refused_pairs
+        judges_refused += out.refused_judges
         counts["asked"] += 1
         for question, answer in out.pairs:
             e = _example(chunk, question, answer, gparams)
@@ -209,7 +267,16 @@ def run(
         f"teacher: {requests} requests for {len(todo)} chunks ({requests / len(todo):.2f} a chunk), "
         f"{cached} from the cache ({cached / max(requests, 1):.0%}); kept {total['kept']} of {total['parsed']} pairs",
     )
-    metrics = {**summary(total), "per_task": {name: summary(c) for name, c in per_task.items()}}
+    for name, (pairs_refused, judges_refused) in refused.items():
+        if pairs_refused or judges_refused:
+            what = "pairs and judge" if pairs_refused and judges_refused else "pairs" if pairs_refused else "judge"
+            log_refusals(name, what, pairs_refused + judges_refused)
+            warn_too_large(name, [c for c in todo if c.task == name], pairs_refused, gparams, taskfile.path)
+    every = {name: p + j for name, (p, j) in refused.items()}
+    metrics = {
+        **summary(total, [r for rs in every.values() for r in rs]),
+        "per_task": {name: summary(c, every[name]) for name, c in per_task.items()},
+    }
     if not new:
         reasons = ", ".join(f"{r} {total[r]}" for r in REASONS if total[r])
         what = f"teacher: no pair kept of {total['parsed']} parsed from {total['asked']} replies ({reasons})"

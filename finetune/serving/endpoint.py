@@ -8,12 +8,14 @@ typed errors. Its own retries are off and the loop here retries instead, because
 says: `backoff_s` is the first pause, doubled each time (openai's starts at a fixed 0.5 s and stops growing at 8 s);
 a reply that is not a chat completion is asked again (openai returns it); every 4xx but 429 (a wrong model name,
 key or URL) fails at once, since asking again cannot fix it (openai also retries 408 and 409). Retried: connection
-refused or reset, timeout, HTTP 429 or 5xx, a malformed reply.
+refused or reset, timeout, HTTP 429 or 5xx, a malformed reply. A caller that can do without one answer (generate's
+teacher) passes `refusals=True`: a request the server refuses as invalid (HTTP 400, 413, 422: a prompt over its
+context, a field it lacks) then comes back as a `Refusal` with the server's reason instead of stopping the run.
 
 Every answer is written to the cache the moment it arrives, one JSON file per request named by a hash of the request
 body (model, messages, sampling parameters), so a rerun, or a run after a crash, asks only for what is missing. The
 API key is read from the environment variable the params name, sent as a Bearer header and never written to the
-cache, a log or an error.
+cache, a log or an error. Refusals are cached too (see `Client.ask`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -33,6 +36,10 @@ from pathlib import Path
 from finetune.io import log, write_json
 
 RETRY_AFTER_CAP_S = 60.0  # a server asking for a longer pause than this is not coming back within one run
+# The server judged the request itself invalid: too long for its context (vLLM, `transformers serve`, OpenAI answer
+# 400; proxies 413), or a field it does not take (400, or 422 from FastAPI-based servers). The same body gets the
+# same answer, so it is never retried.
+REFUSED = (400, 413, 422)
 
 
 class EndpointError(Exception):
@@ -41,10 +48,10 @@ class EndpointError(Exception):
     Not an InputError: the data is fine, the server is down, overloaded or refuses the key, model name or URL.
     `finetune` prints it as one `error: …` line all the same."""
 
-    def __init__(self, url: str, message: str, status: int | None = None):
+    def __init__(self, url: str, message: str, status: int | None = None, reason: str = ""):
         # status: the HTTP status of a refused request (None for anything else), so a caller can tell a server that
-        # rejects one field of the body (400/422) from one that is down
-        self.url, self.message, self.status = url, message, status
+        # rejects one field of the body (400/422) from one that is down; reason: the server's own words for it
+        self.url, self.message, self.status, self.reason = url, message, status, reason
         super().__init__(f"{url}: {message}")
 
 
@@ -54,6 +61,33 @@ class Answer:
     latency_ms: float  # wall time of the request that succeeded, as this client saw it (queueing included)
     completion_tokens: int | None  # from the reply's `usage`, when the server sends it
     cached: bool
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request the server refused as invalid (HTTP 400, 413 or 422), asked with `refusals=True`."""
+
+    status: int
+    reason: str  # the server's message, one line, cut short
+    cached: bool
+
+    def size(self) -> tuple[int | None, int | None] | None:
+        """(prompt tokens, the server's limit) when the server refused the request as too large, each None where its
+        message does not give it; None when it refused it for another reason."""
+        prompt, limit = _PROMPT_TOKENS.search(self.reason), _LIMIT_TOKENS.search(self.reason)
+        if not (prompt or limit or self.status == 413 or _TOO_LARGE.search(self.reason)):
+            return None
+        return (int(prompt.group(1)) if prompt else None, int(limit.group(1)) if limit else None)
+
+
+# How servers word "too large": `transformers serve` "The prompt has 1018 tokens, but the model takes at most 384";
+# vLLM "maximum context length is 384 tokens. However, you requested 1018 tokens" (or "your request has 300 input
+# tokens"); OpenAI "maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens".
+_PROMPT_TOKENS = re.compile(r"(?:has|requested|resulted in|contains?)\s+(\d+)\s+(?:input\s+)?tokens", re.IGNORECASE)
+_LIMIT_TOKENS = re.compile(
+    r"(?:at most|maximum context length is|context length of|max_model_len(?: is| of|=)?)\s*(\d+)", re.IGNORECASE
+)
+_TOO_LARGE = re.compile(r"too (?:long|large)|context length|max_model_len|exceed", re.IGNORECASE)
 
 
 class _Transient(Exception):
@@ -135,12 +169,17 @@ class Client:
     def _cache_path(self, key: str) -> Path | None:
         return self.cache_dir / f"{key}.json" if self.cache_dir is not None else None
 
-    def cached(self, body: dict) -> Answer | None:
+    def cached(self, body: dict, refusals: bool = False) -> Answer | Refusal | None:
+        """The cached answer to `body`; its cached refusal too with `refusals` (a caller that cannot take one asks
+        again, and gets the error)."""
         path = self._cache_path(cache_key(body))
         if path is None or not path.is_file():
             return None
         try:
             entry = json.loads(path.read_text(encoding="utf-8"))
+            if "refused" in entry:
+                refused = entry["refused"]
+                return Refusal(int(refused["status"]), str(refused["reason"]), True) if refusals else None
             answer = Answer(
                 reply_content(entry["reply"]), float(entry["latency_ms"]), _completion_tokens(entry["reply"]), True
             )
@@ -183,7 +222,10 @@ class Client:
                 raise _Transient(what, _retry_after(e.response.headers.get("Retry-After"))) from None
             hint = f" (is ${self.api_key_env} set to a valid key?)" if e.status_code in (401, 403) else ""
             raise EndpointError(
-                self.url, f"{what}{hint}; not retried, asking again would not change it", e.status_code
+                self.url,
+                f"{what}{hint}; not retried, asking again would not change it",
+                e.status_code,
+                _reason(e.response.content, secret),
             ) from None
         except openai.APITimeoutError:
             # The timeout bounds the connect and each read, not their sum, as httpx does.
@@ -198,9 +240,14 @@ class Client:
             raise _Transient(f"malformed reply (not a chat completion): {_snippet(raw, secret)}") from None
         return reply, latency_ms
 
-    def ask(self, body: dict) -> Answer:
-        """One request: the cached answer if there is one, else the server's (retried), cached before returning."""
-        if (hit := self.cached(body)) is not None:
+    def ask(self, body: dict, refusals: bool = False) -> Answer | Refusal:
+        """One request: the cached answer if there is one, else the server's (retried), cached before returning.
+
+        With `refusals`, a request the server refuses as invalid (REFUSED) is returned as a Refusal, and cached like
+        an answer: the same body would be refused again, so a rerun stays free (and runs offline from a shared cache)
+        and asks it again only once the request changes. A server whose limit was raised since gets it again once the
+        entry is deleted (each holds "refused")."""
+        if (hit := self.cached(body, refusals)) is not None:
             return hit
         secret = os.environ.get(self.api_key_env) if self.api_key_env else None
         faults: list[str] = []
@@ -208,6 +255,12 @@ class Client:
         for attempt in range(self.max_retries + 1):
             try:
                 reply, latency_ms = self._attempt(body, secret)
+            except EndpointError as e:
+                if not refusals or e.status not in REFUSED:
+                    raise
+                if (path := self._cache_path(cache_key(body))) is not None:
+                    write_json(path, {"request": body, "refused": {"status": e.status, "reason": e.reason}})
+                return Refusal(e.status, e.reason, cached=False)
             except _Transient as e:
                 faults.append(e.what)
                 if attempt == self.max_retries:
@@ -233,15 +286,16 @@ class Client:
 
     # --- many requests ------------------------------------------------------------------------------------------
 
-    def complete(self, bodies: list[dict], desc: str) -> list[Answer]:
+    def complete(self, bodies: list[dict], desc: str, refusals: bool = False) -> list[Answer | Refusal]:
         """Answers in the order of `bodies`; identical bodies are asked once. Raises EndpointError on a permanent
-        failure, after the requests already in flight have finished (and been cached)."""
+        failure, after the requests already in flight have finished (and been cached); with `refusals`, a refused
+        request is a Refusal in the list instead (see `ask`)."""
         from tqdm import tqdm
 
         keys = [cache_key(b) for b in bodies]
         answers: dict[str, Answer] = {}
         for key, body in zip(keys, bodies, strict=True):
-            if key not in answers and (hit := self.cached(body)) is not None:
+            if key not in answers and (hit := self.cached(body, refusals)) is not None:
                 answers[key] = hit
         todo = {key: body for key, body in zip(keys, bodies, strict=True) if key not in answers}
         where = f", cache {self.cache_dir}" if self.cache_dir is not None else ""
@@ -254,7 +308,7 @@ class Client:
             t0 = time.perf_counter()
             pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="endpoint")
             try:
-                futures = {pool.submit(self.ask, body): key for key, body in todo.items()}
+                futures = {pool.submit(self.ask, body, refusals): key for key, body in todo.items()}
                 with tqdm(total=len(futures), desc=desc, file=sys.stderr, unit="req") as bar:
                     for future in as_completed(futures):
                         answers[futures[future]] = future.result()
@@ -290,6 +344,21 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+def _reason(raw: bytes, secret: str | None, limit: int = 200) -> str:
+    """The server's message in an error reply: `{"detail": …}` (FastAPI: `transformers serve`), `{"error":
+    {"message": …}}` (OpenAI, vLLM), `{"error": …}`, `{"message": …}`, else the body as it came; as one line."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    for _ in range(2):  # {"error": {"message": …}} is two levels deep
+        if isinstance(value, dict):
+            value = next((value[k] for k in ("detail", "error", "message") if k in value), value)
+    if isinstance(value, str):
+        return _snippet(value.encode("utf-8"), secret, limit)
+    return _snippet(raw, secret, limit)
 
 
 def _snippet(raw: bytes, secret: str | None, limit: int = 200) -> str:
