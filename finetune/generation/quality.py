@@ -18,10 +18,10 @@ turn; an example's document is its block's source file (the source up to the fir
     toc_subject          examples from a table-of-contents block (at least 60% of its lines or items are entries: a
                          title ending on a page number after dot leaders, a tab or two spaces, a title of at most 8
                          words and a page number, or one of the document's own headings; text run together counts its
-                         dot-leader entries, 1 per 8 words being all of it; tables never), or under a heading that
+                         dot-leader entries, 1 per 8 words being all of it, as a table does), or under a heading that
                          titles only such blocks ("… of the CONTENTS")
-    number_subject       examples from a block whose own heading is only a number (a page or section number: "1",
-                         "iv", "2.3"): its question asks about nothing
+    number_subject       examples from a block whose own heading is only a number (a page, section or version
+                         number: "1", "iv", "2.3"): its question asks about nothing
     dangling_lead_in     answers that end on a lead-in mark (rules.lead_in_marks, ":"), the thing it led to missing
     bare_code            answers holding code (a fence, or the code of their code block) with fewer than
                          rules.min_explanation_words words outside it: code with no sentence to say what it does
@@ -30,7 +30,8 @@ turn; an example's document is its block's source file (the source up to the fir
                          starts with an instruction word (rules.instruction_words) reads as the user's own request
                          ("How do I restore all links …?") and is not counted
     fragment_answer      answers of a definitions block (rules.fragment_kinds) that are not a sentence: the first
-                         letter lower case, or no end mark (rules.sentence_ends) at the end
+                         word letters only and lower case ("do not ignore …"; not "/etc/shadow is …"), or no end mark
+                         (rules.sentence_ends) at the end
     non_procedure_steps  answers of a list block (rules.steps_kinds) numbered as steps, where fewer than
                          rules.min_instruction_share of the items read as instructions: an item is none when it has
                          under 3 words, ends on a lead-in mark or page number, or (given rules.instruction_words)
@@ -73,14 +74,15 @@ SHOW_CHARS = 300  # of a question or answer quoted under `worst`: enough to judg
 
 _PREFIX = re.compile(r"^\s*\[[^\]\n]{1,40}\]\s*")  # the task prefix "[QA] ", "[SPEC] "
 _WORD = re.compile(r"\w+")
-_FENCE = re.compile(r"(```|~~~).*?(\1|\Z)", re.DOTALL)
+# A fence opens a line ("~~~~" under a title in running text is no code), and an unclosed one runs to the end.
+_FENCE = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1|\Z)", re.DOTALL | re.MULTILINE)
 _NUMBERED = re.compile(r"^\s*\d{1,3}[.)]\s+(.*\S)\s*$", re.MULTILINE)
 # A table-of-contents entry: a title, then dot leaders ("1.2 Overview . . . . 5") or a run of spaces, and a page
 # number (arabic or a short roman one) at the end of a line or before the next entry.
 _LEADERS = re.compile(r"(?:\.\s?){4,}\s*(?:\d{1,4}|[ivxlc]{1,6})\b", re.IGNORECASE)
 _PAGE_AT_END = re.compile(r"(?:(?:\.\s?){2,}|\s{2,}|\t)(?:\d{1,4}|[ivxlc]{1,6})\s*$", re.IGNORECASE)
 _SHORT_PAGE_AT_END = re.compile(r"^\D*[^\W\d_]\D*\s(?:\d{1,4}|[ivxlc]{1,6})\s*$", re.IGNORECASE)  # "Usage 5"
-_NUMBER_HEADING = re.compile(r"^[\divxIVX.\-–\s]{1,8}$")
+_NUMBER_HEADING = re.compile(r"^(?=.*[\divxIVX])[\divxIVX.\-–\s]{1,8}$")  # "1", "iv", "2.3"; not an option "--"
 _CLOSERS = "\"'”’»)]}*_`"
 
 
@@ -313,8 +315,10 @@ def _starts_instruction(text: str, rules: Rules) -> bool:
 
 def is_sentence(text: str, rules: Rules) -> bool:
     text = text.strip().rstrip(_CLOSERS).rstrip()
-    # A literal keeps its own case: "`auto` colours the output only on a terminal." is a sentence.
-    first = "" if text.startswith("`") else next((c for c in text if c.isalnum()), "")
+    # A literal keeps its own case: "`auto` colours …" and "/etc/shadow is readable …" are sentences; only a first
+    # word of letters alone ("do not ignore …") says the sentence's start is missing.
+    first_word = text.split()[0] if text.split() else ""
+    first = first_word[:1] if first_word.replace("-", "").replace("'", "").isalpha() else ""
     return bool(text) and not first.islower() and text[-1] in rules.sentence_ends
 
 
