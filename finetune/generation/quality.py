@@ -74,8 +74,8 @@ SHOW_CHARS = 300  # of a question or answer quoted under `worst`: enough to judg
 
 _PREFIX = re.compile(r"^\s*\[[^\]\n]{1,40}\]\s*")  # the task prefix "[QA] ", "[SPEC] "
 _WORD = re.compile(r"\w+")
-# A fence opens a line ("~~~~" under a title in running text is no code), and an unclosed one runs to the end.
-_FENCE = re.compile(r"^[ \t]*(```|~~~).*?(?:^[ \t]*\1|\Z)", re.DOTALL | re.MULTILINE)
+# A fence opens a line and a line like it closes it: "~~~~" under a title in running text is no code.
+_FENCE = re.compile(r"^[ \t]*(```+|~~~+)[^\n]*\n.*?^[ \t]*\1[ \t]*$", re.DOTALL | re.MULTILINE)
 _NUMBERED = re.compile(r"^\s*\d{1,3}[.)]\s+(.*\S)\s*$", re.MULTILINE)
 # A table-of-contents entry: a title, then dot leaders ("1.2 Overview . . . . 5") or a run of spaces, and a page
 # number (arabic or a short roman one) at the end of a line or before the next entry.
