@@ -9,7 +9,7 @@ copied into a temporary domain's raw/ (files, not links: the readers refuse link
 Corpora, each in a fixed order so two runs on one machine read the same documents:
     readmes  the long descriptions (README) of installed Python packages (importlib.metadata): Markdown as .md, the
              rest (reStructuredText, plain) as .txt, the longest ones first (at least 2,000 characters)
-    man      English man pages of section 1 rendered to text (`MANWIDTH=80 man -P cat`), every k-th of the sorted list
+    man      English man pages of section 1 rendered to text (`MANWIDTH=80 man -P cat`), one per k-th command family
     man_de   German man pages (/usr/share/man/de/man1) rendered the same way: English templates over German text
     html     HTML manuals under /usr/share/doc, taken in turn from each package so no one manual fills the corpus
     pdf      PDFs under /usr/share/doc (gzipped ones unpacked)
@@ -29,6 +29,7 @@ import importlib.metadata
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -74,7 +75,12 @@ def _render_man(page: Path) -> str:
 
 
 def _man(raw: Path, limit: int, folder: Path) -> None:
-    pages = sorted(p for p in folder.glob("*.1*") if p.is_file() and not p.is_symlink())
+    """The first page of every k-th command family (the name up to its first "_", "-" or "."): one gcloud page, not
+    hundreds."""
+    families: dict[str, Path] = {}
+    for page in sorted(p for p in folder.glob("*.1*") if p.is_file() and not p.is_symlink()):
+        families.setdefault(re.split(r"[_\-.]", page.name, maxsplit=1)[0], page)
+    pages = list(families.values())
     step = max(1, len(pages) // limit)
     written = 0
     for page in pages[::step]:
