@@ -126,11 +126,12 @@ def pdf(raw: Path, limit: int) -> None:
 CORPORA = {"readmes": readmes, "man": man, "man_de": man_de, "html": html, "pdf": pdf}
 
 
-def _finetune(*args: str) -> tuple[bool, str, float]:
-    """Run one `finetune` stage; (passed, its last log line, seconds)."""
+def _finetune(work: Path, *args: str) -> tuple[bool, str, float]:
+    """Run one `finetune` stage in `work`; (passed, its last log line, seconds). Sources are then `readmes/raw/…`
+    wherever the work folder is, and a block's id (a hash of its source) and the phrasing it draws with it too."""
     exe = Path(sys.executable).with_name("finetune")
     start = time.perf_counter()
-    done = subprocess.run([str(exe), *args], check=False, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run([str(exe), *args], check=False, capture_output=True, text=True, cwd=work)
     lines = [ln for ln in (done.stderr or "").replace("\r", "\n").splitlines() if ln.strip()]
     return done.returncode == 0, (lines[-1] if lines else ""), time.perf_counter() - start
 
@@ -152,8 +153,8 @@ def run_corpus(name: str, limit: int, work: Path, rules: Rules) -> dict:
     blocks_path, examples_path = domain / "blocks.jsonl", domain / "examples.jsonl"
     result = {"corpus": name, "files": sum(1 for _ in raw.iterdir())}
     ok, line, secs = _finetune(
-        "extract", "--input", str(raw), "--output", str(blocks_path), "--metrics", str(domain / "extract.json"),
-        "--rejects", str(domain / "rejects.json"), *p,
+        work, "extract", "--input", str(raw.relative_to(work)), "--output", str(blocks_path),
+        "--metrics", str(domain / "extract.json"), "--rejects", str(domain / "rejects.json"), *p,
     )  # fmt: skip
     result |= {"extract": "passed" if ok else f"FAILED: {line}", "extract_s": round(secs, 1)}
     if not ok:
@@ -162,7 +163,7 @@ def run_corpus(name: str, limit: int, work: Path, rules: Rules) -> dict:
     result["rejects"] = len(json.loads((domain / "rejects.json").read_text()))
     result["blocks"] = len(blocks)
     ok, line, secs = _finetune(
-        "generate", "--input", str(blocks_path), "--output", str(examples_path),
+        work, "generate", "--input", str(blocks_path), "--output", str(examples_path),
         "--metrics", str(domain / "generate.json"), "--tasks", str(domain / "tasks.yaml"), *p,
     )  # fmt: skip
     result |= {"generate": "passed" if ok else f"FAILED: {line}", "generate_s": round(secs, 1)}
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     rules = Rules.from_mapping(rules_data | {"max_tokens": load_params(ROOT / "params.yaml").model.max_seq_len})
     names = args.corpus or list(CORPORA)
     with tempfile.TemporaryDirectory(prefix="real_docs_") as tmp:
-        work = args.keep or Path(tmp)
+        work = (args.keep or Path(tmp)).resolve()
         if args.keep:
             shutil.rmtree(work, ignore_errors=True)
         results = []
