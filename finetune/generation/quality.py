@@ -214,7 +214,7 @@ def unnamed_subject(exs: list[_Ex], blocks: list[dict], rules: Rules) -> tuple[i
     return applies, flagged
 
 
-def toc_share(block: dict, document_headings: set[str]) -> float:
+def toc_share(block: dict, document_headings: set[str], own: str = "") -> float:
     """How much of a block reads as a table of contents: the share of its lines (items, rows) that are an entry
     ending on a page number or one of its document's own headings; text run together (a PDF page's) counts entries
     by their dot leaders, 1 per 8 words being all of it."""
@@ -224,17 +224,18 @@ def toc_share(block: dict, document_headings: set[str]) -> float:
     lines = [i for i in block.get("items") or [] if isinstance(i, str)] or [
         ln for ln in text.splitlines() if ln.strip()
     ]
-    entries = sum(_toc_entry(ln, document_headings) for ln in lines)
+    entries = sum(_toc_entry(ln, document_headings, own) for ln in lines)
     by_lines = entries / len(lines) if len(lines) >= 3 else 0.0
     leaders = len(_LEADERS.findall(text))
     by_leaders = min(1.0, 8 * leaders / max(1, len(text.split()))) if leaders >= 3 else 0.0
     return max(by_lines, by_leaders)
 
 
-def _toc_entry(line: str, document_headings: set[str]) -> bool:
+def _toc_entry(line: str, document_headings: set[str], own: str) -> bool:
     if _PAGE_AT_END.search(line) or (len(line.split()) <= 8 and _SHORT_PAGE_AT_END.match(line)):
         return True
-    return _norm(re.sub(r"^[-*\d.\s]+", "", line)) in document_headings
+    title = _norm(re.sub(r"^[-*\d.\s]+", "", line))
+    return title != own and title in document_headings
 
 
 def toc_subject(exs: list[_Ex], blocks: list[dict], rules: Rules) -> tuple[int, dict[int, float]]:
@@ -245,7 +246,7 @@ def toc_subject(exs: list[_Ex], blocks: list[dict], rules: Rules) -> tuple[int, 
     toc_titled: dict[tuple[str, str], bool] = {}  # (document, heading): every block it titles is a ToC
     for b in blocks:
         doc = _document(b.get("source", ""))
-        share[b.get("id")] = toc_share(b, doc_headings[doc] - {_own_heading(b)})
+        share[b.get("id")] = toc_share(b, doc_headings[doc], _own_heading(b))
         key = (doc, _own_heading(b))
         toc_titled[key] = toc_titled.get(key, True) and share[b.get("id")] >= 0.6
     applies, flagged = 0, {}
@@ -287,17 +288,20 @@ def bare_code(exs: list[_Ex], rules: Rules) -> tuple[int, dict[int, float]]:
 
 def pasted_lead_in(exs: list[_Ex], rules: Rules) -> tuple[int, dict[int, float]]:
     applies, flagged = 0, {}
+    cache: dict[int, list[str]] = {}  # a block's sentences, once for all its examples
     for x in exs:
         if x.block is None:
             continue
-        candidates = [x.block.get("lead") or ""]
-        if x.block.get("kind") != "code":
-            candidates += sentences(x.block.get("text", ""))
-        candidates = [
-            c
-            for c in (_norm(c) for c in candidates)
-            if len(c.split()) >= rules.min_pasted_words and not _starts_instruction(c, rules)
-        ]
+        if (key := id(x.block)) not in cache:
+            found = [x.block.get("lead") or ""]
+            if x.block.get("kind") != "code":
+                found += sentences(x.block.get("text", ""))
+            cache[key] = [
+                c
+                for c in (_norm(c) for c in found)
+                if len(c.split()) >= rules.min_pasted_words and not _starts_instruction(c, rules)
+            ]
+        candidates = cache[key]
         if not candidates:
             continue
         applies += 1
@@ -357,8 +361,8 @@ def boilerplate_repeat(exs: list[_Ex], rules: Rules) -> tuple[int, dict[int, flo
     return len(long), {x.index: len(docs[_norm(x.answer)]) for x in long if len(docs[_norm(x.answer)]) > 1}
 
 
-def _votes(text: str, exclusive: dict[str, frozenset[str]]) -> Counter:
-    return Counter(lang for w in _words(text) for lang, ws in exclusive.items() if w in ws)
+def _votes(text: str, language_of: dict[str, str]) -> Counter:
+    return Counter(language_of[w] for w in _words(text) if w in language_of)
 
 
 def _language(votes: Counter) -> str | None:
@@ -372,11 +376,11 @@ def mixed_language(exs: list[_Ex], rules: Rules) -> tuple[int, dict[int, float]]
     if len(rules.stopwords) < 2:
         return 0, {}
     counts = Counter(w for ws in rules.stopwords.values() for w in ws)
-    exclusive = {lang: frozenset(w for w in ws if counts[w] == 1) for lang, ws in rules.stopwords.items()}
+    language_of = {w: lang for lang, ws in rules.stopwords.items() for w in ws if counts[w] == 1}
     flagged = {}
     for x in exs:
-        q = _votes(x.question, exclusive)
-        lq, la = _language(q), _language(_votes(x.answer, exclusive))
+        q = _votes(x.question, language_of)
+        lq, la = _language(q), _language(_votes(x.answer, language_of))
         in_question = sum(n >= 2 for n in q.values()) >= 2
         if in_question or (lq and la and lq != la):
             flagged[x.index] = sum(q.values())
