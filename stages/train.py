@@ -17,7 +17,7 @@ import click
 
 from finetune.io import InputError, atomic_path, log, sweep_leftovers, write_json
 from finetune.params import load_params, params_option
-from finetune.serving.vllm import adapter_rank
+from finetune.vllm_serve import adapter_rank
 from finetune.training import launch
 from finetune.training.checkpoints import (
     file_md5,

@@ -15,7 +15,7 @@ from finetune.evaluation.compare import markdown, table
 from finetune.evaluation.interference import draw, summarise
 from finetune.io import write_jsonl
 from finetune.params import Compare
-from finetune.serving.vllm import max_lora_rank, serve_command
+from finetune.vllm_serve import max_lora_rank, serve_command
 from tests.conftest import assert_ok, invoke, repo_params, write_params
 
 

@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from finetune.serving.vllm import max_lora_rank
+from finetune.vllm_serve import max_lora_rank
 from finetune.training.checkpoints import prepare_checkpoints
 from finetune.training.models import load_for_training
 from tests.conftest import REPO, merge, typed

@@ -38,7 +38,7 @@ def cli(base_path, adapter, output, vllm, port, params_path):
 
     params = load_params(params_path)
     if vllm:
-        from finetune.serving.vllm import serve_command
+        from finetune.vllm_serve import serve_command
 
         models = Path(base_path).parent
         adapters = {name: models / name for name in params.domains}
