@@ -10,7 +10,7 @@ from collections import Counter
 
 import click
 
-from finetune.generation.examples import merge_duplicates, run
+from finetune.generation.examples import merge_duplicates, run, unread_kinds
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
 from finetune.params import load_params, params_option
@@ -37,6 +37,8 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
         if not counts[name]:
             # A generic task (TABLE, OPTION, …) has nothing to read in many corpora: say so, do not fail.
             log("generate", f"warning: task {name} made no examples (no block in {input_path} matches it)")
+    for kind, (n, hint) in unread_kinds(blocks, taskfile).items():
+        log("generate", f"warning: {n} {kind} blocks read by no task: {hint}")
     metrics = {}
     t = gparams.teacher
     if t.endpoint:  # optional teacher LLM: paraphrased questions, pairs written from the blocks, or both
