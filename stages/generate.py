@@ -17,10 +17,10 @@ from finetune.params import load_params, params_option
 
 
 @click.command()
-@click.option("--input", "input_path", default="data/interim/blocks.jsonl", show_default=True)
-@click.option("--output", default="data/interim/examples.jsonl", show_default=True)
-@click.option("--metrics", "metrics_path", default="metrics/generate.json", show_default=True)
-@click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file.")
+@click.option("--input", "input_path", required=True, help="extract's blocks, e.g. data/interim/heating/blocks.jsonl.")
+@click.option("--output", required=True)
+@click.option("--metrics", "metrics_path", required=True)
+@click.option("--tasks", "tasks_path", required=True, help="The task file, e.g. domains/heating/tasks.yaml.")
 @params_option
 def cli(input_path, output, metrics_path, tasks_path, params_path):
     """Generate chat examples for every task in generate.tasks."""
