@@ -10,6 +10,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -27,6 +28,48 @@ class InputError(Exception):
 def log(stage: str, message: str) -> None:
     # stderr, so stdout stays free for anything a script may want to parse.
     print(f"[{stage}] {message}", file=sys.stderr, flush=True)
+
+
+class Progress:
+    """A tqdm bar where stderr is a terminal; where it is a log (`dvc repro > log`, CI), no bar, whose hundreds of
+    carriage-return updates would fill the log, but one `[stage] what: N units in S s` line when the work ends."""
+
+    def __init__(self, stage: str, desc: str, total: int | None = None, unit: str = "it", units: str | None = None):
+        self.stage, self.desc, self.unit, self.units = stage, desc, unit, units or unit + "s"
+        self.n, self.started, self.bar = 0, time.perf_counter(), None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=f"[{stage}] {desc}", unit=unit, file=sys.stderr)
+
+    def update(self, n: int = 1, **postfix) -> None:
+        self.n += n
+        if self.bar is not None:
+            if postfix:
+                self.bar.set_postfix(refresh=False, **postfix)
+            self.bar.update(n)
+
+    def close(self, finished: bool = True) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif finished:  # a failure says what went wrong instead
+            seconds = time.perf_counter() - self.started
+            log(self.stage, f"{self.desc}: {self.n} {self.unit if self.n == 1 else self.units} in {seconds:.1f} s")
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.close(finished=exc_type is None)
+
+
+def progress(items: Iterable, stage: str, desc: str, unit: str = "it", units: str | None = None) -> Iterator:
+    """`items`, under a Progress."""
+    total = len(items) if hasattr(items, "__len__") else None
+    with Progress(stage, desc, total, unit, units) as bar:
+        for item in items:
+            yield item
+            bar.update()
 
 
 def content_id(*parts: str) -> str:

@@ -1,5 +1,6 @@
 """Where a domain's files lie, for the commands people run by hand (`finetune chat --domain`, `finetune evaluate
---domain … --endpoint`). The stages get their paths from dvc.yaml; tests/test_layout.py checks that these agree."""
+--domain … --endpoint`, `finetune show examples --domain`).
+The stages get their paths from dvc.yaml; tests/test_layout.py checks that these agree."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ def domain_files(domain: str) -> dict[str, str]:
         "adapter": f"models/{domain}",
         "tasks": f"domains/{domain}/tasks.yaml",
         "params": f"domains/{domain}/params.yaml",
+        "examples": f"data/interim/{domain}/examples.jsonl",
         "val": f"data/processed/{domain}/val.jsonl",
         "baseline_predictions": f"data/eval/{domain}/baseline_predictions.jsonl",
         "baseline_scores": f"data/eval/{domain}/baseline_scores.json",

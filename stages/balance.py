@@ -11,11 +11,11 @@ from finetune.params import load_params, params_option
 
 
 @click.command()
-@click.option("--input", "input_path", default="data/interim/examples.jsonl", show_default=True)
-@click.option("--train", "train_path", default="data/interim/train.jsonl", show_default=True)
-@click.option("--val", "val_path", default="data/interim/val.jsonl", show_default=True)
-@click.option("--metrics", "metrics_path", default="metrics/balance.json", show_default=True)
-@click.option("--plot", "plot_path", default="reports/task_distribution.csv", show_default=True)
+@click.option("--input", "input_path", required=True, help="e.g. data/interim/heating/examples.jsonl")
+@click.option("--train", "train_path", required=True)
+@click.option("--val", "val_path", required=True)
+@click.option("--metrics", "metrics_path", required=True)
+@click.option("--plot", "plot_path", required=True, help="e.g. reports/heating/task_distribution.csv")
 @params_option
 def cli(input_path, train_path, val_path, metrics_path, plot_path, params_path):
     """Split by source, then balance the train split's tasks."""

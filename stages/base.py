@@ -16,7 +16,7 @@ from finetune.training.base_model import run
 
 
 @click.command()
-@click.option("--blocks", default="data/interim/blocks.jsonl", show_default=True, help="Corpus for the tokenizer.")
+@click.option("--blocks", required=True, help="The tiny base's text, e.g. data/pretrain/blocks.jsonl.")
 @click.option("--output", default="models/base", show_default=True)
 @params_option
 def cli(blocks, output, params_path):

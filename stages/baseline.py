@@ -14,17 +14,16 @@ from finetune.params import load_params, params_option
 
 @click.command()
 @click.option("--model", "base_path", default="models/base", show_default=True)
-@click.option("--val", "val_path", default="data/processed/val.jsonl", show_default=True)
-@click.option("--predictions", default="data/eval/baseline_predictions.jsonl", show_default=True)
-@click.option("--scores", default="data/eval/baseline_scores.json", show_default=True)
+@click.option("--val", "val_path", required=True, help="e.g. data/processed/heating/val.jsonl")
+@click.option("--predictions", required=True)
+@click.option("--scores", required=True)
 @click.option(
     "--metrics",
     "metrics_path",
-    default="metrics/baseline.json",
-    show_default=True,
+    required=True,
     help="Latency and throughput: uncached, since they differ on every run (predictions and scores do not).",
 )
-@click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file: format checks.")
+@click.option("--tasks", "tasks_path", required=True, help="The task file: format checks.")
 @params_option
 def cli(base_path, val_path, predictions, scores, metrics_path, tasks_path, params_path):
     """Generate val answers with the untuned base model and score them."""

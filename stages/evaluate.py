@@ -1,7 +1,7 @@
 """`finetune evaluate`: the base model + adapter on the val split, against the baseline stage's results.
 
-Writes metrics/eval.json as {"baseline": {...}, "finetuned": {...}, "delta": {...}}, each with `overall` and one
-entry per task, so `dvc metrics diff` shows per-task deltas between experiments. Latency and throughput are in
+Writes --metrics (metrics/eval/<domain>.json) as {"baseline": …, "finetuned": …, "delta": …}, each with `overall`
+and one entry per task, so `dvc metrics diff` shows per-task deltas between experiments. Latency and throughput are in
 `finetuned` only, here: the predictions file is a cached out and holds none, so the same answers give the same bytes.
 
 With `--endpoint URL --model NAME` the fine-tuned answers come from a served model instead (vLLM, `transformers
@@ -9,9 +9,9 @@ serve`, any OpenAI-compatible API; see `finetune export`), asked greedily `eval.
 same scores and report. Its answers are cached in `--cache`, keyed by the request: a rerun asks only for what is
 missing. The key is the model *name*, so after serving new weights under the same name, empty the cache first.
 
-    finetune export                                   # models/base + models/adapter -> models/merged
+    finetune export --adapter models/heating          # models/base + models/heating -> models/merged
     transformers serve models/merged --port 8000 &    # or: vllm serve models/merged --port 8000
-    finetune evaluate --endpoint http://127.0.0.1:8000/v1 --model models/merged
+    finetune evaluate --domain heating --endpoint http://127.0.0.1:8000/v1 --model models/merged
 """
 
 from __future__ import annotations
@@ -38,15 +38,16 @@ from finetune.params import load_params, params_option
     show_default=True,
     help="The base model directory; with --endpoint, the served model's name.",
 )
-@click.option("--adapter", default="models/adapter", show_default=True, help="Ignored with --endpoint.")
-@click.option("--val", "val_path", default="data/processed/val.jsonl", show_default=True)
-@click.option("--baseline-predictions", default="data/eval/baseline_predictions.jsonl", show_default=True)
-@click.option("--baseline-scores", default="data/eval/baseline_scores.json", show_default=True)
-@click.option("--predictions", default="data/eval/finetuned_predictions.jsonl", show_default=True)
-@click.option("--metrics", "metrics_path", default="metrics/eval.json", show_default=True)
-@click.option("--report", "report_path", default="reports/eval.md", show_default=True)
-@click.option("--plot", "plot_path", default="reports/eval_tasks.csv", show_default=True)
-@click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file: format checks.")
+# The paths below: each given, or derived from --domain (finetune.layout); dvc.yaml gives them all.
+@click.option("--adapter", help="e.g. models/heating; ignored with --endpoint.")
+@click.option("--val", "val_path", help="e.g. data/processed/heating/val.jsonl")
+@click.option("--baseline-predictions")
+@click.option("--baseline-scores")
+@click.option("--predictions")
+@click.option("--metrics", "metrics_path")
+@click.option("--report", "report_path")
+@click.option("--plot", "plot_path")
+@click.option("--tasks", "tasks_path", help="The task file (format checks), e.g. domains/heating/tasks.yaml.")
 @params_option
 @click.option(
     "--endpoint",
@@ -96,6 +97,12 @@ def cli(
         )  # fmt: skip
         adapter, predictions, metrics_path = v["adapter"], v["predictions"], v["metrics_path"]
         report_path, plot_path, params_path = v["report_path"], v["plot_path"], v["params_path"]
+    paths = {"--val": val_path, "--baseline-predictions": baseline_predictions, "--baseline-scores": baseline_scores}
+    paths |= {"--predictions": predictions, "--metrics": metrics_path, "--report": report_path, "--plot": plot_path}
+    paths |= {"--tasks": tasks_path} | ({} if endpoint else {"--adapter": adapter})
+    missing = [name for name, value in paths.items() if value is None]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)}: give them, or --domain NAME for a domain's files")
 
     from finetune.evaluation.metrics import delta, score
     from finetune.evaluation.report import chart, markdown, plot_rows

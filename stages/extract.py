@@ -1,10 +1,11 @@
-"""`finetune extract`: every document under data/raw -> blocks (data/interim/blocks.jsonl), one JSON record each.
+"""`finetune extract`: every document of a domain's raw/ folder -> blocks, one JSON record each.
 
-    finetune extract --input data/raw --output data/interim/blocks.jsonl --metrics metrics/extract.json \
-        --rejects metrics/rejects.json
+    finetune extract --input domains/heating/raw --output data/interim/heating/blocks.jsonl \
+        --metrics metrics/extract/heating.json --rejects metrics/rejects/heating.json --params params.yaml \
+        --params domains/heating/params.yaml
 
 The readers are in finetune.documents. With `extract.on_error: fail` the first bad file or record stops the stage;
-with `skip` it is left out and listed in metrics/rejects.json. Nothing is written before every file has been read,
+with `skip` it is left out and listed in --rejects. Nothing is written before every file has been read,
 so a failed run leaves the previous outputs as they were.
 """
 
@@ -21,10 +22,10 @@ from finetune.params import Extract, load_params, params_option
 
 
 @click.command(name="extract")
-@click.option("--input", "input_dir", default="data/raw", show_default=True, type=click.Path(path_type=Path))
-@click.option("--output", default="data/interim/blocks.jsonl", show_default=True, type=click.Path(path_type=Path))
-@click.option("--metrics", default="metrics/extract.json", show_default=True, type=click.Path(path_type=Path))
-@click.option("--rejects", default="metrics/rejects.json", show_default=True, type=click.Path(path_type=Path),
+@click.option("--input", "input_dir", required=True, type=click.Path(path_type=Path), help="e.g. domains/heating/raw")
+@click.option("--output", required=True, type=click.Path(path_type=Path))
+@click.option("--metrics", required=True, type=click.Path(path_type=Path))
+@click.option("--rejects", required=True, type=click.Path(path_type=Path),
               help="Where extract.on_error: skip lists what it left out (an empty list otherwise).")  # fmt: skip
 @params_option
 @click.pass_context

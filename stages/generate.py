@@ -10,17 +10,17 @@ from collections import Counter
 
 import click
 
-from finetune.generation.examples import merge_duplicates, run
+from finetune.generation.examples import merge_duplicates, run, unread_kinds
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
 from finetune.params import load_params, params_option
 
 
 @click.command()
-@click.option("--input", "input_path", default="data/interim/blocks.jsonl", show_default=True)
-@click.option("--output", default="data/interim/examples.jsonl", show_default=True)
-@click.option("--metrics", "metrics_path", default="metrics/generate.json", show_default=True)
-@click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file.")
+@click.option("--input", "input_path", required=True, help="extract's blocks, e.g. data/interim/heating/blocks.jsonl.")
+@click.option("--output", required=True)
+@click.option("--metrics", "metrics_path", required=True)
+@click.option("--tasks", "tasks_path", required=True, help="The task file, e.g. domains/heating/tasks.yaml.")
 @params_option
 def cli(input_path, output, metrics_path, tasks_path, params_path):
     """Generate chat examples for every task in generate.tasks."""
@@ -37,6 +37,8 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
         if not counts[name]:
             # A generic task (TABLE, OPTION, …) has nothing to read in many corpora: say so, do not fail.
             log("generate", f"warning: task {name} made no examples (no block in {input_path} matches it)")
+    for kind, (n, hint) in unread_kinds(blocks, taskfile).items():
+        log("generate", f"warning: {n} {kind} blocks read by no task: {hint}")
     metrics = {}
     t = gparams.teacher
     if t.endpoint:  # optional teacher LLM: paraphrased questions, pairs written from the blocks, or both

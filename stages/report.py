@@ -1,11 +1,11 @@
-"""`finetune report`: the whole run on one offline HTML page, reports/index.html.
+"""`finetune report`: a domain's whole run on one offline HTML page, reports/<domain>/index.html.
 
 Data (blocks per source kind, examples per task before and after balancing, rejects, the validation result with a
 link to the Data Docs), training (curves, best epoch, throughput, cost) and evaluation (per-task scores of both
 models, answers side by side with the reference). The page needs no network: open it from disk.
 
-    finetune report                   # from the repository root, after `dvc repro`
-    xdg-open reports/index.html
+    dvc repro report@heating          # dvc.yaml passes every path
+    xdg-open reports/heating/index.html
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ from finetune.params import load_params, params_option
 
 
 @click.command()
-@click.option("--extract", default="metrics/extract.json", show_default=True)
-@click.option("--rejects", default="metrics/rejects.json", show_default=True)
-@click.option("--generate", default="metrics/generate.json", show_default=True)
-@click.option("--balance", default="metrics/balance.json", show_default=True)
-@click.option("--validation", default="metrics/validation.json", show_default=True)
-@click.option("--data-docs", default="reports/validation", show_default=True, help="Linked to, not read.")
-@click.option("--train", default="metrics/train.json", show_default=True)
-@click.option("--curves", default="metrics/train", show_default=True, help="The DVCLive folder of train.")
-@click.option("--eval", "eval_path", default="metrics/eval.json", show_default=True)
-@click.option("--baseline-predictions", default="data/eval/baseline_predictions.jsonl", show_default=True)
-@click.option("--predictions", default="data/eval/finetuned_predictions.jsonl", show_default=True)
-@click.option("--output", default="reports/index.html", show_default=True)
+@click.option("--extract", required=True, help="e.g. metrics/extract/heating.json")
+@click.option("--rejects", required=True)
+@click.option("--generate", required=True)
+@click.option("--balance", required=True)
+@click.option("--validation", required=True)
+@click.option("--data-docs", required=True, help="Linked to, not read.")
+@click.option("--train", required=True)
+@click.option("--curves", required=True, help="The DVCLive folder of train, e.g. metrics/curves/heating.")
+@click.option("--eval", "eval_path", required=True)
+@click.option("--baseline-predictions", required=True)
+@click.option("--predictions", required=True)
+@click.option("--output", required=True, help="e.g. reports/heating/index.html")
 @click.option("--name", default="", help="A title for the run, e.g. the domain.")
 @params_option
 def cli(

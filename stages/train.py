@@ -1,7 +1,7 @@
 """`finetune train`: QLoRA (bitsandbytes 4-bit base + LoRA) through TRL's SFTTrainer, curves through DVCLive.
 
-Checkpoints go to models/checkpoints, a folder dvc.yaml does not declare, so a killed run resumes from its last
-complete checkpoint on the next `dvc repro` (finetune.training.checkpoints). `train.num_processes > 1` re-executes
+Checkpoints go to models/checkpoints/<domain>, a folder dvc.yaml does not declare, so a killed run resumes from its
+last complete checkpoint on the next `dvc repro` (finetune.training.checkpoints). `train.num_processes > 1` re-executes
 this command under `accelerate launch` (finetune.training.launch); rank 0 alone writes the adapter, metrics, curves
 and checkpoints.
 """
@@ -17,7 +17,7 @@ import click
 
 from finetune.io import InputError, atomic_path, log, sweep_leftovers, write_json
 from finetune.params import load_params, params_option
-from finetune.serving.vllm import adapter_rank
+from finetune.vllm_serve import adapter_rank
 from finetune.training import launch
 from finetune.training.checkpoints import (
     file_md5,
@@ -33,13 +33,13 @@ FINGERPRINT_ENV = "FINETUNE_RUN_FINGERPRINT"
 
 
 @click.command()
-@click.option("--train", "train_path", default="data/processed/train.jsonl", show_default=True)
-@click.option("--val", "val_path", default="data/processed/val.jsonl", show_default=True)
+@click.option("--train", "train_path", required=True, help="e.g. data/processed/heating/train.jsonl")
+@click.option("--val", "val_path", required=True)
 @click.option("--model", "base_path", default="models/base", show_default=True)
-@click.option("--output", default="models/adapter", show_default=True)
-@click.option("--checkpoints", default="models/checkpoints", show_default=True)
-@click.option("--metrics", "metrics_path", default="metrics/train.json", show_default=True)
-@click.option("--live-dir", default="metrics/train", show_default=True, help="DVCLive curves.")
+@click.option("--output", required=True, help="The adapter's folder, e.g. models/heating.")
+@click.option("--checkpoints", required=True, help="The domain's own, e.g. models/checkpoints/heating.")
+@click.option("--metrics", "metrics_path", required=True)
+@click.option("--live-dir", required=True, help="DVCLive curves, e.g. metrics/curves/heating.")
 @click.option(
     "--init-from",
     default=None,

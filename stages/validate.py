@@ -1,8 +1,9 @@
 """`finetune validate`: the gate between balance and train. Great Expectations checks train/val; any failure stops DVC.
 
-    finetune validate       # data/interim/{train,val}.jsonl in, data/processed/{train,val}.jsonl out, models/base
-    finetune validate --train t.jsonl --val v.jsonl --model models/base --metrics m.json --docs docs/ \
-        --train-out checked/train.jsonl --val-out checked/val.jsonl
+    finetune validate --train data/interim/heating/train.jsonl --val data/interim/heating/val.jsonl \
+        --train-out data/processed/heating/train.jsonl --val-out data/processed/heating/val.jsonl \
+        --metrics metrics/validation/heating.json --docs reports/heating/validation \
+        --params params.yaml --params domains/heating/params.yaml
 
 The checks are in finetune.validation: each split becomes a pandas frame with derived columns, each rule one named
 GE expectation. The flat metrics JSON is the gate DVC diffs; the Data Docs HTML is for people. Only a passing run
@@ -20,25 +21,23 @@ from finetune.validation.expectations import run
 
 
 @click.command("validate")
-@click.option("--train", "train_path", default="data/interim/train.jsonl", show_default=True, type=click.Path())
-@click.option("--val", "val_path", default="data/interim/val.jsonl", show_default=True, type=click.Path())
+@click.option("--train", "train_path", required=True, type=click.Path(), help="e.g. data/interim/heating/train.jsonl")
+@click.option("--val", "val_path", required=True, type=click.Path())
 @click.option(
     "--train-out",
-    default="data/processed/train.jsonl",
-    show_default=True,
+    required=True,
     type=click.Path(),
     help="Train as checked: written only when every check passes.",
 )
 @click.option(
     "--val-out",
-    default="data/processed/val.jsonl",
-    show_default=True,
+    required=True,
     type=click.Path(),
     help="Val as checked: written only when every check passes.",
 )
 @click.option("--model", default="models/base", show_default=True, type=click.Path(), help="Tokenizer directory.")
-@click.option("--metrics", "metrics_path", default="metrics/validation.json", show_default=True, type=click.Path())
-@click.option("--docs", default="reports/validation", show_default=True, type=click.Path(), help="Data Docs site.")
+@click.option("--metrics", "metrics_path", required=True, type=click.Path())
+@click.option("--docs", required=True, type=click.Path(), help="Data Docs site, e.g. reports/heating/validation.")
 @params_option
 def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, params_path):
     """Check train/val with Great Expectations; exit non-zero (stopping `dvc repro`) if any expectation fails."""

@@ -73,7 +73,8 @@ def previous(tmp_path) -> Path:
 
 
 def extract_args(out: Path) -> list[str]:
-    return ["finetune", "extract", "--input", "raw", "--output", str(out), "--metrics", str(out.parent / "m.json")]
+    args = ["finetune", "extract", "--input", "raw", "--output", str(out), "--metrics", str(out.parent / "m.json")]
+    return [*args, "--rejects", str(out.parent / "r.json")]
 
 
 def test_ctrl_c_while_writing_leaves_the_previous_output_and_no_temporary(tmp_path, previous):
@@ -109,7 +110,8 @@ def test_sigkill_of_dvc_repro_mid_write_leaves_dvc_a_consistent_workspace(tmp_pa
     repo.mkdir(parents=True, exist_ok=True)
     params_file(repo / "params.yaml", {"extract": {"min_chars": 40}})
     stage = {
-        "cmd": "finetune extract --input domains/heating/raw --output data/interim/heating/blocks.jsonl --metrics metrics/extract/heating.json",
+        "cmd": "finetune extract --input domains/heating/raw --output data/interim/heating/blocks.jsonl "
+        "--metrics metrics/extract/heating.json --rejects metrics/rejects/heating.json",
         "deps": ["domains/heating/raw"],
         "params": ["extract.min_chars"],
         "outs": ["data/interim/heating/blocks.jsonl"],

@@ -181,6 +181,7 @@ def test_validate_gates_the_share_balance_made_even_after_it_capped_train(tmp_pa
         tmp_path / "tok"
     )
     args = ["--train", tmp_path / "train.jsonl", "--val", tmp_path / "val.jsonl", "--model", tmp_path / "tok",
+        "--train-out", tmp_path / "out/train.jsonl", "--val-out", tmp_path / "out/val.jsonl",
         "--metrics", tmp_path / "validation.json", "--docs", tmp_path / "docs", "--params", tmp_path / "params.yaml"]  # fmt: skip
     invoke(validate_cli, args)
     gate = json.loads((tmp_path / "validation.json").read_text())["expectations"]["val_share"]

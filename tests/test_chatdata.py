@@ -136,7 +136,7 @@ def test_a_broken_json_array_is_one_line_naming_the_file_line_and_element(
     (tmp_path / "raw" / "bad.json").write_text(content, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
-        main(["extract", "--input", "raw", "--output", "out/blocks.jsonl", "--metrics", "out/m.json"])
+        main(["extract", "--input", "raw", "--output", "out/b.jsonl", "--metrics", "m.json", "--rejects", "r.json"])
     err = capsys.readouterr().err
     assert exit_.value.code == 1
     assert err.splitlines()[-1] == f"error: {message}"
@@ -165,7 +165,7 @@ def test_invalid_utf8_in_a_json_array_names_its_line(tmp_path, monkeypatch, caps
     (tmp_path / "raw" / "bad.json").write_bytes(b'[\n{"instruction": "a",\n "output": "\xff"}]')
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
-        main(["extract", "--input", "raw", "--output", "out/blocks.jsonl", "--metrics", "out/m.json"])
+        main(["extract", "--input", "raw", "--output", "out/b.jsonl", "--metrics", "m.json", "--rejects", "r.json"])
     assert capsys.readouterr().err.splitlines()[-1] == (
         "error: raw/bad.json:3: not valid UTF-8 (invalid start byte); save it as UTF-8"
     )

@@ -15,7 +15,7 @@ from finetune.evaluation.compare import markdown, table
 from finetune.evaluation.interference import draw, summarise
 from finetune.io import write_jsonl
 from finetune.params import Compare
-from finetune.serving.vllm import max_lora_rank, serve_command
+from finetune.vllm_serve import max_lora_rank, serve_command
 from tests.conftest import assert_ok, invoke, repo_params, write_params
 
 
@@ -210,7 +210,8 @@ def test_init_from_something_that_is_not_an_adapter_is_one_line(tmp_path, traine
     from stages.train import cli
 
     args = ["--train", trained.splits.train, "--val", trained.splits.val, "--model", trained.base]
-    args += ["--init-from", tmp_path, "--output", tmp_path / "x", "--params", trained.params_file]
+    args += ["--init-from", tmp_path, "--output", tmp_path / "x", "--checkpoints", tmp_path / "c"]
+    args += ["--metrics", tmp_path / "m.json", "--live-dir", tmp_path / "live", "--params", trained.params_file]
     result = invoke(cli, args)
     assert result.exit_code == 1 and "no adapter here (adapter_config.json); train that domain first" in str(
         result.exception

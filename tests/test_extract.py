@@ -149,7 +149,8 @@ def extract(tmp_path, monkeypatch, files: dict, *args: str):
             p.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
     if not (tmp_path / "params.yaml").exists():
         params_file(tmp_path / "params.yaml")  # the repository's: its row conventions are the sample corpus's
-    argv = ["--input", "raw", "--output", "out/blocks.jsonl", "--metrics", "out/extract.json", *args]
+    argv = ["--input", "raw", "--output", "out/blocks.jsonl", "--metrics", "out/extract.json"]
+    argv += ["--rejects", "out/rejects.json", *args]  # a --rejects in args comes later and wins
     result = CliRunner().invoke(cli, argv)
     out = tmp_path / "out"
     blocks = [json.loads(line) for line in (out / "blocks.jsonl").open()] if (out / "blocks.jsonl").exists() else None
@@ -499,7 +500,7 @@ def test_the_console_script_prints_an_error_as_one_line_and_exits_1(tmp_path, mo
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "x.docx").write_bytes(b"PK")
     with pytest.raises(SystemExit) as exit_:
-        main(["extract", "--input", "raw", "--output", "out/blocks.jsonl", "--metrics", "out/m.json"])
+        main(["extract", "--input", "raw", "--output", "out/b.jsonl", "--metrics", "m.json", "--rejects", "r.json"])
     assert exit_.value.code == 1
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: raw/x.docx: unsupported file type")
 
@@ -512,7 +513,7 @@ def test_a_failed_run_leaves_the_previous_output_untouched_and_no_temp_files(tmp
     result, blocks, _ = extract(tmp_path, monkeypatch, {"qa.jsonl": "{not json}\n"})
     assert isinstance(result.exception, InputError)
     assert (tmp_path / "out" / "blocks.jsonl").read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["blocks.jsonl", "extract.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["blocks.jsonl", "extract.json", "rejects.json"]
 
 
 def test_a_failed_first_run_writes_nothing(tmp_path, monkeypatch):

@@ -23,6 +23,8 @@ from tests.conftest import HEATING_TASKS, TINY_BLOCKS, assert_ok, invoke, repo_p
 SAMPLE_TASKS = ["TERMINOLOGY", "SPEC", "PROCEDURE", "EXPLANATION", "WIRING", "TROUBLESHOOTING", "QA", "REFUSAL"]
 GPARAMS = {
     **repo_params()["generate"],
+    # Every task of heating's task file, the generic ones too: some read nothing in the tiny corpus.
+    "tasks": list(load(HEATING_TASKS).tasks),
     "seed": 42,
     "system_prompt": "Test system prompt: answer briefly.",
     "refusal": "Sorry, only Brenntal products.",
@@ -88,6 +90,43 @@ def test_a_task_with_nothing_to_read_is_a_warning_not_an_error(generated):
     assert empty  # the tiny corpus has no code, definitions or free tables
     for t in empty:
         assert f"warning: task {t} made no examples" in result.stderr
+
+
+SECTIONS_ONLY = """
+tasks:
+  NOTE:
+    prefix: "[QA]"
+    builder: section
+    blocks: {kind: section}
+    questions: ["What about {heading}?"]
+    check: {name: min_words, words: 1}
+"""
+
+
+def test_blocks_of_a_kind_no_task_reads_are_named_with_the_builder_that_would_read_them(tmp_path):
+    """Conversations under a task file made for documents: 0 examples from them, and the log says why."""
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(SECTIONS_ONLY)
+    result = generate(tmp_path, TINY_BLOCKS, gparams(tasks=["NOTE"]), tasks)
+    assert_ok(result)
+    kinds = Counter(b["kind"] for b in TINY_BLOCKS)
+    assert f"warning: {kinds['qa']} qa blocks read by no task: add a conversation task (blocks: {{kind: qa}})" in (
+        result.stderr
+    )
+    assert f"warning: {kinds['list']} list blocks read by no task: add a steps task" in result.stderr
+    assert "section blocks read by no task" not in result.stderr
+
+
+def test_blocks_a_task_of_the_file_selects_are_no_warning_when_generate_tasks_leaves_that_task_out(tmp_path):
+    # Leaving QA out of generate.tasks is the user's choice, not a task file that cannot read chat files.
+    result = generate(tmp_path, TINY_BLOCKS, gparams(tasks=["SPEC", "REFUSAL"]))
+    assert_ok(result)
+    assert "read by no task" not in result.stderr
+
+
+def test_a_kind_some_task_reads_part_of_is_no_warning(generated):
+    # Short sections no task reads are normal; a warning is for a kind no task can read.
+    assert "read by no task" not in generated[2].stderr
 
 
 def test_generate_fails_only_when_no_task_makes_anything(tmp_path):

@@ -157,3 +157,35 @@ def test_every_jsonl_reader_names_a_bad_line_in_the_same_words_and_reacts_in_its
         conversation(bad + b"\n")
     assert str(rejected.value) == words
     assert conversation(good) == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+
+
+def test_progress_in_a_log_is_one_line_when_the_work_ends_and_no_bar(capsys):
+    from finetune.io import progress
+
+    assert list(progress(range(300), "base", "pretrain", "step")) == list(range(300))
+    err = capsys.readouterr().err
+    assert "\r" not in err and err.count("\n") == 1 and err.startswith("[base] pretrain: 300 steps in "), err
+
+
+def test_progress_on_a_terminal_is_a_bar(monkeypatch):
+    import io
+    import sys
+
+    from finetune.io import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert list(progress(range(3), "base", "pretrain", "step")) == [0, 1, 2]
+    assert "[base] pretrain: 100%" in sys.stderr.getvalue() and "\r" in sys.stderr.getvalue()
+
+
+def test_work_that_fails_under_progress_logs_no_finished_line(capsys):
+    from finetune.io import Progress
+
+    with pytest.raises(ValueError), Progress("generate", "teacher pairs", 3, "chunk") as bar:
+        bar.update()
+        raise ValueError("server down")
+    assert capsys.readouterr().err == ""

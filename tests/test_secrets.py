@@ -151,11 +151,9 @@ def test_train_and_baseline_refuse_a_base_with_only_pickled_weights(
     else:
         out = tmp_path / "predictions.jsonl"
         args = ["baseline", "--model", pickled_base, "--val", tiny_splits.val, "--predictions", out]
-        args += ["--scores", tmp_path / "scores.json", "--params", session_params_file]
-        args += [
-            "--tasks",
-            REPO / "domains/heating/tasks.yaml",
-        ]  # the format checks it scores with; the cwd is tmp_path
+        args += ["--scores", tmp_path / "scores.json", "--metrics", tmp_path / "baseline.json"]
+        args += ["--params", session_params_file]
+        args += ["--tasks", REPO / "domains/heating/tasks.yaml"]  # its format checks; the cwd is tmp_path
     code, errors = finetune(args, capsys)
     assert code == 1
     refusal = f"{pickled_base}: only pickled .bin weights found; refusing to load them (they can run code)."

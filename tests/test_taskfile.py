@@ -185,6 +185,14 @@ def test_every_stage_that_reads_the_task_file_takes_tasks_and_stops_on_a_bad_one
 
     cli = importlib.import_module(f"stages.{stage}").cli
     bad = write(tmp_path, GOOD.replace("check: value_with_unit", "check: {name: unitt}"))
-    result = invoke(cli, ["--tasks", bad, "--params", params_file(tmp_path / "params.yaml")])
+    # Its other paths: none of them exists, so reading any before the task file would fail otherwise.
+    paths = {
+        "generate": ["--input", "--output", "--metrics"],
+        "baseline": ["--val", "--predictions", "--scores", "--metrics"],
+        "evaluate": ["--adapter", "--val", "--baseline-predictions", "--baseline-scores", "--predictions"]
+        + ["--metrics", "--report", "--plot"],
+    }[stage]
+    missing = [a for option in paths for a in (option, tmp_path / "none" / option.strip("-"))]
+    result = invoke(cli, [*missing, "--tasks", bad, "--params", params_file(tmp_path / "params.yaml")])
     assert isinstance(result.exception, InputError)
     assert str(result.exception).startswith(f"{bad}:7: tasks.SPEC.check.name: unknown check 'unitt'")

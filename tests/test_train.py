@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from finetune.serving.vllm import max_lora_rank
+from finetune.vllm_serve import max_lora_rank
 from finetune.training.checkpoints import prepare_checkpoints
 from finetune.training.models import load_for_training
 from tests.conftest import REPO, merge, typed
@@ -292,3 +292,20 @@ def test_train_sampling_strategy_reaches_the_trainer(small_params, strategy):
 
     p = typed(merge(small_params, {"train": {"sampling_strategy": strategy}}))
     assert sft_config(p.train, p.model.max_seq_len, "unused", p.quant).train_sampling_strategy == strategy
+
+
+def test_train_logs_one_line_per_epoch_and_neither_the_trainers_dicts_nor_bar_updates(trained):
+    """stderr is no terminal here, as in `dvc repro > log`: no step bar, no `{'loss': …}` line per logging step."""
+    err = trained.result.stderr
+    epochs = [line for line in err.splitlines() if line.startswith("[train] epoch ")]
+    n = len(epochs)
+    assert n and [e.split(":")[0] for e in epochs] == [f"[train] epoch {i}/{n}" for i in range(1, n + 1)], epochs
+    assert all(", loss " in e.replace(":", ",") and ", eval_loss " in e for e in epochs), epochs
+    assert "{'loss'" not in err and "\r" not in err
+
+
+def test_an_epoch_line_gives_the_mean_train_loss_and_the_last_evaluation():
+    from finetune.training.recipe import epoch_line
+
+    line = epoch_line(2, 4, [1.0, 2.0], {"eval_loss": 1.3, "eval_mean_token_accuracy": 0.41, "loss": 2.0}, 38.2)
+    assert line == "epoch 2/4: loss 1.5, eval_loss 1.3, eval token accuracy 0.41, 38 s"

@@ -121,10 +121,10 @@ def questions(interactive: bool):
     show_default=True,
     help="The base model directory; with --endpoint, the served (fine-tuned) model's name.",
 )
-@click.option("--adapter", default="models/adapter", show_default=True, help="Ignored with --endpoint.")
+@click.option("--adapter", default=None, help="e.g. models/heating; ignored with --endpoint.")
 @click.option("--compare", is_flag=True, help="Also ask the untuned base model and print its answer beside.")
 @click.option("--task", default=None, help="Put this task's prefix (from the task file) before every question.")
-@click.option("--tasks", "tasks_path", default="tasks.yaml", show_default=True, help="The task file (with --task).")
+@click.option("--tasks", "tasks_path", default=None, help="The task file (with --task).")
 @click.option("--endpoint", default=None, metavar="URL", help="Ask a served model at this OpenAI-compatible URL.")
 @click.option("--base-name", default=None, help="With --endpoint --compare: the served base model's name.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per answer on stdout, for scripts.")
@@ -137,6 +137,8 @@ def cli(ctx, domain, model, adapter, compare, task, tasks_path, endpoint, base_n
 
         v = fill_defaults(ctx, domain, {"adapter": "adapter", "tasks_path": "tasks"})
         adapter, tasks_path, params_path = v["adapter"], v["tasks_path"], v["params_path"]
+    if task is not None and tasks_path is None:
+        raise click.UsageError("--task needs the task file: --domain NAME or --tasks PATH")
     params = load_params(params_path)
     prefix = ""
     if task is not None:
@@ -146,6 +148,8 @@ def cli(ctx, domain, model, adapter, compare, task, tasks_path, endpoint, base_n
         if task not in known:
             raise click.BadParameter(f"{task!r} is not a task of {tasks_path} ({', '.join(known)})")
         prefix = known[task].prefix
+    if adapter is None and not endpoint:
+        raise click.UsageError("give --domain NAME (or --adapter PATH): which adapter to ask")
     answerers: dict[str, Answerer] = {}
     if endpoint:
         if ctx.get_parameter_source("model") is click.core.ParameterSource.DEFAULT:

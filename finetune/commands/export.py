@@ -23,7 +23,7 @@ from finetune.params import load_params, params_option
 
 @click.command()
 @click.option("--model", "base_path", default="models/base", show_default=True)
-@click.option("--adapter", default="models/adapter", show_default=True)
+@click.option("--adapter", default=None, help="The adapter to merge, e.g. models/heating.")
 @click.option("--output", default="models/merged", show_default=True)
 @click.option(
     "--vllm",
@@ -38,7 +38,7 @@ def cli(base_path, adapter, output, vllm, port, params_path):
 
     params = load_params(params_path)
     if vllm:
-        from finetune.serving.vllm import serve_command
+        from finetune.vllm_serve import serve_command
 
         models = Path(base_path).parent
         adapters = {name: models / name for name in params.domains}
@@ -49,6 +49,8 @@ def cli(base_path, adapter, output, vllm, port, params_path):
         base = base_path if params.model.name == "tiny" else params.model.name
         click.echo(serve_command(base, adapters, port=port))
         return
+    if adapter is None:
+        raise click.UsageError("missing --adapter PATH (e.g. models/heating): the adapter to merge")
     out = run(base_path, adapter, output, params.model)
     size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
     log("export", f"merged {adapter} into {base_path}: {out} ({size / 1e6:.1f} MB of safetensors)")

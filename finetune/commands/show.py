@@ -1,8 +1,8 @@
 """Look at what the pipeline made, readably, for eyeballing (the manual check every team did by hand).
 
-    finetune show examples                      # 5 examples of every task in data/interim/examples.jsonl
-    finetune show examples --task SPEC -n 20    # 20 SPEC examples, spread over all of them
-    finetune show examples --input data/processed/val.jsonl
+    finetune show examples --domain heating                 # 5 examples of every task generate made for heating
+    finetune show examples --domain heating --task SPEC -n 20   # 20 SPEC examples, spread over all of them
+    finetune show examples --input data/processed/heating/val.jsonl
 
 Prints task, source, question and answer to stdout; a conversation's earlier turns are shown before its question.
 """
@@ -45,11 +45,18 @@ def cli():
 
 
 @cli.command("examples")
-@click.option("--input", "input_path", default="data/interim/examples.jsonl", show_default=True)
+@click.option("--domain", default=None, help="A domain of this repository: what generate made for it.")
+@click.option("--input", "input_path", default=None, help="Any examples file (instead of --domain).")
 @click.option("--task", "tasks", multiple=True, metavar="TASK", help="Only this task (repeat for several).")
 @click.option("-n", "n", default=5, show_default=True, type=click.IntRange(min=1), help="Examples per task.")
-def examples(input_path, tasks, n):
+def examples(domain, input_path, tasks, n):
     """Print examples of each task: source, question, answer."""
+    if input_path is None:
+        if domain is None:
+            raise click.UsageError("give --domain NAME or --input PATH")
+        from finetune.layout import domain_files
+
+        input_path = domain_files(domain)["examples"]
     by_task = defaultdict(list)
     for e in load_jsonl(input_path):
         by_task[e.get("task", "?")].append(e)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 
 from finetune.documents.pages import NO_ROWS, RowLabels
 from finetune.documents.readers import DEFAULT_MIN_CHARS, FORMATS, file_blocks
 from finetune.io import InputError, log
+from finetune.io import progress as progress_of
 from finetune.schema import BLOCK_KINDS
 
 ON_ERROR = ("fail", "skip")
@@ -76,8 +76,6 @@ def run(
     on_error="fail" raises the first InputError; "skip" leaves the bad file or record out, appends its reject_entry
     to the `rejects` list (if given) and goes on. max_chars > 0 cuts longer sections into parts. `rows`: how the
     corpus writes table rows as lines (RowLabels.from_lists of the extract params); the default knows no such rows."""
-    from tqdm import tqdm
-
     rejects = [] if rejects is None else rejects
 
     def skip(error: InputError, what: str = "record") -> None:
@@ -88,7 +86,8 @@ def run(
 
     blocks, seen, formats = [], set(), Counter()
     root = Path(input_dir)
-    for path in tqdm(input_files(root), desc="[extract] files", file=sys.stderr, disable=not progress):
+    files = input_files(root)
+    for path in progress_of(files, "extract", "read", "file") if progress else files:
         try:
             if not check_link(path, root):
                 continue

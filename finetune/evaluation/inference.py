@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 
@@ -15,16 +14,19 @@ def generate(
     Latency is the batch's wall time divided by its size: what a served batch of this size would give per request.
     progress=False drops the progress bar, for one question at a time (`finetune chat`).
     """
+    import click
     import torch
-    from tqdm import tqdm
+
+    from finetune.io import progress as progress_of
 
     tokenizer.padding_side = "left"
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
     out: list[dict] = []
     model.eval()
-    for start in tqdm(
-        range(0, len(texts), batch_size), desc=desc, file=sys.stderr, unit="batch", disable=not progress
-    ):
+    starts = range(0, len(texts), batch_size)
+    ctx = click.get_current_context(silent=True)  # the command answering: baseline, evaluate, interference
+    stage = ctx.info_name if ctx is not None else "answers"
+    for start in progress_of(starts, stage, f"{desc} answers", "batch", "batches") if progress else starts:
         batch = texts[start : start + batch_size]
         enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         t0 = time.perf_counter()

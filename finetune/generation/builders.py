@@ -258,3 +258,14 @@ BUILDERS = {
     "code": code,
     "conversation": conversation,
 }
+
+# The builder made for each block kind: what a task file needs to read blocks of a kind no task of it reads.
+BUILDER_OF_KIND = {
+    "section": "section",
+    "list": "steps",
+    "table": "table",
+    "row": "row",
+    "definitions": "definitions",
+    "code": "code",
+    "qa": "conversation",
+}

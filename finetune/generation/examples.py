@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 import random
 import re
 from pathlib import Path
 
-from finetune.generation.builders import BUILDERS, Item, headings, selects, sentences
+from finetune.generation.builders import BUILDER_OF_KIND, BUILDERS, Item, headings, selects, sentences
 from finetune.generation.taskfile import Task, TaskFile, enabled
 from finetune.io import InputError, content_id
 from finetune.params import Generate
@@ -146,6 +147,18 @@ def blocks_read(blocks: list[dict], tasks: dict[str, Task]) -> dict[str, list[di
             if selects(b, task.blocks) and not (task.blocks.fallback and " / ".join(headings(b)) in claimed)
         ]
     return read
+
+
+def unread_kinds(blocks: list[dict], taskfile: TaskFile) -> dict[str, tuple[int, str]]:
+    """Each block kind that no task of the task file selects: (how many blocks, the task that would read them). A
+    kind some task selects is left alone, listed in generate.tasks or not: leaving a task out is a choice, a task
+    file with no conversation task for a folder of chat files is a mistake nothing else would show."""
+    selected = {kind for t in taskfile.tasks.values() if t.blocks is not None for kind in t.blocks.kind}
+    counts = Counter(b["kind"] for b in blocks if b["kind"] not in selected)
+    return {
+        kind: (n, f"add a {BUILDER_OF_KIND[kind]} task (blocks: {{kind: {kind}}}) to {taskfile.path}")
+        for kind, n in sorted(counts.items())
+    }
 
 
 def run(blocks: list[dict], gparams: Generate, taskfile: TaskFile, params_source: str = "params.yaml") -> list[dict]:

@@ -22,7 +22,6 @@ chunks; a killed run resumes where it stopped. Chunks go `concurrency` at a time
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -44,7 +43,7 @@ from finetune.generation.pair_requests import (
 )
 from finetune.generation.taskfile import Task, TaskFile, enabled
 from finetune.generation.teacher import log_refusals, rejected_reasons, sized, split_prefix, too_large
-from finetune.io import InputError, log
+from finetune.io import InputError, Progress, log
 from finetune.params import Generate
 from finetune.serving.endpoint import Answer, Client, Refusal, chat_body
 
@@ -149,21 +148,18 @@ def ask_chunk(chunk: Chunk, asker: Asker, gparams: Generate) -> Outcome:
 
 def ask_all(todo: list[Chunk], asker: Asker, gparams: Generate) -> list[Outcome]:
     """Every chunk's outcome, in order, `concurrency` chunks at a time under a progress bar."""
-    from tqdm import tqdm
-
     outcomes: list[Outcome | None] = [None] * len(todo)
     kept = dropped = 0
     pool = ThreadPoolExecutor(gparams.teacher.concurrency, thread_name_prefix="teacher")
     try:
         futures = {pool.submit(ask_chunk, c, asker, gparams): i for i, c in enumerate(todo)}
-        with tqdm(total=len(todo), desc="teacher pairs", unit="chunk", file=sys.stderr) as bar:
+        with Progress("generate", "teacher pairs", len(todo), "chunk") as bar:
             for future in as_completed(futures):
                 out = future.result()
                 outcomes[futures[future]] = out
                 kept += len(out.pairs)
                 dropped += sum(out.counts[r] for r in REASONS)
-                bar.set_postfix(kept=kept, dropped=dropped, refresh=False)
-                bar.update()
+                bar.update(kept=kept, dropped=dropped)
     finally:
         # On a failure, drop the chunks not started; those in flight finish, and their answers land in the cache.
         pool.shutdown(wait=True, cancel_futures=True)

@@ -25,7 +25,6 @@ import json
 import os
 import random
 import re
-import sys
 import threading
 import time
 import urllib.parse
@@ -33,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from finetune.io import log, write_json
+from finetune.io import Progress, log, write_json
 
 RETRY_AFTER_CAP_S = 60.0  # a server asking for a longer pause than this is not coming back within one run
 # The server judged the request itself invalid: too long for its context (vLLM, `transformers serve`, OpenAI answer
@@ -290,8 +289,6 @@ class Client:
         """Answers in the order of `bodies`; identical bodies are asked once. Raises EndpointError on a permanent
         failure, after the requests already in flight have finished (and been cached); with `refusals`, a refused
         request is a Refusal in the list instead (see `ask`)."""
-        from tqdm import tqdm
-
         keys = [cache_key(b) for b in bodies]
         answers: dict[str, Answer] = {}
         for key, body in zip(keys, bodies, strict=True):
@@ -309,7 +306,7 @@ class Client:
             pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="endpoint")
             try:
                 futures = {pool.submit(self.ask, body, refusals): key for key, body in todo.items()}
-                with tqdm(total=len(futures), desc=desc, file=sys.stderr, unit="req") as bar:
+                with Progress(self.stage, desc, len(futures), "request") as bar:
                     for future in as_completed(futures):
                         answers[futures[future]] = future.result()
                         bar.update()

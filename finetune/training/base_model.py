@@ -77,10 +77,9 @@ PRETRAIN_WINDOW = 128  # tokens per pretraining sequence of the tiny base
 
 def pretrain(model, tokenizer, texts: list[str], cfg: Tiny, seq_len: int = PRETRAIN_WINDOW) -> list[float]:
     """Causal-LM training of all weights on the corpus cut into `seq_len`-token windows; returns the losses."""
-    import sys
-
     import torch
-    from tqdm import tqdm
+
+    from finetune.io import progress
 
     ids = [t for text in texts for t in tokenizer(text + tokenizer.eos_token)["input_ids"]]
     if cfg.pretrain_steps and len(ids) < seq_len:
@@ -92,7 +91,7 @@ def pretrain(model, tokenizer, texts: list[str], cfg: Tiny, seq_len: int = PRETR
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.pretrain_lr, total_steps=max(steps, 1), pct_start=0.1)
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc="[base] pretrain", file=sys.stderr, unit="step"):
+    for _ in progress(range(steps), "base", "pretrain", "step"):
         batch = windows[torch.randint(len(windows), (cfg.pretrain_batch_size,), generator=gen)]
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()

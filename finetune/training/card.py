@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from finetune.params import Params
-from finetune.serving.vllm import serve_command
+from finetune.vllm_serve import serve_command
 
 PER_RUN = ("train_runtime", "tokens_per_second", "peak_memory_mb", "gpu_hours", "cost")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -108,10 +110,25 @@ def load_for_training(path: str | Path, model_params: Model, quant: Quant):
     )
 
 
+def library_bars_on_terminal_only() -> None:
+    """transformers' weight-loading bar and datasets' (TRL's tokenizing passes) only where stderr is a terminal: in a
+    log each is a dozen carriage-return updates per load or pass."""
+    if sys.stderr.isatty():
+        return
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    if "datasets" in sys.modules:  # else its import reads the variable: no second of importing it for nothing
+        sys.modules["datasets"].disable_progress_bars()
+    else:
+        os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+
+
 def _from_pretrained(path: str | Path, model_params: Model, **kwargs):
     from transformers import AutoModelForCausalLM
 
     check_safetensors(path)
+    library_bars_on_terminal_only()
     return AutoModelForCausalLM.from_pretrained(
         path, use_safetensors=True, trust_remote_code=model_params.trust_remote_code, **kwargs
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import click
 
+from finetune.io import log
 from finetune.training.checkpoints import CURVES
 from finetune.params import Lora, Quant, Train
 
@@ -81,7 +83,8 @@ def sft_config(train: Train, max_seq_len: int, output_dir: str, quant: Quant):
         use_cpu=not cuda,
         bf16=cuda and dtype == torch.bfloat16,
         fp16=cuda and dtype == torch.float16,
-        disable_tqdm=False,
+        # The step bar only on a terminal: in a log its carriage-return updates would be most of the log.
+        disable_tqdm=not sys.stderr.isatty(),
         dataloader_num_workers=0,
     )
 
@@ -91,6 +94,32 @@ CURVE_KEYS = frozenset(
     ("loss", "grad_norm", "learning_rate", "mean_token_accuracy", "entropy")
     + ("eval_loss", "eval_mean_token_accuracy", "eval_entropy")
 )
+
+
+# What the stage's epoch line shows, in this order, as (logged key, label): the train loss is the mean of the epoch's
+# logged values, the others the epoch's last.
+EPOCH_KEYS = (("loss", "loss"), ("eval_loss", "eval_loss"), ("eval_mean_token_accuracy", "eval token accuracy"))
+
+
+def epoch_line(epoch: int, epochs: int, losses: list[float], last: dict, seconds: float) -> str:
+    values = {"loss": sum(losses) / len(losses)} if losses else {}
+    values |= {k: last[k] for k, _ in EPOCH_KEYS[1:] if k in last}
+    shown = ", ".join(f"{label} {values[k]:.4g}" for k, label in EPOCH_KEYS if k in values)
+    return f"epoch {epoch}/{epochs}: {shown or 'nothing logged'}, {seconds:.0f} s"
+
+
+def quiet_trainer(trainer) -> None:
+    """Take the Trainer's own per-log lines out (`{'loss': …}` dicts: PrinterCallback without a bar, the bar's
+    written lines with one); EpochLog says the same once per epoch. A terminal keeps the bar."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(BarOnly())
 
 
 def callbacks(train: Train, live):
@@ -121,12 +150,48 @@ def callbacks(train: Train, live):
         def on_log(self, args, state, control, logs=None, **kwargs):
             for key in ("loss", "eval_loss"):
                 if key in (logs or {}) and not math.isfinite(logs[key]):
-                    print(file=sys.stderr)  # end the progress bar's line, so the error is a line of its own
+                    if sys.stderr.isatty():
+                        print(file=sys.stderr)  # end the progress bar's line, so the error is a line of its own
                     raise click.ClickException(
                         f"{key} is {logs[key]} at step {state.global_step}: training diverged. "
                         "Lower train.learning_rate or check the data; no adapter was written, "
                         "earlier checkpoints are kept."
                     )
+
+    class EpochLog(TrainerCallback):
+        """One `[train] epoch 2/4: loss …, eval_loss …, …` line per epoch, on rank 0. An epoch's evaluation comes
+        after on_epoch_end, so its line is written when the next epoch begins or training ends."""
+
+        def __init__(self):
+            self.losses, self.last, self.pending, self.started = [], {}, None, time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" in logs:
+                self.losses.append(logs["loss"])
+            self.last |= logs
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            self.pending = round(state.epoch)
+
+        def flush(self, state):
+            if self.pending is not None and state.is_world_process_zero:
+                seconds = time.perf_counter() - self.started
+                line = epoch_line(self.pending, math.ceil(state.num_train_epochs), self.losses, self.last, seconds)
+                if sys.stderr.isatty():  # above the step bar, which tqdm redraws below
+                    from tqdm import tqdm
+
+                    tqdm.write(f"[train] {line}", file=sys.stderr)
+                else:
+                    log("train", line)
+            if self.pending is not None:
+                self.losses, self.last, self.pending, self.started = [], {}, None, time.perf_counter()
+
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            self.flush(state)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.flush(state)
 
     class TrainingLayoutAfterEvaluate(TrainerCallback):
         """Undo bitsandbytes' CPU inference repacking after each evaluation (see models.unpack_4bit_weights)."""
@@ -147,7 +212,7 @@ def callbacks(train: Train, live):
             shutil.rmtree(folder / CURVES, ignore_errors=True)
             tmp.rename(folder / CURVES)
 
-    cbs = [StopOnNonFiniteLoss(), TrainingLayoutAfterEvaluate()]
+    cbs = [StopOnNonFiniteLoss(), TrainingLayoutAfterEvaluate(), EpochLog()]
     if live is not None:  # rank 0 only
         cbs += [StepAlignedDVCLive(live=live), CurvesInCheckpoint()]
     if train.early_stopping_patience > 0:

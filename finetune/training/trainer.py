@@ -9,7 +9,7 @@ from finetune.io import load_jsonl, log
 from finetune.params import Params, Train
 from finetune.training import launch
 from finetune.training.checkpoints import read_state
-from finetune.training.recipe import callbacks, lora_config, sft_config
+from finetune.training.recipe import callbacks, lora_config, quiet_trainer, sft_config
 
 
 def best_epoch(log_history: list[dict]) -> float | None:
@@ -120,6 +120,7 @@ def run(
         peft_config=peft_config,
         callbacks=callbacks(params.train, live),
     )
+    quiet_trainer(trainer)
     keep_adapter_in_compute_dtype(trainer.model, compute_dtype(params.quant.bnb_4bit_compute_dtype))
     tokens_per_epoch = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     start = read_state(resume_from) if resume_from else {"global_step": 0, "epoch": 0.0}

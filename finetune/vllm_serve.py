@@ -1,4 +1,5 @@
-"""The `vllm serve` command line that serves LoRA adapters beside their base model, all from one server.
+"""The `vllm serve` command line that serves LoRA adapters beside their base model, all from one server. Below both
+training/ (the model card names it) and serving/ (`finetune export --vllm` prints it), so neither imports the other.
 
 vLLM sizes its LoRA buffers for `--max-lora-rank` (one of a fixed set of values, 16 by default) and refuses an
 adapter of a higher rank; `--max-loras` is how many adapters one batch may mix (1 by default, so requests for
