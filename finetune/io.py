@@ -24,9 +24,22 @@ class InputError(Exception):
         super().__init__(f"{self.path}{loc}: {message}")
 
 
+# What a document or a file name may hold that a terminal would act on: C0 and C1 controls (ESC starts ANSI colour and
+# window-title sequences, a newline would let a crafted name print a line of its own), Unicode line separators,
+# bidirectional overrides (text shown in another order than it reads), and lone surrogates (a file name that is not
+# UTF-8, which stderr could not even encode).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on one terminal line: every control character escaped as Python writes it (\\x1b, \\n)."""
+    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def log(stage: str, message: str) -> None:
-    # stderr, so stdout stays free for anything a script may want to parse.
-    print(f"[{stage}] {message}", file=sys.stderr, flush=True)
+    # stderr, so stdout stays free for anything a script may want to parse. A message quotes file names, headings
+    # and records, so it is printed escaped: whatever a document holds, it is one line and plain text.
+    print(f"[{stage}] {printable(message)}", file=sys.stderr, flush=True)
 
 
 def content_id(*parts: str) -> str:
