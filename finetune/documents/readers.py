@@ -31,11 +31,21 @@ FRONT_MATTER = re.compile(r"\A\ufeff?(---|\+\+\+)[ \t]*\n.*?\n\1[ \t]*(\n|\Z)", 
 
 
 def html_blocks(
-    text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0, rows: RowLabels = NO_ROWS
+    text: str,
+    rel: str,
+    min_chars: int = DEFAULT_MIN_CHARS,
+    max_chars: int = 0,
+    rows: RowLabels = NO_ROWS,
+    lines: bool = True,
 ) -> list[dict]:
-    from finetune.documents.markup import parse_html
+    """`lines`: whether a line of `text` is a line of the file (not of HTML rendered from Markdown)."""
+    from finetune.documents.markup import TooDeep, parse_html
 
-    return heading_blocks(rel, parse_html(text), min_chars, max_chars, rows.key_value)
+    try:
+        events = parse_html(text)
+    except TooDeep as e:
+        raise InputError(rel, str(e), e.line if lines else None) from None
+    return heading_blocks(rel, events, min_chars, max_chars, rows.key_value)
 
 
 def markdown_blocks(
@@ -44,7 +54,7 @@ def markdown_blocks(
     from markdown_it import MarkdownIt
 
     html = MarkdownIt("commonmark").enable("table").render(FRONT_MATTER.sub("", text))
-    return html_blocks(html, rel, min_chars, max_chars, rows)
+    return html_blocks(html, rel, min_chars, max_chars, rows, lines=False)
 
 
 def page_blocks(source: str, lines: list[str], min_chars: int, max_chars: int, rows: RowLabels) -> list[dict]:
