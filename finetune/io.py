@@ -48,6 +48,9 @@ def content_id(*parts: str) -> str:
     return h.hexdigest()[:16]
 
 
+TOO_DEEP = "JSON nested too deeply to read (arrays or objects about 1,000 levels deep): not a record a person wrote"
+
+
 def json_line(raw: bytes) -> dict:
     """One JSONL line (bytes, newline or not) as a JSON object; ValueError saying what is wrong with it.
 
@@ -64,6 +67,8 @@ def json_line(raw: bytes) -> dict:
         raise ValueError(f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"malformed JSON: {e.msg} at column {e.colno}") from None
+    except RecursionError:  # arrays or objects nested ~1,000 deep: the decoder recurses per level
+        raise ValueError(TOO_DEEP) from None
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")  # noqa: TRY004 - callers catch one type
     return obj
