@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import sys
 import tempfile
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -40,6 +43,35 @@ def log(stage: str, message: str) -> None:
     # stderr, so stdout stays free for anything a script may want to parse. A message quotes file names, headings
     # and records, so it is printed escaped: whatever a document holds, it is one line and plain text.
     print(f"[{stage}] {printable(message)}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def warnings_named(stage: str, path: str, library: str, most: int = 5) -> Iterator[None]:
+    """Log what `library` warns about while reading `path` (its logger, and Python warnings) as `[stage] PATH:
+    library: message` lines, each distinct message once with its count, at most `most` of them: pypdf alone would
+    print "EOF marker not found" naming no file, once per broken object."""
+    said: Counter[str] = Counter()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said[record.getMessage()] += 1
+
+    logger, handler = logging.getLogger(library), Collect(logging.WARNING)
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:
+            said[f"{w.category.__name__}: {w.message}"] += 1
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        for message, n in said.most_common(most):
+            log(stage, f"{path}: {library}: {message}" + (f" ({n} times)" if n > 1 else ""))
+        if len(said) > most:
+            log(stage, f"{path}: {library}: {len(said) - most} more kinds of warning")
 
 
 def content_id(*parts: str) -> str:

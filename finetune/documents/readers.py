@@ -20,7 +20,7 @@ from finetune.documents.chatfiles import json_blocks, jsonl_blocks
 from finetune.documents.pages import NO_ROWS, RowLabels, page_section, pdf_lines
 from finetune.documents.sections import block, clean, heading_blocks, one_line, section_block, section_blocks
 from finetune.documents.textfiles import read_text
-from finetune.io import InputError, log
+from finetune.io import InputError, log, warnings_named
 
 FORMATS = {f".{x}": x for x in ("md", "html", "pdf", "csv", "jsonl", "txt")} | {".htm": "html", ".markdown": "md"}
 FORMATS |= {".json": "json"}  # a JSON array of chat records (alpaca_data.json style)
@@ -80,6 +80,11 @@ def page_lines(page) -> list:
 
 
 def pdf_blocks(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows: RowLabels) -> list[dict]:
+    with warnings_named("extract", rel, "pypdf"):
+        return read_pdf(path, rel, min_chars, reject, max_chars, rows)
+
+
+def read_pdf(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows: RowLabels) -> list[dict]:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 

@@ -234,17 +234,36 @@ def code(block: dict, task: Task) -> list[Item]:
     ]
 
 
-def conversation(block: dict, task: Task) -> list[Item]:
-    """One item per assistant turn, with the turns before it as history and the file's own system message."""
+# No tokenizer here (generate does not load the model), so the history a conversation's example keeps is bounded in
+# characters: 16 a token is 4x what BPE tokenizers average on prose (3-4; the tiny one 3.9), so a longer history is
+# over model.max_seq_len for any of them, and could never be trained on. Validate measures what is kept exactly.
+HISTORY_CHARS_PER_TOKEN = 16
+
+
+def conversation(block: dict, task: Task, max_seq_len: int | None = None) -> list[Item]:
+    """One item per assistant turn, with the turns before it as history and the file's own system message.
+
+    With max_seq_len, the history is the latest whole exchanges within max_seq_len * HISTORY_CHARS_PER_TOKEN
+    characters: the examples of a 10,000-turn conversation then grow linearly with its turns, not with their square.
+    """
     messages = [m for m in block.get("messages") or [] if isinstance(m, dict)]
     system = next((m["content"] for m in messages[:1] if m.get("role") == "system"), None)
     turns = [m for m in messages if m.get("role") != "system"]
-    out = []
+    budget = max_seq_len * HISTORY_CHARS_PER_TOKEN if max_seq_len else None
+    out, start, kept = [], 0, 0  # the history is turns[start : j - 1], `kept` characters long
     for j, m in enumerate(turns):
+        if j >= 2:
+            kept += len(turns[j - 2]["content"])  # the turn before the question joins the history
         if m.get("role") != "assistant" or j == 0 or turns[j - 1].get("role") != "user":
             continue
+        while budget is not None and kept > budget and start < j - 1:
+            kept -= len(turns[start]["content"])  # drop the oldest turn; a history starts with a user's turn
+            start += 1
+            if start < j - 1 and turns[start].get("role") != "user":
+                kept -= len(turns[start]["content"])
+                start += 1
         question = turns[j - 1]["content"]
-        history = tuple({"role": t["role"], "content": t["content"]} for t in turns[: j - 1])
+        history = tuple({"role": t["role"], "content": t["content"]} for t in turns[start : j - 1])
         out.append(Item({"question": question}, m["content"], {"turn": j // 2 + 1}, history=history, system=system))
     return out
 
