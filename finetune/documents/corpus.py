@@ -101,7 +101,9 @@ def run(
 
     blocks, seen, formats = [], set(), Counter()
     root = Path(input_dir)
-    for path in tqdm(input_files(root), desc="[extract] files", file=sys.stderr, disable=not progress):
+    # None: a bar on a terminal only; redrawn with \r, it would garble a log file or a pipe.
+    bar = {"desc": "[extract] files", "file": sys.stderr, "disable": None if progress else True}
+    for path in tqdm(input_files(root), **bar):
         pending.clear()
         rel = Path(os.path.relpath(path)).as_posix()
         try:
