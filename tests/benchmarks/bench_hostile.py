@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from finetune.io import printable  # noqa: E402
-from tests.conftest import HEATING_TASKS, TINY_BLOCKS, params_file, repo_params, shrink, write_params  # noqa: E402
-from tests.hostile import EXTRACT, GOOD_MD, build, run_stage, stage_args  # noqa: E402
+from finetune.io import printable
+from tests.conftest import HEATING_TASKS, TINY_BLOCKS, params_file, repo_params, shrink, write_params
+from tests.hostile import EXTRACT, GOOD_MD, build, run_stage, stage_args
 
 MB = 1 << 20
 
@@ -85,7 +85,9 @@ def main() -> None:
     rc, err, _ = run_stage(["base", "--blocks", str(blocks), "--output", str(work / "base"), "--params",
                             str(base_params)], work)  # fmt: skip
     assert rc == 0, err
-    p = params_file(root / "params.yaml", {"extract": {"on_error": "skip"}, "generate": {"tasks": ["SECTION", "QA", "REFUSAL"]}})
+    p = params_file(
+        root / "params.yaml", {"extract": {"on_error": "skip"}, "generate": {"tasks": ["SECTION", "QA", "REFUSAL"]}}
+    )
     runs = {"extract": [*EXTRACT, "--params", str(p)], **stage_args(HEATING_TASKS, p)}
     runs["validate"] += ["--model", str(work / "base")]
     for stage, argv in runs.items():
