@@ -19,7 +19,7 @@ from pathlib import Path
 from finetune.documents.chatfiles import json_blocks, jsonl_blocks
 from finetune.documents.pages import NO_ROWS, RowLabels, page_section, pdf_lines
 from finetune.documents.sections import block, clean, heading_blocks, one_line, section_block, section_blocks
-from finetune.documents.textfiles import read_text
+from finetune.documents.textfiles import MAX_LINE_BYTES, read_text
 from finetune.io import InputError, log, warnings_named
 
 FORMATS = {f".{x}": x for x in ("md", "html", "pdf", "csv", "jsonl", "txt")} | {".htm": "html", ".markdown": "md"}
@@ -108,6 +108,10 @@ def read_pdf(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows:
             continue
         if not lines:
             reject(InputError(rel, "no text layer (a scanned page?); run OCR on the PDF first", where=f"page {n}"))
+            continue
+        if any(isinstance(line, str) and len(line) > MAX_LINE_BYTES for line in lines):  # every format's line limit
+            why = f"a line longer than {MAX_LINE_BYTES:,} characters: generated data, not a document"
+            reject(InputError(rel, why, where=f"page {n}"))
             continue
         out += page_blocks(f"{rel}#page={n}", lines, min_chars, max_chars, rows)
     return out
