@@ -98,7 +98,8 @@ def json_line(raw: bytes) -> dict:
     except UnicodeDecodeError as e:
         raise ValueError(f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"malformed JSON: {e.msg} at column {e.colno}") from None
+        # json's "Invalid control character at" ends in "at" itself.
+        raise ValueError(f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}") from None
     except RecursionError:  # arrays or objects nested ~1,000 deep: the decoder recurses per level
         raise ValueError(TOO_DEEP) from None
     if not isinstance(obj, dict):

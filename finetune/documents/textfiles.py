@@ -201,7 +201,7 @@ def json_elements(path: Path, rel: str) -> Iterator[tuple[int, int, object]]:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
             raise InputError(
-                rel, f"malformed JSON: {e.msg} at column {e.colno}", e.lineno, f"element {index}"
+                rel, f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}", e.lineno, f"element {index}"
             ) from None
         except RecursionError:
             raise InputError(rel, TOO_DEEP, line_at(pos), f"element {index}") from None
