@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from finetune.io import InputError
+from finetune.io import InputError, printable
 from finetune.serving.endpoint import EndpointError  # light: openai is imported on the first request
 
 # command name -> "module:attribute"; order is the pipeline's order, as shown by --help.
@@ -59,12 +59,14 @@ def main(argv=None):
     except (InputError, EndpointError) as e:  # bad input, or a server that stayed down: one line, no traceback
         if debug:
             raise
-        click.echo(f"error: {e}", err=True)
+        # The message names a file and quotes its content: escaped, so a crafted name stays on this one line.
+        click.echo(f"error: {printable(str(e))}", err=True)
         sys.exit(1)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as e:
+        e.message = printable(e.message)  # it may quote an argument: a path with a newline in its name
         e.show()
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -25,9 +28,51 @@ class InputError(Exception):
         super().__init__(f"{self.path}{loc}: {message}")
 
 
+# What a document or a file name may hold that a terminal would act on: C0 and C1 controls (ESC starts ANSI colour and
+# window-title sequences, a newline would let a crafted name print a line of its own), Unicode line separators,
+# bidirectional overrides (text shown in another order than it reads), and lone surrogates (a file name that is not
+# UTF-8, which stderr could not even encode).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on one terminal line: every control character escaped as Python writes it (\\x1b, \\n)."""
+    return _UNSAFE.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def log(stage: str, message: str) -> None:
-    # stderr, so stdout stays free for anything a script may want to parse.
-    print(f"[{stage}] {message}", file=sys.stderr, flush=True)
+    # stderr, so stdout stays free for anything a script may want to parse. A message quotes file names, headings
+    # and records, so it is printed escaped: whatever a document holds, it is one line and plain text.
+    print(f"[{stage}] {printable(message)}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def warnings_named(stage: str, path: str, library: str, most: int = 5) -> Iterator[None]:
+    """Log what `library` warns about while reading `path` (its logger, and Python warnings) as `[stage] PATH:
+    library: message` lines, each distinct message once with its count, at most `most` of them: pypdf alone would
+    print "EOF marker not found" naming no file, once per broken object."""
+    said: Counter[str] = Counter()
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said[record.getMessage()] += 1
+
+    logger, handler = logging.getLogger(library), Collect(logging.WARNING)
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:
+            said[f"{w.category.__name__}: {w.message}"] += 1
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        for message, n in said.most_common(most):
+            log(stage, f"{path}: {library}: {message}" + (f" ({n} times)" if n > 1 else ""))
+        if len(said) > most:
+            log(stage, f"{path}: {library}: {len(said) - most} more kinds of warning")
 
 
 class Progress:
@@ -78,6 +123,9 @@ def content_id(*parts: str) -> str:
     return h.hexdigest()[:16]
 
 
+TOO_DEEP = "JSON nested too deeply to read (arrays or objects about 1,000 levels deep): not a record a person wrote"
+
+
 def json_line(raw: bytes) -> dict:
     """One JSONL line (bytes, newline or not) as a JSON object; ValueError saying what is wrong with it.
 
@@ -93,7 +141,10 @@ def json_line(raw: bytes) -> dict:
     except UnicodeDecodeError as e:
         raise ValueError(f"not valid UTF-8 ({e.reason} at byte {e.start} of the line)") from None
     except json.JSONDecodeError as e:
-        raise ValueError(f"malformed JSON: {e.msg} at column {e.colno}") from None
+        # json's "Invalid control character at" ends in "at" itself.
+        raise ValueError(f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}") from None
+    except RecursionError:  # arrays or objects nested ~1,000 deep: the decoder recurses per level
+        raise ValueError(TOO_DEEP) from None
     if not isinstance(obj, dict):
         raise ValueError(f"expected a JSON object, got {type(obj).__name__}")  # noqa: TRY004 - callers catch one type
     return obj

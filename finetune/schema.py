@@ -37,6 +37,15 @@ ROLES = ("system", "user", "assistant")
 EXAMPLE_COLUMNS = ("id", "task", "source", "messages")
 
 
+def quoted(value, limit: int = 60) -> str:
+    """A value from a record, for a message: a list or object by its type (its repr could be as long as the file, or
+    recurse past Python's limit), anything else as Python writes it, cut to `limit` characters."""
+    if isinstance(value, (list, dict)):
+        return type(value).__name__
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def message_problems(messages) -> list[str]:
     """What is wrong with one conversation, in words a user can act on; empty when it is a valid training example."""
     if not isinstance(messages, list) or not messages:
@@ -47,8 +56,8 @@ def message_problems(messages) -> list[str]:
             problems.append(f"message {i} is not an object")
             continue
         role, content = m.get("role"), m.get("content")
-        if role not in ROLES:
-            problems.append(f"message {i} has role {role!r}, expected one of {', '.join(ROLES)}")
+        if not isinstance(role, str) or role not in ROLES:
+            problems.append(f"message {i} has role {quoted(role)}, expected one of {', '.join(ROLES)}")
         if not isinstance(content, str):
             problems.append(f"message {i} ({role}) content is {type(content).__name__}, expected a string")
         elif not content.strip():

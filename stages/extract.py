@@ -5,8 +5,9 @@
         --params domains/heating/params.yaml
 
 The readers are in finetune.documents. With `extract.on_error: fail` the first bad file or record stops the stage;
-with `skip` it is left out and listed in --rejects. Nothing is written before every file has been read,
-so a failed run leaves the previous outputs as they were.
+with `skip` it is left out and listed in --rejects. Nothing is written before every file has been read, so a failed
+run leaves the previous blocks and metrics as they were; the rejects file is written however the run ends (with fail,
+it names what stopped it).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pathlib import Path
 
 import click
 
-from finetune.documents.corpus import run
+from finetune.documents.corpus import reject_entry, run
 from finetune.documents.pages import RowLabels
-from finetune.io import log, write_json, write_jsonl
+from finetune.io import InputError, log, write_json, write_jsonl
 from finetune.params import Extract, load_params, params_option
 
 
@@ -37,7 +38,16 @@ def cli(ctx, input_dir, output, metrics, rejects, params_path):
     params = load_params(params_path).extract if named or Path(params_path[0]).exists() else Extract()
     rejected: list[dict] = []
     rows = RowLabels.from_lists(params.labelled_rows, params.key_value_columns, params.key_value_headings)
-    blocks, counts = run(input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars, rows)
+    try:
+        blocks, counts = run(input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars, rows)
+    except InputError as e:
+        # The rejects are written however extract ends: on_error: skip may end with no blocks at all, and then the
+        # list says why; with fail it holds the file or record that stopped the run. Blocks and metrics stay as
+        # they were.
+        if params.on_error == "fail" and e.path != str(input_dir):
+            rejected.append(reject_entry(e, "none: it stopped the run (extract.on_error: fail)"))
+        write_json(rejects, rejected)
+        raise
     write_jsonl(output, blocks)
     write_json(metrics, counts)
     write_json(rejects, rejected)

@@ -24,10 +24,13 @@ from finetune.params import load_params, params_option
 @params_option
 def cli(input_path, output, metrics_path, tasks_path, params_path):
     """Generate chat examples for every task in generate.tasks."""
-    gparams = load_params(params_path).generate
+    params = load_params(params_path)
+    gparams = params.generate
     taskfile = load(tasks_path)
     blocks = load_records(input_path, ("id", "source", "kind", "title", "text"), "a block")
-    examples, merged = merge_duplicates(run(blocks, gparams, taskfile, str(params_path[-1])))
+    # model.max_seq_len bounds an imported conversation's history: no example is longer than could be trained on.
+    examples = run(blocks, gparams, taskfile, str(params_path[-1]), params.model.max_seq_len)
+    examples, merged = merge_duplicates(examples)
     if merged:
         log("generate", f"merged {merged} examples identical to an earlier one from another source")
     if not examples:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import click
 
-from finetune.io import log
+from finetune.io import log, printable
 from finetune.params import load_params, params_option
 from finetune.validation.expectations import run
 
@@ -61,6 +61,7 @@ def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, par
     passed = sum(e["success"] for e in metrics["expectations"].values())
     log("validate", f"{passed}/{len(metrics['expectations'])} expectations passed; wrote {metrics_path} and {docs}/")
     if not metrics["success"]:
-        click.echo("\n".join(lines), err=True)
+        # Each failure line quotes examples (a source, a heading): escaped, so each stays one plain line.
+        click.echo("\n".join(printable(line) for line in lines), err=True)
         raise click.ClickException(f"validation failed; see {docs}/index.html")
     log("validate", f"wrote {metrics['n_train']} train and {metrics['n_val']} val examples to {train_out}, {val_out}")

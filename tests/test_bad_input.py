@@ -104,7 +104,10 @@ def test_on_error_fail_stops_with_one_line_naming_file_location_and_rule(tmp_pat
     assert exit_.value.code == 1
     assert err.splitlines()[-1] == f"error: raw/{name}{where}: {rule}"
     assert "Traceback" not in err
-    assert not (tmp_path / "out").exists()  # no partial outputs
+    # No partial outputs: of the three, only the rejects list is written, naming what stopped the run.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["rejects.json"]
+    [entry] = json.loads((tmp_path / "out" / "rejects.json").read_text())
+    assert entry["path"] == f"raw/{name}" and entry["rule"] == rule and entry["skipped"].startswith("none")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -251,7 +254,8 @@ def test_a_link_out_of_the_data_folder_is_never_read(tmp_path, monkeypatch, caps
         with pytest.raises(SystemExit):
             main(args)
         assert capsys.readouterr().err.splitlines()[-1] == f"error: raw/notes.md: {rule}"
-        assert not (tmp_path / "out").exists()
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["rejects.json"]
+        assert SECRET not in (tmp_path / "out" / "rejects.json").read_text(encoding="utf-8")
         return
     main_result = CliRunner().invoke(group, args)
     assert main_result.exit_code == 0, main_result.output
@@ -309,7 +313,7 @@ def test_links_inside_the_folder_are_read_once(tmp_path, monkeypatch):
     assert not any(s.startswith("raw/alias") for s in sources) and any(s.startswith("raw/sub/") for s in sources)
 
 
-def test_an_extract_that_keeps_no_block_stops_with_one_line(tmp_path, monkeypatch, capsys):
+def test_an_extract_that_keeps_no_block_stops_with_one_line_and_still_lists_its_rejects(tmp_path, monkeypatch, capsys):
     args = raw_folder(tmp_path, monkeypatch, "skip", "empty.md", "corrupt.pdf")
     (tmp_path / "raw" / "good.md").unlink()
     with pytest.raises(SystemExit):
@@ -318,7 +322,10 @@ def test_an_extract_that_keeps_no_block_stops_with_one_line(tmp_path, monkeypatc
     assert said == "error: raw: no blocks: 0 files read, 2 files or records left out by extract.on_error: skip; " + (
         "add documents or fix the rejected ones"
     )
-    assert not (tmp_path / "out").exists()
+    # No blocks and no metrics, but the rejects file, which says why.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["rejects.json"]
+    rejects = json.loads((tmp_path / "out" / "rejects.json").read_text())
+    assert [(r["path"], r["skipped"]) for r in rejects] == [("raw/corrupt.pdf", "file"), ("raw/empty.md", "file")]
 
 
 STAGE_ARGS = {  # each stage that reads a JSONL, given a bad file where its input belongs

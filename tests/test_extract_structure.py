@@ -12,7 +12,7 @@ import pytest
 from finetune.documents.readers import html_blocks, markdown_blocks
 from finetune.documents.sections import cut_spans
 from tests.conftest import params_file
-from tests.test_extract import extract
+from tests.extract_corpus import extract
 
 
 def kinds(blocks) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from finetune.io import printable
 from finetune.validation.records import check_file
 
 
@@ -66,7 +67,7 @@ def data(path, model, max_seq_len, max_answer_chars, params_path):
         tokenizer = load_tokenizer(model)
     n, problems = check_file(path, tokenizer, max_seq_len, max_answer_chars)
     for lineno, problem in problems:
-        click.echo(f"{path}:{lineno}: {problem}")
+        click.echo(printable(f"{path}:{lineno}: {problem}"))  # one line each, whatever the file holds
     click.echo(f"{n} examples, {len(problems)} problems", err=True)
     if problems:
         raise SystemExit(1)

@@ -51,6 +51,19 @@ def check_link(path: Path, root: Path) -> bool:
     return not target.is_dir()
 
 
+def check_file(path: Path) -> None:
+    """Raise InputError for an entry no reader may open: a name that is not UTF-8 (no output could hold it) or
+    something other than a regular file (a named pipe would block the read forever)."""
+    rel = Path(os.path.relpath(path)).as_posix()
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise InputError(shown, "the file name is not valid UTF-8: rename it") from None
+    if not path.is_file():
+        raise InputError(rel, "not a regular file (a named pipe, socket or device): remove it")
+
+
 def reject_entry(error: InputError, what: str) -> dict:
     """{path, line, row|page, rule, skipped} for metrics/rejects.json."""
     entry: dict = {"path": error.path}
@@ -77,31 +90,46 @@ def run(
     to the `rejects` list (if given) and goes on. max_chars > 0 cuts longer sections into parts. `rows`: how the
     corpus writes table rows as lines (RowLabels.from_lists of the extract params); the default knows no such rows."""
     rejects = [] if rejects is None else rejects
+    pending: list[tuple[InputError, str]] = []  # the current file's bad records, listed once the file is read
 
     def skip(error: InputError, what: str = "record") -> None:
         if on_error == "fail":
             raise error
-        log("extract", f"skipped {what}: {error}")
-        rejects.append(reject_entry(error, what))
+        pending.append((error, what))
 
     blocks, seen, formats = [], set(), Counter()
     root = Path(input_dir)
     files = input_files(root)
     for path in progress_of(files, "extract", "read", "file") if progress else files:
+        pending.clear()
+        rel = Path(os.path.relpath(path)).as_posix()
         try:
             if not check_link(path, root):
                 continue
+            check_file(path)
             fmt, found = file_blocks(path, min_chars, skip, max_chars, rows)
-        except InputError as e:
+        except (InputError, OSError) as e:
+            if isinstance(e, OSError):  # unreadable (permissions, a disk error): a file to fix, like any other
+                e = InputError(rel, f"cannot read it ({e.strerror or e})")
+            # The file is left out whole: its records' rejects would list it twice, for a lesser reason.
+            pending.clear()
             skip(e, "file")
+            fmt, found = None, []
+        for error, what in pending:
+            log("extract", f"skipped {what}: {error}")
+            rejects.append(reject_entry(error, what))
+        if fmt is None:
             continue
         formats[fmt] += 1
+        duplicates = 0
         for b in found:
             if b["id"] in seen:  # the same text under the same heading twice would only duplicate examples
-                log("extract", f"skipping a duplicate block in {b['source']}")
+                duplicates += 1
                 continue
             seen.add(b["id"])
             blocks.append(b)
+        if duplicates:  # one line a file: a file of one section repeated 100,000 times must not print 100,000
+            log("extract", f"skipped {duplicates} duplicate block{'s' * (duplicates != 1)} in {rel}")
     if not blocks:
         # Nothing for base or generate to work on: say so here, with what was found, not later as a traceback.
         left_out = f", {len(rejects)} files or records left out by extract.on_error: skip" if rejects else ""

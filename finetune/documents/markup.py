@@ -11,6 +11,10 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+# Elements open at once. The reader walks the tree recursively, up to 3 frames a level (inline markup in a list item),
+# so without a limit 10,000 nested <div>s end in a RecursionError; 200 levels take ~600 of Python's 1,000 frames,
+# and a real page nests some 30.
+MAX_DEPTH = 200
 _VOID = {"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base", "source"}
 _SKIP = {"head", "title", "script", "style", "template", "noscript", "svg"}
 _BLOCK = {"p", "div", "section", "article", "main", "header", "footer", "nav", "aside", "blockquote", "figure",
@@ -27,6 +31,14 @@ _FLAG = r"--?[A-Za-z?][\w\[\]-]*(?:[ =](?:<[^>]+>|\[[^\]]+\]|[A-Z][A-Z0-9_]+))?"
 FLAGS = re.compile(rf"{_FLAG}(?:\s*[,/|]\s*{_FLAG})*")
 # What joins a term to its definition: `term: text`, `term — text`, `term - text`.
 _JOINER = re.compile(r"^\s*(?::|[—–]|\s-\s)\s*")
+
+
+class TooDeep(ValueError):
+    """HTML nested deeper than MAX_DEPTH; `line` is where the element that went over starts."""
+
+    def __init__(self, line: int):
+        self.line = line
+        super().__init__(f"elements nested deeper than {MAX_DEPTH} levels: not a document a person wrote")
 
 
 class _Tree(HTMLParser):
@@ -49,6 +61,8 @@ class _Tree(HTMLParser):
         node = (tag, dict(attrs), [])
         self.stack[-1][2].append(node)
         if tag not in _VOID:
+            if len(self.stack) > MAX_DEPTH:  # the root is no element
+                raise TooDeep(self.getpos()[0])
             self.stack.append(node)
 
     def handle_endtag(self, tag):

@@ -19,8 +19,8 @@ from pathlib import Path
 from finetune.documents.chatfiles import json_blocks, jsonl_blocks
 from finetune.documents.pages import NO_ROWS, RowLabels, page_section, pdf_lines
 from finetune.documents.sections import block, clean, heading_blocks, one_line, section_block, section_blocks
-from finetune.documents.textfiles import read_text
-from finetune.io import InputError, log
+from finetune.documents.textfiles import MAX_LINE_BYTES, read_text
+from finetune.io import InputError, log, warnings_named
 
 FORMATS = {f".{x}": x for x in ("md", "html", "pdf", "csv", "jsonl", "txt")} | {".htm": "html", ".markdown": "md"}
 FORMATS |= {".json": "json"}  # a JSON array of chat records (alpaca_data.json style)
@@ -31,11 +31,21 @@ FRONT_MATTER = re.compile(r"\A\ufeff?(---|\+\+\+)[ \t]*\n.*?\n\1[ \t]*(\n|\Z)", 
 
 
 def html_blocks(
-    text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0, rows: RowLabels = NO_ROWS
+    text: str,
+    rel: str,
+    min_chars: int = DEFAULT_MIN_CHARS,
+    max_chars: int = 0,
+    rows: RowLabels = NO_ROWS,
+    lines: bool = True,
 ) -> list[dict]:
-    from finetune.documents.markup import parse_html
+    """`lines`: whether a line of `text` is a line of the file (not of HTML rendered from Markdown)."""
+    from finetune.documents.markup import TooDeep, parse_html
 
-    return heading_blocks(rel, parse_html(text), min_chars, max_chars, rows.key_value)
+    try:
+        events = parse_html(text)
+    except TooDeep as e:
+        raise InputError(rel, str(e), e.line if lines else None) from None
+    return heading_blocks(rel, events, min_chars, max_chars, rows.key_value)
 
 
 def markdown_blocks(
@@ -44,7 +54,7 @@ def markdown_blocks(
     from markdown_it import MarkdownIt
 
     html = MarkdownIt("commonmark").enable("table").render(FRONT_MATTER.sub("", text))
-    return html_blocks(html, rel, min_chars, max_chars, rows)
+    return html_blocks(html, rel, min_chars, max_chars, rows, lines=False)
 
 
 def page_blocks(source: str, lines: list[str], min_chars: int, max_chars: int, rows: RowLabels) -> list[dict]:
@@ -70,6 +80,11 @@ def page_lines(page) -> list:
 
 
 def pdf_blocks(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows: RowLabels) -> list[dict]:
+    with warnings_named("extract", rel, "pypdf"):
+        return read_pdf(path, rel, min_chars, reject, max_chars, rows)
+
+
+def read_pdf(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows: RowLabels) -> list[dict]:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -93,6 +108,10 @@ def pdf_blocks(path: Path, rel: str, min_chars: int, reject, max_chars: int, row
             continue
         if not lines:
             reject(InputError(rel, "no text layer (a scanned page?); run OCR on the PDF first", where=f"page {n}"))
+            continue
+        if any(isinstance(line, str) and len(line) > MAX_LINE_BYTES for line in lines):  # every format's line limit
+            why = f"a line longer than {MAX_LINE_BYTES:,} characters: generated data, not a document"
+            reject(InputError(rel, why, where=f"page {n}"))
             continue
         out += page_blocks(f"{rel}#page={n}", lines, min_chars, max_chars, rows)
     return out

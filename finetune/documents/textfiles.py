@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from finetune.io import InputError, json_line
-from finetune.schema import message_problems
+from finetune.io import TOO_DEEP, InputError, json_line
+from finetune.schema import message_problems, quoted
 
 # 1 MB: a long chat example is ~10 kB and minified HTML rarely has 100 kB lines. A longer line is generated or binary
 # data, and reading it in pieces keeps memory flat however long it is (a 50 MB one-line file is read 1 MB at a time).
@@ -78,24 +78,31 @@ def read_text(path: Path, rel: str, reject=raise_it) -> str:
     """The file's text. A bad line (a NUL byte past the sniffed head, invalid UTF-8, over MAX_LINE_BYTES) goes to
     `reject`, which raises it unless the caller skips bad records; a skipped line is left out, the rest is kept."""
     check_text_file(path, rel)
-    lines = []
+    lines, rejected = [], []
+
+    def bad(error: InputError) -> None:
+        rejected.append(error)
+        reject(error)
+
     for lineno, raw in raw_lines(path):
         if raw is None:
-            reject(too_long(rel, lineno))
+            bad(too_long(rel, lineno))
             continue
         if b"\0" in raw:  # check_text_file sniffs the head only; a NUL further down must not reach the text
-            reject(InputError(rel, "binary data (a NUL byte) in the line", lineno))
+            bad(InputError(rel, "binary data (a NUL byte) in the line", lineno))
             continue
         try:  # line by line, so the error names the line; a UTF-8 sequence never spans a newline
             lines.append(raw.decode("utf-8-sig" if lineno == 1 else "utf-8"))
         except UnicodeDecodeError as e:
-            reject(
+            bad(
                 InputError(
                     rel, f"not valid UTF-8 ({e.reason} at byte {e.start} of the line); save it as UTF-8", lineno
                 )
             )
     if not (text := "".join(lines)).strip():
-        raise InputError(rel, "empty file (only white space)")
+        # Nothing left but the bad lines (a 20 MB one-line file): the file is left out for the first of them, its
+        # real reason, not as an empty file.
+        raise rejected[0] if rejected else InputError(rel, "empty file (only white space)")
     return text.replace("\r\n", "\n")
 
 
@@ -112,9 +119,9 @@ def normalise_conversation(obj: dict) -> list:
         return msgs
     if isinstance(turns := obj.get("conversations"), list):
         for i, t in enumerate(turns):
-            if not isinstance(t, dict) or t.get("from") not in SHAREGPT_ROLES:
-                got = t.get("from") if isinstance(t, dict) else t
-                raise ValueError(f"conversations[{i}] has from {got!r}, expected one of human, gpt, system")
+            got = t.get("from") if isinstance(t, dict) else t
+            if not isinstance(got, str) or got not in SHAREGPT_ROLES:
+                raise ValueError(f"conversations[{i}] has from {quoted(got)}, expected one of human, gpt, system")
         messages = [{"role": SHAREGPT_ROLES[t["from"]], "content": t.get("value")} for t in turns]
         # LLaMA-Factory's and axolotl's sharegpt put the system prompt beside the turns, not among them.
         if obj.get("system") and not (messages and messages[0]["role"] == "system"):
@@ -159,6 +166,11 @@ def json_elements(path: Path, rel: str) -> Iterator[tuple[int, int, object]]:
     Parsed one element at a time, so an error names the element and its line, not only a character offset, and a
     minified one-line file still numbers its elements. Anything that is not one JSON array is an InputError."""
     check_text_file(path, rel)
+    # The line limit of every text format holds here too, though the array is parsed whole: a minified array over it
+    # is generated data, and reading it whole could take any amount of memory.
+    for lineno, raw in raw_lines(path):
+        if raw is None:
+            raise too_long(rel, lineno)
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -189,8 +201,10 @@ def json_elements(path: Path, rel: str) -> Iterator[tuple[int, int, object]]:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
             raise InputError(
-                rel, f"malformed JSON: {e.msg} at column {e.colno}", e.lineno, f"element {index}"
+                rel, f"malformed JSON: {e.msg.removesuffix(' at')} at column {e.colno}", e.lineno, f"element {index}"
             ) from None
+        except RecursionError:
+            raise InputError(rel, TOO_DEEP, line_at(pos), f"element {index}") from None
         yield index, line_at(pos), value
         pos = JSON_SPACE.match(text, end).end()
         if text.startswith("]", pos):

@@ -234,8 +234,20 @@ def code(block: dict, task: Task) -> list[Item]:
     ]
 
 
-def conversation(block: dict, task: Task) -> list[Item]:
-    """One item per assistant turn, with the turns before it as history and the file's own system message."""
+# No tokenizer here (generate does not load the model), so a conversation's history is bounded in characters, at the
+# 3 characters a token that params.yaml sizes extract.max_chars by (the tiny tokenizer measures 3.9 on prose, a real
+# one 4 or more): what is kept then fits model.max_seq_len with room for the system prompt and the chat template, and
+# validate measures each example exactly.
+HISTORY_CHARS_PER_TOKEN = 3
+
+
+def conversation(block: dict, task: Task, max_seq_len: int | None = None) -> list[Item]:
+    """One item per assistant turn, with the turns before it as history and the file's own system message.
+
+    With max_seq_len, the history is the latest whole exchanges that fit in max_seq_len * HISTORY_CHARS_PER_TOKEN
+    characters with the question and the answer: the examples of a 10,000-turn conversation then grow linearly with
+    its turns, not with their square (the whole history made a 751 KB file 1.94 GB of examples).
+    """
     messages = [m for m in block.get("messages") or [] if isinstance(m, dict)]
     system = next((m["content"] for m in messages[:1] if m.get("role") == "system"), None)
     turns = [m for m in messages if m.get("role") != "system"]
@@ -243,8 +255,12 @@ def conversation(block: dict, task: Task) -> list[Item]:
     for j, m in enumerate(turns):
         if m.get("role") != "assistant" or j == 0 or turns[j - 1].get("role") != "user":
             continue
-        question = turns[j - 1]["content"]
-        history = tuple({"role": t["role"], "content": t["content"]} for t in turns[: j - 1])
+        question, start = turns[j - 1]["content"], 0
+        if max_seq_len:  # walk back an exchange (user, assistant) at a time while it fits
+            room, start = max_seq_len * HISTORY_CHARS_PER_TOKEN - len(question) - len(m["content"]), j - 1
+            while start >= 2 and (cost := len(turns[start - 2]["content"]) + len(turns[start - 1]["content"])) <= room:
+                room, start = room - cost, start - 2
+        history = tuple({"role": t["role"], "content": t["content"]} for t in turns[start : j - 1])
         out.append(Item({"question": question}, m["content"], {"turn": j // 2 + 1}, history=history, system=system))
     return out
 

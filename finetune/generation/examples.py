@@ -14,7 +14,7 @@ import random
 import re
 from pathlib import Path
 
-from finetune.generation.builders import BUILDER_OF_KIND, BUILDERS, Item, headings, selects, sentences
+from finetune.generation.builders import BUILDER_OF_KIND, BUILDERS, Item, conversation, headings, selects, sentences
 from finetune.generation.taskfile import Task, TaskFile, enabled
 from finetune.io import InputError, content_id
 from finetune.params import Generate
@@ -81,9 +81,17 @@ def keypoints(task: Task, item: Item, answer: str) -> dict:
     return {}
 
 
-def examples_for(name: str, task: Task, block: dict, gparams: Generate, taskfile: TaskFile) -> list[dict]:
+def examples_for(
+    name: str, task: Task, block: dict, gparams: Generate, taskfile: TaskFile, max_seq_len: int | None = None
+) -> list[dict]:
+    """`max_seq_len` (model.max_seq_len) bounds a conversation's history to what could fit (builders.conversation)."""
     out = []
-    for i, item in enumerate(BUILDERS[task.builder](block, task)):
+    items = (
+        conversation(block, task, max_seq_len)
+        if task.builder == "conversation"
+        else BUILDERS[task.builder](block, task)
+    )
+    for i, item in enumerate(items):
         rng = random.Random(f"{gparams.seed}|{name}|{block['id']}|{i}")
         choices = eligible(task.questions, item.fields)
         k = min(gparams.phrasings_per_item, len(choices))
@@ -161,8 +169,14 @@ def unread_kinds(blocks: list[dict], taskfile: TaskFile) -> dict[str, tuple[int,
     }
 
 
-def run(blocks: list[dict], gparams: Generate, taskfile: TaskFile, params_source: str = "params.yaml") -> list[dict]:
-    """Every enabled task's examples, task by task in generate.tasks order."""
+def run(
+    blocks: list[dict],
+    gparams: Generate,
+    taskfile: TaskFile,
+    params_source: str = "params.yaml",
+    max_seq_len: int | None = None,
+) -> list[dict]:
+    """Every enabled task's examples, task by task in generate.tasks order; max_seq_len: see examples_for."""
     tasks = enabled(taskfile, gparams.tasks, params_source)
     read = blocks_read(blocks, tasks)
     examples = []
@@ -171,7 +185,7 @@ def run(blocks: list[dict], gparams: Generate, taskfile: TaskFile, params_source
             examples += refusals(name, task, gparams, taskfile)
             continue
         for block in read[name]:
-            examples += examples_for(name, task, block, gparams, taskfile)
+            examples += examples_for(name, task, block, gparams, taskfile, max_seq_len)
     # Two phrasings can coincide after formatting (e.g. "{question}"): keep one of each id.
     seen, unique = set(), []
     for e in examples:
