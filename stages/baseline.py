@@ -18,14 +18,15 @@ from finetune.params import load_params, params_option
 @click.option("--predictions", required=True)
 @click.option("--scores", required=True)
 @click.option(
-    "--metrics",
-    "metrics_path",
+    "--timing",
+    "timing_path",
     required=True,
-    help="Latency and throughput: uncached, since they differ on every run (predictions and scores do not).",
+    help="Latency and throughput, e.g. metrics/timing/baseline/heating.json: no DVC output, since they differ on "
+    "every run (predictions and scores do not).",
 )
 @click.option("--tasks", "tasks_path", required=True, help="The task file: format checks.")
 @params_option
-def cli(base_path, val_path, predictions, scores, metrics_path, tasks_path, params_path):
+def cli(base_path, val_path, predictions, scores, timing_path, tasks_path, params_path):
     """Generate val answers with the untuned base model and score them."""
     from finetune.evaluation.metrics import score
     from finetune.evaluation.predict import predict
@@ -41,7 +42,7 @@ def cli(base_path, val_path, predictions, scores, metrics_path, tasks_path, para
     result = score(rows)
     write_jsonl(predictions, rows)
     write_json(scores, result)
-    write_json(metrics_path, timing)
+    write_json(timing_path, timing)
     log(
         "baseline",
         f"{len(rows)} val examples: rouge_l {result['overall']['rouge_l']:.3f}, "

@@ -45,6 +45,12 @@ from finetune.params import load_params, params_option
 @click.option("--baseline-scores")
 @click.option("--predictions")
 @click.option("--metrics", "metrics_path")
+@click.option(
+    "--timing",
+    "timing_path",
+    help="Where latency and throughput go, e.g. metrics/timing/eval/heating.json: no DVC output, since they differ "
+    "on every run. With --endpoint they are in the served metrics too.",
+)
 @click.option("--report", "report_path")
 @click.option("--plot", "plot_path")
 @click.option("--tasks", "tasks_path", help="The task file (format checks), e.g. domains/heating/tasks.yaml.")
@@ -73,6 +79,7 @@ def cli(
     baseline_scores,
     predictions,
     metrics_path,
+    timing_path,
     report_path,
     plot_path,
     tasks_path,
@@ -128,10 +135,13 @@ def cli(
     baseline = json.loads(Path(baseline_scores).read_text(encoding="utf-8"))
     finetuned = score(rows)
     result = {"baseline": baseline, "finetuned": finetuned, "delta": delta(finetuned, baseline)}
-    # Latency only here, in the uncached metrics file (metrics/eval/<domain>.json); the predictions (a cached out)
-    # hold none.
-    for group, figures in timing.items():
-        finetuned[group].update(figures)
+    # Latency differs on every run, so a DVC run keeps it out of every output (same inputs, same bytes, a clean
+    # `git status`); a served model's metrics are no DVC output, and its latency is what they are read for.
+    if endpoint:
+        for group, figures in timing.items():
+            finetuned[group].update(figures)
+    if timing_path:
+        write_json(timing_path, timing)
 
     write_jsonl(predictions, rows)
     write_json(metrics_path, result)

@@ -17,7 +17,6 @@ import click
 
 from finetune.io import InputError, atomic_path, log, sweep_leftovers, write_json
 from finetune.params import load_params, params_option
-from finetune.vllm_serve import adapter_rank
 from finetune.training import launch
 from finetune.training.checkpoints import (
     file_md5,
@@ -28,6 +27,7 @@ from finetune.training.checkpoints import (
     stamp_matches,
 )
 from finetune.training.models import sort_adapter_config
+from finetune.vllm_serve import adapter_rank
 
 FINGERPRINT_ENV = "FINETUNE_RUN_FINGERPRINT"
 
@@ -39,6 +39,13 @@ FINGERPRINT_ENV = "FINETUNE_RUN_FINGERPRINT"
 @click.option("--output", required=True, help="The adapter's folder, e.g. models/heating.")
 @click.option("--checkpoints", required=True, help="The domain's own, e.g. models/checkpoints/heating.")
 @click.option("--metrics", "metrics_path", required=True)
+@click.option(
+    "--timing",
+    "timing_path",
+    default=None,
+    help="Where runtime, tokens/s, peak memory and GPU cost go, e.g. metrics/timing/train/heating.json: no DVC "
+    "output, since they differ on every run; the metrics file holds what the run determines.",
+)
 @click.option("--live-dir", required=True, help="DVCLive curves, e.g. metrics/curves/heating.")
 @click.option(
     "--init-from",
@@ -47,7 +54,9 @@ FINGERPRINT_ENV = "FINETUNE_RUN_FINGERPRINT"
     "new adapter from lora.*.",
 )
 @params_option
-def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live_dir, init_from, params_path):
+def cli(
+    train_path, val_path, base_path, output, checkpoints, metrics_path, timing_path, live_dir, init_from, params_path
+):
     """QLoRA-train an adapter on the train split; val loss picks the best checkpoint."""
     params = load_params(params_path)
     checkpoints = Path(checkpoints)
@@ -63,6 +72,7 @@ def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live
     if n > 1 and not launch.launched():
         args = ["--train", train_path, "--val", val_path, "--model", base_path, "--output", output]
         args += ["--checkpoints", checkpoints, "--metrics", metrics_path, "--live-dir", live_dir]
+        args += ["--timing", timing_path] if timing_path else []
         args += ["--init-from", init_from] if init_from else []
         args += [a for path in params_path for a in ("--params", path)]
         code = launch.relaunch(n, [str(a) for a in args], params.train.accelerate_config, {FINGERPRINT_ENV: fp})
@@ -80,7 +90,7 @@ def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live
 
     from dvclive import Live
 
-    from finetune.training.card import model_card
+    from finetune.training.card import PER_RUN, model_card
     from finetune.training.trainer import run
 
     resume_from = last_checkpoint(checkpoints) if resume else None
@@ -105,10 +115,15 @@ def cli(train_path, val_path, base_path, output, checkpoints, metrics_path, live
         data = {"train": (train_path, file_md5(train_path)), "val": (val_path, file_md5(val_path))}
         card = model_card(params, metrics, base_path, output, data, adapter_rank(tmp))
         (tmp / "README.md").write_text(card, encoding="utf-8")
+    timing = {k: metrics.pop(k) for k in PER_RUN if k in metrics}
     write_json(metrics_path, metrics)
+    if timing_path:
+        write_json(timing_path, timing)
     # The adapter is saved: the checkpoints have done their job, leave only the stamp.
     for ckpt in checkpoints.glob("checkpoint-*"):
         shutil.rmtree(ckpt)
     log(
-        "train", f"adapter -> {output}; eval_loss {metrics['eval_loss']:.4f}, {metrics['tokens_per_second']:.0f} tok/s"
+        "train",
+        f"adapter -> {output}; eval_loss {metrics['eval_loss']:.4f}, {timing['tokens_per_second'] or 0:.0f} tok/s, "
+        f"{timing['train_runtime']:.0f} s",
     )

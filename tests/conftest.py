@@ -423,7 +423,8 @@ def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> Si
 
     args = ["--train", tiny_splits.train, "--val", tiny_splits.val, "--model", tiny_base]
     args += ["--output", root / "models" / "adapter", "--checkpoints", checkpoints]
-    args += ["--metrics", root / "metrics" / "train.json", "--live-dir", live, "--params", session_params_file]
+    args += ["--metrics", root / "metrics" / "train.json", "--timing", root / "timing" / "train.json"]
+    args += ["--live-dir", live, "--params", session_params_file]
     with pytest.MonkeyPatch.context() as mp, contextlib.chdir(root):  # DVCLive looks for a repo from the cwd
         mp.setattr(finetune.training.models, "load_for_training", spy)
         result = invoke(cli, args)
@@ -433,6 +434,7 @@ def trained(tmp_path_factory, tiny_base, tiny_splits, session_params_file) -> Si
         adapter=root / "models" / "adapter",
         checkpoints=checkpoints,
         metrics=root / "metrics" / "train.json",
+        timing=root / "timing" / "train.json",
         live=live,
         loaded=loaded,
         base=tiny_base,

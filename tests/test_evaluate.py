@@ -23,6 +23,7 @@ def evaluated(tmp_path_factory, trained):
         base_scores=root / "data/eval/heating/baseline_scores.json",
         predictions=root / "data/eval/heating/finetuned_predictions.jsonl",
         metrics=root / "metrics/eval/heating.json",
+        timing=root / "metrics/timing/eval/heating.json",
         report=root / "reports/heating/eval.md",
         plot=root / "reports/heating/eval_tasks.csv",
         val=trained.val,
@@ -42,8 +43,8 @@ def evaluated(tmp_path_factory, trained):
                 out.base_predictions,
                 "--scores",
                 out.base_scores,
-                "--metrics",
-                root / "metrics/baseline/heating.json",
+                "--timing",
+                root / "metrics/timing/baseline/heating.json",
                 *common,
             ],
         )
@@ -64,6 +65,8 @@ def evaluated(tmp_path_factory, trained):
                 out.predictions,
                 "--metrics",
                 out.metrics,
+                "--timing",
+                out.timing,
                 "--report",
                 out.report,
                 "--plot",
@@ -85,6 +88,16 @@ def test_eval_json_has_baseline_finetuned_and_delta_each_with_overall_and_every_
     assert {"exact_match", "rouge_l", "format_valid", "refusal_accuracy", "false_refusal"} <= set(overall)
     assert overall["n"] == len(evaluated.val)
     assert sum(result["finetuned"][t]["n"] for t in evaluated.tasks) == len(evaluated.val)
+
+
+def test_evaluate_s_outputs_hold_no_timing_and_its_timing_file_holds_latency_per_task(evaluated):
+    # Every output of a DVC run is the same bytes for the same inputs, so `git status` stays clean after a rerun.
+    outputs = [evaluated.metrics, evaluated.predictions, evaluated.report, evaluated.plot]
+    for path in outputs:
+        assert not [w for w in TIMING_WORDS[:4] if w in path.read_text(encoding="utf-8").lower()], path.name
+    timing = json.loads(evaluated.timing.read_text())
+    assert set(timing) == {"overall"} | evaluated.tasks
+    assert timing["overall"]["latency_p50_ms"] > 0 and timing["overall"]["tokens_per_second"] > 0
 
 
 def test_baseline_in_eval_json_is_the_baseline_stage_s_scores(evaluated):
@@ -118,13 +131,13 @@ def keys_of(data) -> set[str]:
 
 
 def run_baseline(root, tiny_base, tiny_splits, params_file):
-    out = [root / "predictions.jsonl", root / "scores.json", root / "baseline.json"]
+    out = [root / "predictions.jsonl", root / "scores.json", root / "timing" / "baseline.json"]
     args = ["--model", tiny_base, "--val", tiny_splits.val, "--tasks", HEATING_TASKS, "--params", params_file]
-    assert_ok(invoke(baseline_cli, [*args, "--predictions", out[0], "--scores", out[1], "--metrics", out[2]]))
+    assert_ok(invoke(baseline_cli, [*args, "--predictions", out[0], "--scores", out[1], "--timing", out[2]]))
     return out
 
 
-def test_baseline_outputs_are_the_same_bytes_on_every_run_and_latency_is_only_in_its_metrics(
+def test_baseline_outputs_are_the_same_bytes_on_every_run_and_latency_is_only_in_its_timing_file(
     tmp_path, tiny_base, tiny_splits, session_params_file
 ):
     # DVC hashes predictions and scores (cached outs): a timing in them would change dvc.lock on every `dvc repro`.
@@ -134,7 +147,7 @@ def test_baseline_outputs_are_the_same_bytes_on_every_run_and_latency_is_only_in
         assert a.read_bytes() == b.read_bytes(), a.name
         assert not {k for k in keys_of(load_jsonl(a) if a.suffix == ".jsonl" else json.loads(a.read_text()))
                     if any(w in k for w in TIMING_WORDS)}, a.name  # fmt: skip
-    timing = json.loads(first[2].read_text())  # metrics/baseline/<domain>.json, uncached
+    timing = json.loads(first[2].read_text())  # metrics/timing/baseline/<domain>.json: no DVC output
     assert timing["overall"]["latency_p50_ms"] > 0 and timing["overall"]["tokens_per_second"] > 0
 
 

@@ -178,7 +178,7 @@ def test_page_shows_training_summary_and_evaluation_per_task_with_counts(report,
     text = report.read_text(encoding="utf-8")
     train = json.loads(run_dir.files.train.read_text())
     result = json.loads(run_dir.files.eval.read_text())
-    assert f"<td>{train['tokens_per_second']:.0f}</td>" in text.replace(",", "")
+    assert f"<td>{train['tokens_processed']:.0f}</td>" in text.replace(",", "")
     assert f"<td>{train['best_epoch']:.2f}</td>" in text
     assert "cost" not in re.sub(r"<[^>]+>", " ", text).split()  # train.gpu_hourly_cost is not set
     for task, scores in result["finetuned"].items():
@@ -233,11 +233,18 @@ def test_every_chart_is_inline_svg_with_a_mark_per_value(report, run_dir):
     assert charts[2].count('class="mark"') == steps + val_steps > 0
 
 
-def test_cost_and_gpu_hours_appear_when_the_run_recorded_them(run_dir, tmp_path):
+def test_the_page_shows_no_timing_even_from_old_metrics_so_the_same_inputs_give_the_same_bytes(run_dir, tmp_path):
     run = load_run(run_dir.files)
-    priced = replace(run, train={**run.train, "gpu_hours": 0.87, "cost": 0.38})
-    text = page([priced], tmp_path, 1)
-    assert "<td>0.870</td>" in text and "<td>0.38</td>" in text
+    timed = {
+        "gpu_hours": 0.87,
+        "cost": 0.38,
+        "tokens_per_second": 1234.5,
+        "train_runtime": 98.7,
+        "peak_memory_mb": 4321,
+    }
+    text = page([replace(run, train={**run.train, **timed})], tmp_path, 1)
+    assert text == page([run], tmp_path, 1)
+    assert "metrics/timing/train/" in text
 
 
 def test_model_output_is_shown_as_text_never_as_markup(run_dir, tmp_path):

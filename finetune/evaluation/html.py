@@ -52,14 +52,6 @@ def _delta(value: float | None) -> str:
     return f'<td class="{cls}">{value:+.3f}</td>'
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    m, s = divmod(round(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{seconds:.1f} s"
-
-
 def _table(header: list[str], rows: list[list[str]], left: int = 1) -> str:
     """Cells are HTML already; the first `left` columns are text, aligned left, the rest numbers."""
 
@@ -161,14 +153,9 @@ def training_section(run: Run) -> str:
         ["epochs run", _num(t.get("epochs"), 2)],
         ["optimiser steps", _num(t.get("global_step"))],
         ["tokens processed", _num(t.get("tokens_processed"))],
-        ["tokens / s", _num(t.get("tokens_per_second"), 0)],
-        ["runtime", _duration(t.get("train_runtime"))],
         ["trainable parameters", f"{_num(t.get('trainable_params'))} ({_num(t.get('trainable_percent'), 2)} %)"],
-        ["peak memory (MB)", _num(t.get("peak_memory_mb"), 0)],
         ["processes", _num(t.get("num_processes"))],
     ]
-    if "cost" in t:  # only when train.gpu_hourly_cost is set and a GPU ran
-        rows += [["GPU hours", _num(t.get("gpu_hours"), 3)], ["cost", _num(t.get("cost"), 2)]]
     best = None
     if c["eval/loss"]:
         step, loss = min(c["eval/loss"], key=lambda p: p[1])
@@ -183,7 +170,12 @@ def training_section(run: Run) -> str:
         ),
         line_chart("Learning rate", {"learning rate": c["learning_rate"]}, "step", "learning rate"),
     ]
-    return "\n".join(["<h2>Training</h2>", '<div class="charts">', _table(["", "value"], rows), *charts, "</div>"])
+    # Runtime, tokens/s, peak memory and GPU cost differ on every run: they are in metrics/timing/train/, not in this
+    # page, which must be the same bytes for the same inputs.
+    timing = '<p class="muted">Runtime, tokens/s, peak memory and GPU cost: metrics/timing/train/ (not versioned).</p>'
+    return "\n".join(
+        ["<h2>Training</h2>", timing, '<div class="charts">', _table(["", "value"], rows), *charts, "</div>"]
+    )
 
 
 def evaluation_section(run: Run) -> str:
@@ -219,10 +211,6 @@ def evaluation_section(run: Run) -> str:
         lines.append(
             "<p>" + ", ".join(f"{escape(k)} {_num(base['overall'].get(k))} → {_num(o[k])}" for k in extra) + "</p>"
         )
-    lines.append(
-        f'<p class="muted">Fine-tuned latency p50 {o["latency_p50_ms"]:.1f} ms, p95 {o["latency_p95_ms"]:.1f} ms '
-        f"per example, {o['tokens_per_second']:.0f} tokens/s.</p>"
-    )
     lines.append(chart)
     return "\n".join(lines)
 

@@ -87,9 +87,8 @@ def score(rows: list[dict]) -> dict:
 
 def timing(rows: list[dict], generations: list[dict]) -> dict:
     """Latency and throughput, {"overall": {...}, "<TASK>": {...}} like `score`, from the generations (latency_ms,
-    new_tokens) of the scored rows. Wall-clock figures differ on every run, so they go only to uncached metrics files
-    (metrics/eval/<domain>.json, metrics/baseline/<domain>.json), never into a hashed output: same inputs, same
-    bytes."""
+    new_tokens) of the scored rows. Wall-clock figures differ on every run, so a DVC run writes them only to files DVC
+    does not track (metrics/timing/), never into an output: same inputs, same bytes, and a clean `git status`."""
 
     def group(gens: list[dict]) -> dict:
         latencies = [g["latency_ms"] for g in gens]

@@ -92,13 +92,13 @@ def markdown(result: dict, base_rows: list[dict], tuned_rows: list[dict], per_ta
             "Overall: "
             + ", ".join(f"{k} {result['baseline']['overall'].get(k, 0):.3f} → {overall[k]:.3f}" for k in extra),
         ]
-    lines += [
-        "",
-        f"Latency (fine-tuned, batched): p50 {overall['latency_p50_ms']:.1f} ms, "
-        f"p95 {overall['latency_p95_ms']:.1f} ms per example, {overall['tokens_per_second']:.0f} tokens/s",
-        "",
-    ]
-    lines += ["## Examples", "", "Answers in full, line breaks kept; long ones are folded.", ""]
+    if "latency_p50_ms" in overall:  # a served model's (evaluate --endpoint); a DVC run's are in metrics/timing/
+        latency = (
+            f"Latency (served): p50 {overall['latency_p50_ms']:.1f} ms, "
+            f"p95 {overall['latency_p95_ms']:.1f} ms per example, {overall['tokens_per_second']:.0f} tokens/s"
+        )
+        lines += ["", latency]
+    lines += ["", "## Examples", "", "Answers in full, line breaks kept; long ones are folded.", ""]
     by_id = {r["id"]: r for r in base_rows}
     for task in [t for t in result["finetuned"] if t != "overall"]:
         rows = [r for r in tuned_rows if r["task"] == task][:per_task]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections import Counter
 import random
 import re
+from collections import Counter
 from pathlib import Path
 
 from finetune.generation.builders import BUILDER_OF_KIND, BUILDERS, Item, conversation, headings, selects, sentences
