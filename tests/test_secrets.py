@@ -151,7 +151,7 @@ def test_train_and_baseline_refuse_a_base_with_only_pickled_weights(
     else:
         out = tmp_path / "predictions.jsonl"
         args = ["baseline", "--model", pickled_base, "--val", tiny_splits.val, "--predictions", out]
-        args += ["--scores", tmp_path / "scores.json", "--metrics", tmp_path / "baseline.json"]
+        args += ["--scores", tmp_path / "scores.json", "--timing", tmp_path / "baseline.json"]
         args += ["--params", session_params_file]
         args += ["--tasks", REPO / "domains/heating/tasks.yaml"]  # its format checks; the cwd is tmp_path
     code, errors = finetune(args, capsys)

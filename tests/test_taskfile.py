@@ -188,7 +188,7 @@ def test_every_stage_that_reads_the_task_file_takes_tasks_and_stops_on_a_bad_one
     # Its other paths: none of them exists, so reading any before the task file would fail otherwise.
     paths = {
         "generate": ["--input", "--output", "--metrics"],
-        "baseline": ["--val", "--predictions", "--scores", "--metrics"],
+        "baseline": ["--val", "--predictions", "--scores", "--timing"],
         "evaluate": ["--adapter", "--val", "--baseline-predictions", "--baseline-scores", "--predictions"]
         + ["--metrics", "--report", "--plot"],
     }[stage]
