@@ -32,7 +32,8 @@ _BOLD = re.compile(r"bold|black|heavy|semibold|demi|\bcmbx?\d|\+cmbx?\d", re.IGN
 _HEADING_PARTS = re.compile(r"\s+[-–—]\s+")  # spaced dashes only: model codes like AQ-200 keep theirs
 _FILE_NAME = re.compile(r"\.[A-Za-z0-9]{1,5}$|[/\\]")
 COLUMN_GAP = 1.0  # a gap between words wider than this many font sizes separates two cells of a row
-BIGGER = 1.1  # a line this many times the body text's size or more is a heading
+BIGGER = 1.15  # a line this many times the body text's size or more is a heading (TeX's 12 pt code beside its
+# 10.95 pt text is not: 1.10)
 PARAGRAPH_GAP = 1.3  # a line spacing this many times the usual one starts a paragraph
 EDGE_LINES = 2  # lines at the top and at the bottom of a page that may be a running header or footer
 
@@ -98,7 +99,11 @@ def strip_running_lines(pages: list[list[Line]]) -> list[list[Line]]:
     alone, that carry the page's number at an offset most pages share ("Chapter 4: Function reference 20" on page
     23), or that repeat word for word at the edge of most pages."""
     n = len(pages)
-    edges = [lines[:EDGE_LINES] + lines[-EDGE_LINES:] for lines in pages]
+    sizes = Counter(line.size for lines in pages for line in lines)
+    body = sizes.most_common(1)[0][0] if sizes else 0
+    # Running lines are never bigger than the body text: a chapter's "1 Introduction" at the top of its page, or
+    # the title page's title that the headers repeat, stay.
+    edges = [[line for line in lines[:EDGE_LINES] + lines[-EDGE_LINES:] if line.size <= body] for lines in pages]
     texts = Counter(t for edge in edges for t in {line.text for line in edge})
     offsets = Counter()
     for page, edge in enumerate(edges, 1):
@@ -108,6 +113,8 @@ def strip_running_lines(pages: list[list[Line]]) -> list[list[Line]]:
     enough = max(3, n // 2)
 
     def running(line: Line, page: int) -> bool:
+        if line.size > body:
+            return False
         if _PAGE_NUMBER.fullmatch(line.text):
             return True
         if support >= enough and (m := _EDGE_NUMBER.search(line.text)) and int(m[1] or m[2]) - page == offset:
@@ -205,33 +212,42 @@ def document_name(meta_title: str, outline, lines: list[Line], title_size: float
 
 
 def _paragraphs(items: list) -> list[list]:
-    """Runs of lines between paragraph gaps (and tables), each as pdf_lines' items: text lines and layout tables."""
+    """The items of a section (lines, ruled tables) as paragraphs of pdf_lines' items (text lines, layout tables):
+    a table found by its layout may hold rows further apart than a paragraph gap, so pdf_lines reads each run of
+    lines whole, and the gaps between the lines it leaves as text cut the paragraphs."""
     pitches = Counter(
         round(b.top - a.top) for a, b in zip(items, items[1:], strict=False)
         if isinstance(a, Line) and isinstance(b, Line) and a.page == b.page
     )  # fmt: skip
     pitch = pitches.most_common(1)[0][0] if pitches else 0
-    chunks: list[list] = []
-    prev = None
+    runs: list[list] = []
     for item in items:
-        if isinstance(item, tuple):
-            chunks.append([item])
-            prev = None
-            continue
-        gap = item.top - prev.top if prev is not None and prev.page == item.page else 0
-        if prev is None or (pitch and gap > PARAGRAPH_GAP * pitch):
-            chunks.append([])
-        chunks[-1].append(item)
-        prev = item
-    out = []
-    for chunk in chunks:
-        if isinstance(chunk[0], tuple):
-            out.append(chunk)
+        if isinstance(item, tuple) or not runs or isinstance(runs[-1][0], tuple):
+            runs.append([item])
+        else:
+            runs[-1].append(item)
+    chunks: list[list] = []
+    for run in runs:
+        if isinstance(run[0], tuple):
+            chunks.append(run)
             continue
         # Each line its own y, page after page, so pdf_lines never merges two lines or reorders them.
-        fragments = [(x, -(line.page * 10_000 + line.top), t) for line in chunk for x, t in line.pieces]
-        out.append(pdf_lines(fragments))
-    return out
+        fragments = [(x, -(line.page * 10_000 + line.top), t) for line in run for x, t in line.pieces]
+        at, prev = 0, None
+        for el in pdf_lines(fragments):
+            if isinstance(el, tuple):
+                chunks.append([el])
+                prev = None
+                continue
+            while at < len(run) - 1 and run[at].text != el:  # lines a layout table took
+                at += 1
+            line = run[at]
+            gap = line.top - prev.top if prev is not None and prev.page == line.page else 0
+            if prev is None or (pitch and gap > PARAGRAPH_GAP * pitch):
+                chunks.append([])
+            chunks[-1].append(el)
+            prev, at = line, at + 1
+    return chunks
 
 
 def section_elements(items: list, specs_page: bool, rows: RowLabels) -> list[tuple]:
