@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 from finetune.documents.pages import RowLabels, page_elements, pdf_lines
@@ -148,13 +149,13 @@ def outline_entries(reader) -> list[tuple[int, str, int]]:
                 continue
             try:
                 page = reader.get_destination_page_number(item) + 1
-            except Exception:  # an entry pointing nowhere (a named destination gone missing) heads nothing
-                continue
+            except Exception:  # noqa: BLE001 - an entry pointing nowhere (a destination gone missing) heads nothing
+                page = 0
             out.append((level, one_line(str(item.title or "")), page))
 
     try:
         walk(reader.outline, 1)
-    except Exception:  # a damaged outline is no reason to lose the text: the type finds the headings instead
+    except Exception:  # noqa: BLE001 - a damaged outline is no reason to lose the text: the type finds headings
         return []
     return [e for e in out if e[1] and e[2] > 0]
 
@@ -183,8 +184,11 @@ def mark_headings(lines: list[Line], outline: list[tuple[int, str, int]], body: 
 
     def candidate(line: Line) -> bool:
         bigger = line.size >= body * BIGGER
-        return (bigger or line.bold) and line.size < ceiling and len(line.text) <= 150 and any(
-            c.isalpha() for c in line.text
+        return (
+            (bigger or line.bold)
+            and line.size < ceiling
+            and len(line.text) <= 150
+            and any(c.isalpha() for c in line.text)
         )
 
     sizes = sorted({line.size for line in lines if not line.level and candidate(line)}, reverse=True)
@@ -199,9 +203,8 @@ def document_name(meta_title: str, outline, lines: list[Line], title_size: float
     meta = one_line(meta_title or "")
     if meta and not _FILE_NAME.search(meta) and meta.casefold() != stem.casefold():
         return meta
-    if roots := [title for level, title, _ in outline if level == 1]:
-        if len(roots) == 1:
-            return roots[0]
+    if len(roots := [title for level, title, _ in outline if level == 1]) == 1:
+        return roots[0]
     if title_size and (title := " ".join(line.text for line in lines if line.size == title_size)):
         return title
     firsts = {_HEADING_PARTS.split(line.text)[0] for line in lines if line.level}
@@ -216,7 +219,7 @@ def _paragraphs(items: list) -> list[list]:
     a table found by its layout may hold rows further apart than a paragraph gap, so pdf_lines reads each run of
     lines whole, and the gaps between the lines it leaves as text cut the paragraphs."""
     pitches = Counter(
-        round(b.top - a.top) for a, b in zip(items, items[1:], strict=False)
+        round(b.top - a.top) for a, b in pairwise(items)
         if isinstance(a, Line) and isinstance(b, Line) and a.page == b.page
     )  # fmt: skip
     pitch = pitches.most_common(1)[0][0] if pitches else 0
@@ -285,9 +288,14 @@ def document_blocks(
     for line in lines:
         sizes[line.size] += len(line.text)
     body = sizes.most_common(1)[0][0] if sizes else 0
-    # A title: one size, larger than all others, used on page 1 only (a title page's "Libtasn1").
     biggest = max(sizes, default=0)
-    title_size = biggest if biggest > body and all(line.page == 1 for line in lines if line.size == biggest) else 0
+    # A title: one size, larger than all others, used on page 1 only (a title page's "Libtasn1"), above headings
+    # of a smaller size (else it is the one heading size of a one-page document).
+    on_first_page = all(line.page == 1 for line in lines if line.size == biggest)
+    headings_below = any(body < size < biggest for size in sizes) or any(
+        line.bold and line.size < biggest for line in lines
+    )
+    title_size = biggest if biggest > body and on_first_page and headings_below else 0
     mark_headings(lines, outline, body, title_size or float("inf"))
     by_outline = any(line.level for line in lines) and bool(outline)
     if not any(line.level for line in lines):  # no outline, one type: each page's first line heads it
@@ -318,7 +326,13 @@ def document_blocks(
     prev_heading = None
     for page, _, item in items:
         if isinstance(item, Line) and item.level:
-            if prev_heading is not None and not body_items and prev_heading.level == item.level:
+            wrapped = prev_heading is not None and prev_heading.page == item.page
+            if (
+                wrapped
+                and not body_items
+                and prev_heading.level == item.level
+                and item.top - prev_heading.bottom < item.size
+            ):
                 stack[-1] = (item.level, _split(f"{prev_heading.text} {item.text}", by_outline))  # a wrapped heading
                 prev_heading = Line(item.page, item.top, item.bottom, item.size, item.bold,
                                     [(0, f"{prev_heading.text} {item.text}")], item.level)  # fmt: skip
@@ -347,19 +361,19 @@ def pdf_document_blocks(path: Path, rel: str, reader, min_chars: int, reject, ma
 
     try:
         meta_title = str((reader.metadata or {}).get("/Title") or "")
-    except Exception:  # a damaged Info dictionary: the name comes from the text instead
+    except Exception:  # noqa: BLE001 - a damaged Info dictionary: the name comes from the text instead
         meta_title = ""
     outline = outline_entries(reader)
     pages, tables = [], []
     try:
         pdf = pdfplumber.open(path)
-    except Exception as e:  # pdfminer raises many types on damaged files; each is the same bad file to a user
+    except Exception as e:  # noqa: BLE001 - pdfminer raises many types on damaged files, all one bad file to a user
         raise InputError(rel, f"unreadable PDF ({type(e).__name__}: {e})") from None
     with pdf:
         for n, page in enumerate(pdf.pages, 1):
             try:
                 lines, found = _lines(page, n)
-            except Exception as e:  # as above: one damaged page, named, not a traceback
+            except Exception as e:  # noqa: BLE001 - as above: one damaged page, named, not a traceback
                 reject(InputError(rel, f"cannot read the text layer ({type(e).__name__}: {e})", where=f"page {n}"))
                 lines, found = [], []
             else:
