@@ -1,5 +1,5 @@
-"""One file -> blocks, per format: Markdown and HTML cut at headings, a PDF or scanned page (Tesseract OCR) page by
-page, a CSV row by row, a JSONL of training data line by line, plain text paragraph by paragraph.
+"""One file -> blocks, per format: Markdown, HTML and PDF (documents/pdf.py) cut at headings, a scanned page
+(Tesseract OCR) as one page, a CSV row by row, a JSONL of training data line by line, plain text paragraph by paragraph.
 
 Bad input is an InputError naming the file and its line, row or page. A bad record (line, row, page) goes to the
 `reject` callback, which raises it unless the caller skips bad records (extract.on_error: skip).
