@@ -182,3 +182,34 @@ def test_the_same_header_on_two_pages_only_is_kept_too_few_pages_to_tell():
         ["Setup", "Body text of page 1."],
         ["Setup", "Body text of page 2."],
     ]
+
+
+def aligned(path: Path, rows: list[list[str]]) -> Path:
+    """A page with a heading, a line of prose, and `rows` drawn as separate pieces of text in fixed columns (no
+    rules): a table only its layout shows."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 15)
+    pdf.cell(0, 9, "Fuses", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", size=10)
+    pdf.cell(0, 6, "Replace a fuse only with one of the same rating.", new_x="LMARGIN", new_y="NEXT")
+    for cells in rows:
+        y = pdf.get_y()
+        for x, cell in zip((10, 50, 90), cells, strict=True):
+            pdf.set_xy(x, y)
+            pdf.cell(30, 6, cell)
+        pdf.ln(6)
+    pdf.output(str(path))
+    return path
+
+
+def test_columns_without_rules_are_a_table_with_two_rows_and_text_with_one(tmp_path):
+    header, f1, f2 = ["Fuse", "Rating", "Circuit"], ["F1", "3.15 A", "Pump motor"], ["F2", "1 A", "Controller"]
+    [_, table] = blocks_of(aligned(tmp_path / "two.pdf", [header, f1, f2]), 0)
+    assert (table["kind"], table["columns"]) == ("table", header)
+    assert table["rows"] == [dict(zip(header, f1, strict=True)), dict(zip(header, f2, strict=True))]
+    [prose] = blocks_of(aligned(tmp_path / "one.pdf", [header, f1]), 0)
+    assert prose["kind"] == "section"
+    assert prose["text"].endswith("Fuse Rating Circuit F1 3.15 A Pump motor")

@@ -36,6 +36,9 @@ COLUMN_GAP = 1.0  # a gap between words wider than this many font sizes separate
 BIGGER = 1.15  # a line this many times the body text's size or more is a heading (TeX's 12 pt code beside its
 # 10.95 pt text is not: 1.10)
 PARAGRAPH_GAP = 1.3  # a line spacing this many times the usual one starts a paragraph
+# A table found by where its text stands needs this many rows below its header: a header and one row are as often
+# two lines of a code listing that happen to align (a file format's field layout in a spec).
+MIN_LAYOUT_ROWS = 2
 EDGE_LINES = 2  # lines at the top and at the bottom of a page that may be a running header or footer
 
 
@@ -238,9 +241,14 @@ def _paragraphs(items: list) -> list[list]:
         fragments = [(x, -(line.page * 10_000 + line.top), t) for line in run for x, t in line.pieces]
         at, prev = 0, None
         for el in pdf_lines(fragments):
-            if isinstance(el, tuple):
+            if isinstance(el, tuple) and len(el[2]) >= MIN_LAYOUT_ROWS:
                 chunks.append([el])
                 prev = None
+                continue
+            if isinstance(el, tuple):  # too few rows to tell a table from aligned lines of text: text it stays
+                if prev is None:
+                    chunks.append([])
+                chunks[-1] += [" ".join(c for c in row if c) for row in [el[1], *el[2]]]
                 continue
             while at < len(run) - 1 and run[at].text != el:  # lines a layout table took
                 at += 1
