@@ -55,6 +55,7 @@ def guide(path: Path, *, outline: bool = False, title: str | None = None, conten
         pdf.set_font("Helvetica", size=10)
         for name, page in (("Priming the pump", 2), ("Wiring the float switch", 2), ("Winter storage", 3)):
             pdf.cell(0, 6, f"{name} {'.' * 40} {page}", new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, "Index of parts and spares", new_x="LMARGIN", new_y="NEXT")  # an entry without its leader
     pdf.add_page()
     heading("Priming the pump")
     para(PROSE)

@@ -290,6 +290,8 @@ def document_blocks(
     stem = Path(rel).stem
     pages = strip_running_lines(pages)
     lines = [line for page in pages for line in page if not _LEADER.search(line.text)]  # no table of contents
+    # A section that was mostly contents or index entries is what is left of a contents page: no subject either.
+    entries = Counter(line.page for page in pages for line in page if _LEADER.search(line.text))
     if not lines and not tables:
         return []
     sizes = Counter()
@@ -319,6 +321,9 @@ def document_blocks(
     out, stack, body_items, start = [], [], [], 1
 
     def flush():
+        spanned = {item.page for item in body_items if isinstance(item, Line)}
+        if sum(entries[p] for p in spanned) > len(body_items):
+            body_items.clear()
         if not body_items:
             return
         parts = [p for _, ps in stack for p in ps]
