@@ -4,12 +4,14 @@ Block (data/interim/blocks.jsonl, written by extract). Kinds are structural: ext
 is about (a spec, a fault, a product); the task file picks blocks by kind, heading and columns.
     id       content hash of (source, kind, title, text)
     source   path relative to the repo plus a location: `data/raw/manual.md#h=Calora/Specifications — CA-24C`,
-             `data/raw/manual.pdf#page=3`, `data/raw/catalog.csv#row=14`, `data/raw/qa.jsonl#line=7`; a long section
+             `data/raw/manual.pdf#page=3` (the page a section starts on), `data/raw/catalog.csv#row=14`, `data/raw/qa.jsonl#line=7`; a long section
              cut into parts adds `#part=N` (N from 1)
     kind     one of BLOCK_KINDS
     title    the heading path joined by " / " (a CSV row: the file's stem)
-    headings the heading path as a list, the document's H1 first when it has one (a CSV row: [file stem]; a page:
-             its heading line's parts)
+    headings the heading path as a list, the document's H1 first when it has one (a CSV row: [file stem]; a scanned
+             page: its heading line's parts; a PDF: its name first, from its metadata Title, its outline's one
+             root, a title page's title, the first part all its headings share, or its file stem, then the
+             outline's or the type's headings, documents/pdf.py)
     text     the block as Markdown-ish plain text: paragraphs, `- ` bullets, `1. ` steps, fenced code verbatim with
              its indentation, inline code in backticks, links reduced to their text
   and per kind:

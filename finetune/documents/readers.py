@@ -1,5 +1,5 @@
-"""One file -> blocks, per format: Markdown and HTML cut at headings, a PDF or scanned page (Tesseract OCR) page by
-page, a CSV row by row, a JSONL of training data line by line, plain text paragraph by paragraph.
+"""One file -> blocks, per format: Markdown, HTML and PDF (documents/pdf.py) cut at headings, a scanned page
+(Tesseract OCR) as one page, a CSV row by row, a JSONL of training data line by line, plain text paragraph by paragraph.
 
 Bad input is an InputError naming the file and its line, row or page. A bad record (line, row, page) goes to the
 `reject` callback, which raises it unless the caller skips bad records (extract.on_error: skip).
@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from finetune.documents.chatfiles import json_blocks, jsonl_blocks
-from finetune.documents.pages import NO_ROWS, RowLabels, page_section, pdf_lines
+from finetune.documents.pages import NO_ROWS, RowLabels, page_section
 from finetune.documents.sections import block, clean, heading_blocks, one_line, section_block, section_blocks
-from finetune.documents.textfiles import MAX_LINE_BYTES, read_text
+from finetune.documents.textfiles import read_text
 from finetune.io import InputError, log, warnings_named
 
 FORMATS = {f".{x}": x for x in ("md", "html", "pdf", "csv", "jsonl", "txt")} | {".htm": "html", ".markdown": "md"}
@@ -62,23 +62,6 @@ def page_blocks(source: str, lines: list[str], min_chars: int, max_chars: int, r
     return section_blocks(source, " / ".join(headings), headings, elements, min_chars, max_chars, rows.key_value)
 
 
-def page_lines(page) -> list:
-    """A PDF page's text lines; where its layout holds a table (pages.pdf_lines), the lines read from the placed
-    pieces of text instead, with the table as one item."""
-    pieces: list[tuple[float, float, str]] = []
-
-    def place(text, cm, tm, font, size):
-        if text.strip():  # the text matrix times the current transformation: where the piece starts on the page
-            x, y = tm[4] * cm[0] + tm[5] * cm[2] + cm[4], tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
-            pieces.extend((x, y, t) for t in text.splitlines() if t.strip())
-
-    text = page.extract_text(visitor_text=place) or ""
-    laid_out = pdf_lines(pieces)
-    if any(isinstance(line, tuple) for line in laid_out):
-        return laid_out
-    return [one_line(line) for line in text.splitlines() if line.strip()]
-
-
 def pdf_blocks(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows: RowLabels) -> list[dict]:
     with warnings_named("extract", rel, "pypdf"):
         return read_pdf(path, rel, min_chars, reject, max_chars, rows)
@@ -96,25 +79,12 @@ def read_pdf(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows:
         reader = PdfReader(path)
         if reader.is_encrypted and not reader.decrypt(""):
             raise InputError(rel, "the PDF is encrypted with a password; save a decrypted copy")
-        pages = list(reader.pages)
+        list(reader.pages)  # a damaged page tree fails here, named as the file's error
     except broken as e:
         raise InputError(rel, f"unreadable PDF ({type(e).__name__}: {e})") from None
-    out = []
-    for n, page in enumerate(pages, 1):
-        try:
-            lines = page_lines(page)
-        except broken as e:
-            reject(InputError(rel, f"cannot read the text layer ({type(e).__name__}: {e})", where=f"page {n}"))
-            continue
-        if not lines:
-            reject(InputError(rel, "no text layer (a scanned page?); run OCR on the PDF first", where=f"page {n}"))
-            continue
-        if any(isinstance(line, str) and len(line) > MAX_LINE_BYTES for line in lines):  # every format's line limit
-            why = f"a line longer than {MAX_LINE_BYTES:,} characters: generated data, not a document"
-            reject(InputError(rel, why, where=f"page {n}"))
-            continue
-        out += page_blocks(f"{rel}#page={n}", lines, min_chars, max_chars, rows)
-    return out
+    from finetune.documents.pdf import pdf_document_blocks
+
+    return pdf_document_blocks(path, rel, reader, min_chars, reject, max_chars, rows)
 
 
 def image_blocks(path: Path, rel: str, min_chars: int, max_chars: int, rows: RowLabels) -> list[dict]:
