@@ -90,6 +90,7 @@ class TableOptions(Model):
     unit: list[str] = []  # candidate unit columns; without one a header's "(unit)" or "[unit]" is the unit
     qualifiers: dict[str, str] = {}  # value columns that qualify the key, e.g. Typ: typical -> "typical supply …"
     skip: list[str] = []  # columns never asked about (notes, conditions)
+    notes: list[str] = []  # a row whose key cell starts with one of these words is a note, not values ("Note")
 
 
 class StepsOptions(Model):
