@@ -31,11 +31,11 @@ def _fold(cells: list[str]) -> list[str]:
 
 
 def _continues_header(header: list[str], row: list[str]) -> bool:
-    """A Markdown table's second header row: no value in it, an empty key cell (or the header's own, repeated by a
-    row span), and a name under a header cell that is empty or spans from its left neighbour."""
-    if not row or any(_VALUE.match(c) for c in row) or row[0] not in ("", header[0] if header else ""):
+    """A Markdown table's second header row: no value in it, an empty key cell, and a name under an empty header
+    cell (Markdown has no column spans: the group name stands over the first of its columns, the rest are empty)."""
+    if not row or row[0] or any(_VALUE.match(c) for c in row):
         return False
-    return any(c and j < len(header) and header[j] in ("", header[j - 1]) for j, c in enumerate(row) if j)
+    return any(c and j < len(header) and not header[j] for j, c in enumerate(row))
 
 
 def _merge(top: list[str], sub: list[str]) -> list[str]:
