@@ -114,3 +114,12 @@ def test_markers_are_stripped_from_values_and_headers_but_not_from_words():
 def test_a_table_without_such_layouts_is_unchanged():
     header, rows = ["Name", "Value"], [["VDD", "3.3"], ["IDD", "5"]]
     assert shape([header], rows) == (header, rows)
+
+
+def test_a_header_cell_spanning_the_row_under_the_header_is_a_label_not_column_names():
+    html = (
+        "<h2>Pins</h2><table><tr><th>Pin</th><th>Function</th></tr><tr><th colspan=2>Power</th></tr>"
+        "<tr><td>1</td><td>GND</td></tr></table>"
+    )
+    [block] = [b for b in html_blocks(html, "t.html", 0) if b["kind"] == "table"]
+    assert block["columns"] == ["Pin", "Function"] and block["rows"] == [{"Pin": "1", "Function": "GND"}]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from finetune.documents.tables import shape
+from finetune.documents.tables import is_note, shape
 
 _VOID = {"br", "hr", "img", "meta", "link", "input", "wbr", "col", "area", "base", "source"}
 _SKIP = {"head", "title", "script", "style", "template", "noscript", "svg"}
@@ -228,6 +228,8 @@ def table_of(node) -> tuple[list[str], list[list[str]]]:
         grid.append(row)
         th.append(all(cell[0] == "th" for cell in cells))
     lead = min(next((n for n, t in enumerate(th) if not t), len(th)), 2) or (0 if any(th) else min(1, len(grid)))
+    if lead == 2 and is_note(grid[1]):
+        lead = 1  # a <th> spanning the row under the header is a group label of the rows below, not column names
     return shape(grid[:lead], grid[lead:])
 
 
