@@ -10,7 +10,7 @@ from collections import Counter
 
 import click
 
-from finetune.generation.examples import merge_duplicates, run, unread_kinds
+from finetune.generation.examples import left_out_language, merge_duplicates, run, unread_kinds
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
 from finetune.params import load_params, params_option
@@ -43,6 +43,13 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
     for kind, (n, hint) in unread_kinds(blocks, taskfile).items():
         log("generate", f"warning: {n} {kind} blocks read by no task: {hint}")
     metrics = {}
+    if taskfile.languages:  # declared: blocks in a language a task has no phrasings for are left out, and counted
+        metrics["left_out_language"] = left_out_language(blocks, gparams, taskfile, str(params_path[-1]))
+        if metrics["left_out_language"]:
+            log(
+                "generate",
+                f"left out {metrics['left_out_language']} blocks in a language their task has no phrasings in",
+            )
     t = gparams.teacher
     if t.endpoint:  # optional teacher LLM: paraphrased questions, pairs written from the blocks, or both
         from finetune.generation import teacher, teacher_pairs

@@ -154,7 +154,7 @@ def test_glossary_terms_become_definition_questions(generated):
 def test_datasheet_tables_ask_row_by_column_with_qualifier_and_unit(generated):
     tables = qa(generated, "TABLE")
     asked = {q: a for q, a in tables.items() if "typical supply voltage (VDD)" in q}
-    assert asked and set(asked.values()) == {"3.3 V"}
+    assert asked and set(asked.values()) == {"Typ 3.3 V"}
     assert any("What is the maximum supply current (IDD) of the XB-200 sensor board" in q for q in tables)
     assert not any("minimum supply current" in q for q in tables)  # the "—" cell is no value
     assert not any("conditions" in q.lower() for q in tables)  # the Conditions column is skipped (task file)
@@ -218,7 +218,7 @@ def test_table_options_choose_key_aside_unit_and_qualifiers():
     )
     items = table(ELECTRICAL, t)
     whats = {i.fields["what"]: i.answer for i in items}
-    assert whats["typ. supply voltage (VDD)"] == "3.3 V"
+    assert whats["typ. supply voltage (VDD)"] == "Typ 3.3 V"
     assert whats["min of Supply voltage (VDD)"] == "3.0 V"  # not a qualifier here: an attribute of the row
     assert "conditions of Supply current (IDD)" in whats  # not skipped unless the task says so
     assert {i.meta["unit"] for i in items} == {"V", "mA", ""}

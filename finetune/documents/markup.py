@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from finetune.documents.tables import is_note, shape
+
 # Elements open at once. The reader walks the tree recursively, up to 3 frames a level (inline markup in a list item),
 # so without a limit 10,000 nested <div>s end in a RecursionError; 200 levels take ~600 of Python's 1,000 frames,
 # and a real page nests some 30.
@@ -30,6 +32,7 @@ _ANCHOR = re.compile(r"\s*(\{[#.][^{}]*\}|[¶§#])\s*$")
 _FLAG = r"--?[A-Za-z?][\w\[\]-]*(?:[ =](?:<[^>]+>|\[[^\]]+\]|[A-Z][A-Z0-9_]+))?"
 FLAGS = re.compile(rf"{_FLAG}(?:\s*[,/|]\s*{_FLAG})*")
 # What joins a term to its definition: `term: text`, `term — text`, `term - text`.
+_MARK = re.compile(r"\d{1,2}|[*†‡]{1,3}|\(\d{1,2}\)")  # a footnote reference in a table cell
 _JOINER = re.compile(r"^\s*(?::|[—–]|\s-\s)\s*")
 
 
@@ -194,6 +197,56 @@ def term_of(node, plain: bool = False) -> tuple[str, str] | None:
     return None
 
 
+def _span(cell, name: str) -> int:
+    try:
+        return max(1, min(int(cell[1].get(name) or 1), 100))  # a span over 100 is a typo, not a layout
+    except ValueError:
+        return 1
+
+
+def _unmarked(cell):
+    """A cell without a footnote reference after its value: "3.6<sup>2</sup>" (but "m<sup>2</sup>" stays)."""
+    kids = list(cell[2])
+    while kids and isinstance(kids[-1], str) and not kids[-1].strip():
+        kids.pop()
+    last = kids[-1] if kids else None
+    before = "".join(_raw(c) for c in kids[:-1]).rstrip()
+    if isinstance(last, tuple) and last[0] == "sup" and _MARK.fullmatch(_raw(last).strip()) and before[-1:].isdigit():
+        return (cell[0], cell[1], kids[:-1])
+    return cell
+
+
+def table_of(node) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of a <table>: cells spanning columns or rows repeated in each (a group name over its
+    sub-columns, a parameter over its conditions), then read by tables.shape. The header is the leading rows that
+    are all <th>, or the first row of a table without any <th>."""
+    grid, th, below = [], [], {}  # below: column -> (text, rows left) of a cell spanning rows from above
+    for tr in _find(node, {"tr"}):
+        cells = list(_find(tr, {"td", "th"}))
+        if not cells:
+            continue
+        row, queue = [], list(cells)
+        while queue or row and len(row) in below:
+            if len(row) in below:
+                text, left = below.pop(len(row))
+                if left > 1:
+                    below[len(row)] = (text, left - 1)
+                row.append(text)
+                continue
+            cell = queue.pop(0)
+            text = tidy(_inline(_unmarked(cell)))
+            for _ in range(_span(cell, "colspan")):
+                if _span(cell, "rowspan") > 1:
+                    below[len(row)] = (text, _span(cell, "rowspan") - 1)
+                row.append(text)
+        grid.append(row)
+        th.append(all(cell[0] == "th" for cell in cells))
+    lead = min(next((n for n, t in enumerate(th) if not t), len(th)), 2) or (0 if any(th) else min(1, len(grid)))
+    if lead == 2 and is_note(grid[1]):
+        lead = 1  # a <th> spanning the row under the header is a group label of the rows below, not column names
+    return shape(grid[:lead], grid[lead:])
+
+
 def html_events(node, events: list | None = None) -> list[tuple]:
     """Events in document order: ("h", level, text), ("para", text, term), ("ul"|"ol", items, terms),
     ("table", header, rows), ("code", code, language), ("dl", [(term, definition)]), ("details", summary) and
@@ -216,11 +269,7 @@ def html_events(node, events: list | None = None) -> list[tuple]:
         if heading:
             events.append(("h", int(heading[1]), _ANCHOR.sub("", " ".join(_inline(c).split()))))
         elif tag == "table":
-            rows = [cells for tr in _find(c, {"tr"}) if (cells := list(_find(tr, {"td", "th"})))]
-            # The header is the first row if it is all <th>, or the first row of a table without any <th>.
-            th = [all(cell[0] == "th" for cell in row) for row in rows]
-            head = rows.pop(0) if rows and (th[0] or not any(th)) else []
-            events.append(("table", [tidy(_inline(x)) for x in head], [[tidy(_inline(x)) for x in r] for r in rows]))
+            events.append(("table", *table_of(c)))
         elif tag in ("ol", "ul"):
             items = list(_find(c, {"li"}))
             events.append((tag, [render(li) for li in items], [term_of(li) for li in items]))

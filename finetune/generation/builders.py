@@ -25,6 +25,8 @@ _HEADER_UNIT = re.compile(r"^(?P<name>.*?)\s*[(\[](?P<unit>[^()\[\]]{1,12})[)\]]
 _PART = re.compile(r"#part=(\d+)$")
 _EMPTY_CELL = {"", "-", "–", "—", "n/a"}
 _NUMERIC = re.compile(r"^[<>≤≥~±+\-−]?\s*\d")  # a cell a unit applies to: "3.3", "-40", "≤ 20", "±0.5"
+# A unit cell: short and no bare number ("V", "mA", "°C", "V/µs", "V AC, 50 Hz", "–"; not "3.3" or "1200").
+_UNIT = re.compile(r"^(?![<>≤≥~±+\-−]?\s*\d[\d.,\s]*$).{1,16}$")
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,11 @@ def _find(columns: list[str], candidates: list[str]) -> str | None:
     return next((folded[c.casefold()] for c in candidates if c.casefold() in folded), None)
 
 
+def column_of(name: str) -> str:
+    """A column name mid-sentence: "Supply voltage / Min" (a group over its sub-column) -> "supply voltage min"."""
+    return lower_first(clean(name.replace(" / ", " ")))
+
+
 def table(block: dict, task: Task) -> list[Item]:
     """Row key x value column -> cell, with the unit from a unit column or the column header."""
     fields = heading_fields(block, task.blocks)
@@ -146,15 +153,19 @@ def table(block: dict, task: Task) -> list[Item]:
     if fields is None or len(columns) < 2:
         return []
     unit_col = _find(columns, o.unit)
+    rows = block.get("rows") or []
+    if unit_col and not all(_UNIT.match(u) for r in rows if (u := (r.get(unit_col) or "").strip())):
+        unit_col = None  # a column named Unit that holds values or prose is a value column like the others
     key = _find(columns, o.key) or next(c for c in columns if c != unit_col)
     aside = [c for c in (_find(columns, [a]) for a in o.aside) if c and c != key]
     skip = {c.casefold() for c in o.skip}
     values = [c for c in columns if c not in (key, unit_col, *aside) and c.casefold() not in skip]
     qualifiers = {k.casefold(): v for k, v in o.qualifiers.items()}
+    notes = re.compile(rf"^(?:{'|'.join(map(re.escape, o.notes))})\b", re.IGNORECASE) if o.notes else None
     out = []
-    for row in block.get("rows") or []:
+    for row in rows:
         name = clean(row.get(key, ""))
-        if not name:
+        if not name or (notes and notes.match(name)):
             continue
         extra = [clean(row.get(a, "")) for a in aside if clean(row.get(a, ""))]
         label = f"{name} ({', '.join(extra)})" if extra else name
@@ -167,16 +178,21 @@ def table(block: dict, task: Task) -> list[Item]:
             unit = (row.get(unit_col) or "").strip() if unit_col else header_unit
             # "VDD = 3.3 V" in a Conditions column is no value in mA, and a "–" unit is none
             unit = unit if _NUMERIC.match(cell) and unit.casefold() not in _EMPTY_CELL else ""
-            qualifier = qualifiers.get(col_name.casefold())
+            # "Supply voltage / Max" (a two-row header, documents/tables.py): the sub-column is what qualifies
+            sub = col_name.rpartition(" / ")[2]
+            qualifier = qualifiers.get(col_name.casefold()) or qualifiers.get(sub.casefold())
             if qualifier:
                 what = f"{qualifier} {lower_first(label)}"
             elif len(values) == 1:
                 what = lower_first(label)
             else:
-                what = f"{lower_first(clean(col_name))} of {label}"
+                what = f"{column_of(col_name)} of {label}"
             answer = cell if not unit or cell.endswith(unit) else f"{cell} {unit}"
-            item_fields = {"row": lower_first(label), "row_text": label, "column": lower_first(clean(col_name))}
-            item_fields |= {"value": cell, "unit": unit, "what": what}
+            # "Max 5.5 V": the answer says which limit it is, in the table's own word (so it stays grounded in the
+            # source); a task file wanting its own word writes `answer: "{qualifier} {value} {unit}"`.
+            answer = f"{clean(sub)} {answer}" if qualifier else answer
+            item_fields = {"row": lower_first(label), "row_text": label, "column": column_of(col_name)}
+            item_fields |= {"value": cell, "unit": unit, "what": what, "qualifier": qualifier or ""}
             out.append(Item(fields | item_fields, answer, {"unit": unit}))
     return out
 

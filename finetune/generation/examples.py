@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from finetune.generation import languages
 from finetune.generation.builders import BUILDER_OF_KIND, BUILDERS, Item, conversation, headings, selects, sentences
 from finetune.generation.taskfile import Task, TaskFile, enabled
 from finetune.io import InputError, content_id
@@ -81,10 +82,23 @@ def keypoints(task: Task, item: Item, answer: str) -> dict:
     return {}
 
 
+def phrasings(task: Task, block: dict, taskfile: TaskFile) -> tuple[str, list[str]] | None:
+    """(task-file key, questions) that ask about `block` in its own language; None when the task has none in it.
+    A conversation's questions are its user's own words, in whatever language they wrote."""
+    if not taskfile.languages or task.builder == "conversation":
+        return "questions", task.questions
+    text = " ".join([*headings(block), block.get("text", "")])
+    return taskfile.questions(task, languages.detect(text, languages.word_sets(taskfile.languages)))
+
+
 def examples_for(
     name: str, task: Task, block: dict, gparams: Generate, taskfile: TaskFile, max_seq_len: int | None = None
 ) -> list[dict]:
     """`max_seq_len` (model.max_seq_len) bounds a conversation's history to what could fit (builders.conversation)."""
+    asked = phrasings(task, block, taskfile)
+    if asked is None:  # a block in a language the task has no phrasings for: left out (generate counts it)
+        return []
+    key, questions = asked
     out = []
     items = (
         conversation(block, task, max_seq_len)
@@ -93,7 +107,7 @@ def examples_for(
     )
     for i, item in enumerate(items):
         rng = random.Random(f"{gparams.seed}|{name}|{block['id']}|{i}")
-        choices = eligible(task.questions, item.fields)
+        choices = eligible(questions, item.fields)
         k = min(gparams.phrasings_per_item, len(choices))
         if task.answer is not None:
             answer = render(task.answer, item.fields, taskfile, f"tasks.{name}.answer", block["source"]).strip()
@@ -109,11 +123,11 @@ def examples_for(
             for m in item.history
         ]
         for n in rng.sample(choices, k):
-            where = f"tasks.{name}.questions[{n}]"
+            where = f"tasks.{name}.{key}[{n}]"
             if task.builder == "conversation":  # the user's own words, as written
-                question = render(task.questions[n], item.fields, taskfile, where, block["source"])
+                question = render(questions[n], item.fields, taskfile, where, block["source"])
             else:
-                question = question_text(task.questions[n], item, taskfile, where, block["source"])
+                question = question_text(questions[n], item, taskfile, where, block["source"])
             messages = [system, *history, {"role": "user", "content": f"{task.prefix} {question}"}]
             messages.append({"role": "assistant", "content": answer})
             out.append(example(name, block["source"], block["id"], messages, meta))
@@ -123,7 +137,8 @@ def examples_for(
 def refusals(name: str, task: Task, gparams: Generate, taskfile: TaskFile) -> list[dict]:
     """One example per out-of-domain question of the task file, answered with generate.refusal."""
     out = []
-    for i, question in enumerate(task.questions):
+    asked = [*task.questions, *(q for qs in task.phrasings.values() for q in qs)]  # refused in every language
+    for i, question in enumerate(asked):
         source = f"{Path(taskfile.path).name}#{name.lower()}={i + 1}"
         messages = [
             {"role": "system", "content": gparams.system_prompt},
@@ -167,6 +182,13 @@ def unread_kinds(blocks: list[dict], taskfile: TaskFile) -> dict[str, tuple[int,
         kind: (n, f"add a {BUILDER_OF_KIND[kind]} task (blocks: {{kind: {kind}}}) to {taskfile.path}")
         for kind, n in sorted(counts.items())
     }
+
+
+def left_out_language(blocks: list[dict], gparams: Generate, taskfile: TaskFile, params_source: str = "params.yaml"):
+    """How many (task, block) pairs were left out because the block's language has no phrasings in the task."""
+    tasks = enabled(taskfile, gparams.tasks, params_source)
+    read = blocks_read(blocks, tasks)
+    return sum(phrasings(task, b, taskfile) is None for name, task in tasks.items() for b in read[name])
 
 
 def run(

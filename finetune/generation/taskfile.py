@@ -90,6 +90,7 @@ class TableOptions(Model):
     unit: list[str] = []  # candidate unit columns; without one a header's "(unit)" or "[unit]" is the unit
     qualifiers: dict[str, str] = {}  # value columns that qualify the key, e.g. Typ: typical -> "typical supply …"
     skip: list[str] = []  # columns never asked about (notes, conditions)
+    notes: list[str] = []  # a row whose key cell starts with one of these words is a note, not values ("Note")
 
 
 class StepsOptions(Model):
@@ -128,6 +129,9 @@ class Task(Model):
     builder: Literal[BUILDERS]  # type: ignore[valid-type]
     blocks: Select | None = None  # every builder but refusal needs it
     questions: list[str] = Field(min_length=1)  # phrasings with {placeholders}; refusal: the questions themselves
+    # The phrasings in other languages than the task file's `language`, e.g. {de: ["Was ist …?"]}: a block written
+    # in one of them (detected by the file's `languages:` words) is asked in it; in a language with none, not at all.
+    phrasings: dict[str, list[str]] = {}
     answer: str | None = None  # template over the item's fields; None: the builder's own answer
     keypoints: Literal["none", "sentences", "items"] = "none"  # what evaluate's key-point coverage checks
     check: Check
@@ -176,7 +180,31 @@ class Task(Model):
 
 class TaskFile(Model):
     tasks: dict[str, Task] = Field(min_length=1)
+    language: str | None = None  # the language of the tasks' `questions` (e.g. en); needed with `languages`
+    # Function words per language (e.g. {en: [the, and, …], de: [der, und, …]}): declared, each block's language is
+    # detected (finetune.generation.languages) and only phrasings in that language ask about it.
+    languages: dict[str, list[str]] = {}
     path: str = "tasks.yaml"  # where it was read from: error messages and refusal sources name it
+
+    @model_validator(mode="after")
+    def _languages(self) -> TaskFile:
+        if self.languages and self.language not in self.languages:
+            raise ValueError(f"{_KEY}language: name the language of `questions`, one of {', '.join(self.languages)}")
+        for name, task in self.tasks.items():
+            for lang in task.phrasings:
+                if lang not in self.languages or lang == self.language:
+                    known = [k for k in self.languages if k != self.language]
+                    hint = f"one of {', '.join(known)}" if known else "declare it in `languages:` first"
+                    raise ValueError(f"{_KEY}tasks.{name}.phrasings.{lang}: not another language of the file ({hint})")
+        return self
+
+    def questions(self, task: Task, language: str | None) -> tuple[str, list[str]] | None:
+        """(where in the task file, phrasings) that ask about a block in `language` (None: unknown, the file's own
+        language); None when the task has none in it."""
+        if language is None or language == self.language:
+            return "questions", task.questions
+        found = task.phrasings.get(language)
+        return (f"phrasings.{language}", found) if found else None
 
 
 # --- loading: one-line errors with the YAML line ------------------------------------------------------------

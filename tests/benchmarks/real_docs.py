@@ -136,7 +136,7 @@ def _finetune(work: Path, *args: str) -> tuple[bool, str, float]:
     return done.returncode == 0, (lines[-1] if lines else ""), time.perf_counter() - start
 
 
-def run_corpus(name: str, limit: int, work: Path, rules: Rules) -> dict:
+def run_corpus(name: str, limit: int, work: Path, rules: Rules, languages: dict | None = None) -> dict:
     domain = work / name
     raw = domain / "raw"
     raw.mkdir(parents=True)
@@ -148,7 +148,13 @@ def run_corpus(name: str, limit: int, work: Path, rules: Rules) -> dict:
         "refusal": f"I can only help with questions about the {name} documents.",
     }
     (domain / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    shutil.copyfile(ROOT / "domains/cli_tool/tasks.yaml", domain / "tasks.yaml")
+    tasks = yaml.safe_load((ROOT / "domains/cli_tool/tasks.yaml").read_text(encoding="utf-8"))
+    if languages:  # --languages: the task file's languages declared, phrasings in them added to its tasks
+        tasks |= {"language": languages["language"], "languages": languages["words"]}
+        for task, phrasings in languages.get("phrasings", {}).items():
+            if task in tasks["tasks"]:
+                tasks["tasks"][task]["phrasings"] = phrasings
+    (domain / "tasks.yaml").write_text(yaml.safe_dump(tasks, allow_unicode=True, sort_keys=False), encoding="utf-8")
     p = ["--params", str(ROOT / "params.yaml"), "--params", str(domain / "params.yaml")]
     blocks_path, examples_path = domain / "blocks.jsonl", domain / "examples.jsonl"
     result = {"corpus": name, "files": sum(1 for _ in raw.iterdir())}
@@ -170,6 +176,7 @@ def run_corpus(name: str, limit: int, work: Path, rules: Rules) -> dict:
     if not ok:
         return result
     examples = [json.loads(ln) for ln in examples_path.open(encoding="utf-8")]
+    result["left_out_language"] = json.loads((domain / "generate.json").read_text()).get("left_out_language", "-")
     result["per_task"] = dict(sorted(Counter(e["task"] for e in examples).items()))
     start = time.perf_counter()
     result["quality"] = measure(examples, blocks, rules)
@@ -188,6 +195,7 @@ def table(results: list[dict]) -> str:
     rows.append(("generate", [r.get("generate", "-")[:30] for r in results]))
     rows.append(("examples", [str(r["quality"]["examples"]) if "quality" in r else "-" for r in results]))
     rows += [(f"  {t}", [str(r.get("per_task", {}).get(t, "-")) for r in results]) for t in tasks]
+    rows.append(("left_out_language", [str(r.get("left_out_language", "-")) for r in results]))
     for problem in (*PROBLEMS, "flagged"):
         cells = []
         for r in results:
@@ -221,6 +229,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--corpus", action="append", choices=sorted(CORPORA), help="one corpus (repeatable); default all")
     ap.add_argument("--limit", type=int, help="documents per corpus (default: " + str(LIMITS) + ")")
     ap.add_argument("--rules", type=Path, default=Path(__file__).with_name("quality_rules.yaml"))
+    ap.add_argument(
+        "--languages",
+        type=Path,
+        default=Path(__file__).with_name("languages.yaml"),
+        help="declare the task file's languages (words from --rules) and add these phrasings; '' for none",
+    )
     ap.add_argument("--sample", type=int, default=0, help="print this many random examples per corpus")
     ap.add_argument("--seed", type=int, default=19)
     ap.add_argument("--json", type=Path, help="write every result here, the worst examples too")
@@ -228,6 +242,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     rules_data = yaml.safe_load(args.rules.read_text()) if args.rules else {}
     rules = Rules.from_mapping(rules_data | {"max_tokens": load_params(ROOT / "params.yaml").model.max_seq_len})
+    languages = None
+    if args.languages and str(args.languages) not in ("", "."):
+        languages = yaml.safe_load(args.languages.read_text(encoding="utf-8")) | {"words": rules_data["stopwords"]}
     names = args.corpus or list(CORPORA)
     with tempfile.TemporaryDirectory(prefix="real_docs_") as tmp:
         work = (args.keep or Path(tmp)).resolve()
@@ -236,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         results = []
         for name in names:
             print(f"[real_docs] {name} …", file=sys.stderr, flush=True)
-            results.append(run_corpus(name, args.limit or LIMITS[name], work, rules))
+            results.append(run_corpus(name, args.limit or LIMITS[name], work, rules, languages))
         print(table(results))
         for r in results:
             if args.sample:
