@@ -308,3 +308,20 @@ def test_the_parts_of_a_long_section_ask_distinct_questions(generated):
     assert len(questions) == len(set(questions)) == 6
     assert all(q.endswith(("(part 1)?", "(part 2)?")) for q in questions)
     assert not [e for e in generated if "part" in e["messages"][-2]["content"] and e["task"] == "SECTION"]
+
+
+def test_a_numbered_list_is_steps_only_when_its_items_start_with_the_task_files_instruction_words():
+    notes = b(
+        "docs/notes.md#h=Notes",
+        "list",
+        ["Quarry CLI reference", "Notes"],
+        items=["Older snapshots are kept for a week.", "Ignored files are never staged.", "Links count as files."],
+    )
+    options = {"min_items": 2, "min_words": 3, "instruction_words": ["clone", "run", "check"]}
+    steps_task = task("steps", steps=options)
+    assert steps(notes, steps_task) == []
+    assert [i.points for i in steps(INSTALL, steps_task)] == [tuple(INSTALL["items"])]
+    # Words of another language: the same procedure is none of its steps.
+    assert steps(INSTALL, task("steps", steps=options | {"instruction_words": ["klonen", "führen"]})) == []
+    # No word list: shape alone decides, as before.
+    assert steps(notes, task("steps", steps={"min_items": 2, "min_words": 3})) != []

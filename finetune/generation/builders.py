@@ -22,6 +22,7 @@ _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|`)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HEADER_UNIT = re.compile(r"^(?P<name>.*?)\s*[(\[](?P<unit>[^()\[\]]{1,12})[)\]]\s*$")
+_WORD = re.compile(r"\w+")
 _PART = re.compile(r"#part=(\d+)$")
 _EMPTY_CELL = {"", "-", "–", "—", "n/a"}
 _NUMERIC = re.compile(r"^[<>≤≥~±+\-−]?\s*\d")  # a cell a unit applies to: "3.3", "-40", "≤ 20", "±0.5"
@@ -118,8 +119,14 @@ def section(block: dict, task: Task) -> list[Item]:
     return [Item(fields | {"text": text, "bullets": listed}, text, points=tuple(bullets))]
 
 
+def _instruction(item: str, words: list[str]) -> bool:
+    first = _WORD.search(clean(item))
+    return first is not None and first.group().casefold() in {w.casefold() for w in words}
+
+
 def steps(block: dict, task: Task) -> list[Item]:
-    """An ordered list that is a procedure: enough items, each (or a share of them) a sentence of some words."""
+    """An ordered list that is a procedure: enough items, each (or a share of them) a sentence of some words, and
+    (given the task's instruction words) a share of them starting with an instruction."""
     fields = heading_fields(block, task.blocks)
     items = [i.strip() for i in block.get("items") or [] if isinstance(i, str) and i.strip()]
     o = task.steps
@@ -127,6 +134,9 @@ def steps(block: dict, task: Task) -> list[Item]:
         return []
     if sum(_words(i) >= o.min_words for i in items) / len(items) < o.min_share:
         return []
+    if o.instruction_words:
+        if sum(_instruction(i, o.instruction_words) for i in items) / len(items) < o.instruction_share:
+            return []
     lead = (block.get("lead") or "").strip()
     if o.lead and not lead:
         return []

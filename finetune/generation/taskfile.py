@@ -99,6 +99,10 @@ class StepsOptions(Model):
     min_words: int = Field(3, ge=1)  # an item counts as a step when it has at least this many words
     min_share: float = Field(1.0, gt=0, le=1)  # share of items that must count as steps
     lead: bool = False  # also require a lead paragraph before the list
+    # Given, a list is a procedure only when at least instruction_share of its items start with one of these words
+    # (a language's instruction verbs: "Run", "Copy"): a numbered list of notes or names is no procedure.
+    instruction_words: list[str] = []
+    instruction_share: float = Field(0.5, gt=0, le=1)
 
 
 class Seed(Model):
