@@ -325,3 +325,27 @@ def test_a_numbered_list_is_steps_only_when_its_items_start_with_the_task_files_
     assert steps(INSTALL, task("steps", steps=options | {"instruction_words": ["klonen", "führen"]})) == []
     # No word list: shape alone decides, as before.
     assert steps(notes, task("steps", steps={"min_items": 2, "min_words": 3})) != []
+
+
+def test_a_definition_answer_is_a_sentence_and_a_label_is_no_term():
+    notes = b(
+        "docs/add.md#h=quarry add/Options",
+        "definitions",
+        [*CLI, "Options"],
+        items=[
+            {"term": "`--force`", "definition": "add files even when they match an ignore rule"},
+            {"term": "`--color`", "definition": "`auto` colours the output on a terminal"},
+            {"term": "NOTE", "definition": "Back up the store first."},
+            {"term": "`--from`", "definition": "read the paths from a file such as:"},
+        ],
+    )
+    items = definitions(notes, task("definitions", labels=["Note", "Warning"]))
+    assert [i.fields["term"] for i in items] == ["--force", "--color", "--from"]
+    assert [i.answer for i in items] == [
+        "Add files even when they match an ignore rule.",
+        "`auto` colours the output on a terminal.",  # a literal keeps its case
+        "Read the paths from a file such as:",  # what it led to is missing: no full stop hides that
+    ]
+    assert items[0].fields["definition_lc"] == "add files even when they match an ignore rule"
+    # Without the task file's labels, NOTE is a term like any other.
+    assert "NOTE" in [i.fields["term"] for i in definitions(notes, task("definitions"))]

@@ -23,6 +23,9 @@ _EMPHASIS = re.compile(r"(\*\*|__|`)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HEADER_UNIT = re.compile(r"^(?P<name>.*?)\s*[(\[](?P<unit>[^()\[\]]{1,12})[)\]]\s*$")
 _WORD = re.compile(r"\w+")
+_SENTENCE_ENDS = ".!?。！？"
+_LEAD_IN = ":："
+_CLOSERS = "\"'”’»)]}*_`"
 _PART = re.compile(r"#part=(\d+)$")
 _EMPTY_CELL = {"", "-", "–", "—", "n/a"}
 _NUMERIC = re.compile(r"^[<>≤≥~±+\-−]?\s*\d")  # a cell a unit applies to: "3.3", "-40", "≤ 20", "±0.5"
@@ -217,17 +220,37 @@ def row(block: dict, task: Task) -> list[Item]:
     return out
 
 
+def as_sentence(text: str) -> str:
+    """A fragment as a sentence: a first word of lower-case letters capitalised ("prints the version" -> "Prints
+    the version."), an end mark added where none is. A literal keeps its case ("`auto` colours", "/etc/x is");
+    a text ending on a lead-in mark keeps it: what it led to is missing, and a full stop would hide that."""
+    text = text.strip()
+    first = text.split()[0].rstrip(",;:") if text else ""
+    if first.replace("-", "").replace("'", "").isalpha() and first[:1].islower():
+        text = text[:1].upper() + text[1:]
+    core = text.rstrip(_CLOSERS).rstrip()
+    if core and core[-1] not in _SENTENCE_ENDS + _LEAD_IN:
+        text = text.rstrip(",; ") + "."
+    return text
+
+
 def definitions(block: dict, task: Task) -> list[Item]:
+    """One item per entry whose term the task reads; a label ("NOTE") is no term, and the answer is a sentence."""
     fields = heading_fields(block, task.blocks)
     if fields is None:
         return []
+    labels = {label.casefold() for label in task.labels}
     out = []
     for entry in block.get("items") or []:
         if not isinstance(entry, dict):
             continue
         term, definition = clean(entry.get("term", "")), " ".join(str(entry.get("definition", "")).split())
-        if term and definition and (task.terms is None or re.search(task.terms, term)):
-            out.append(Item(fields | {"term": term, "definition": definition}, definition))
+        if not (term and definition) or term.rstrip(" :").casefold() in labels:
+            continue
+        if task.terms is None or re.search(task.terms, term):
+            sentence = as_sentence(definition)
+            item_fields = {"term": term, "definition": definition, "sentence": sentence}
+            out.append(Item(fields | item_fields | {"definition_lc": lower_first(definition)}, sentence))
     return out
 
 

@@ -139,6 +139,8 @@ class Task(Model):
     table: TableOptions = TableOptions()
     steps: StepsOptions = StepsOptions()
     terms: str | None = None  # definitions: only terms matching this regex (e.g. '^-' for options)
+    # definitions: terms that are labels of a note, not terms it defines ("NOTE: …", "Warning: …"), any case
+    labels: list[str] = []
     teacher: TeacherTask | None = None  # pairs written by the teacher LLM from each block read (None: rules only)
 
     @field_validator("check", mode="before")
