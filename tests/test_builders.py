@@ -8,7 +8,17 @@ import pytest
 import yaml
 
 from finetune.documents.sections import block
-from finetune.generation.builders import clean, code, conversation, definitions, row, section, steps, table
+from finetune.generation.builders import (
+    clean,
+    code,
+    code_sections,
+    conversation,
+    definitions,
+    row,
+    section,
+    steps,
+    table,
+)
 from finetune.generation.examples import run
 from finetune.generation.taskfile import load, parse
 from finetune.io import InputError
@@ -167,14 +177,31 @@ def test_only_lists_that_are_procedures_become_steps(generated):
     assert answers == {"\n".join(f"{n}. {s}" for n, s in enumerate(INSTALL["items"], start=1))}
 
 
-def test_code_examples_are_fenced_verbatim_and_a_lead_phrases_the_question(generated):
+def test_code_examples_are_asked_from_the_heading_and_answered_with_their_lead_and_fenced_code(generated):
     code_qa = qa(generated, "CODE")
-    assert "[EXAMPLE] How do I stage every file of a folder, ignored files included (quarry add)?" in code_qa
-    assert code_qa["[EXAMPLE] How do I stage every file of a folder, ignored files included (quarry add)?"] == (
-        '```sh\nfor f in data/*; do\n    quarry add "$f" --force\ndone\n```'
-    )
-    bare = [q for q, a in code_qa.items() if a == "```\nquarry add .\n```"]
-    assert bare == ["[EXAMPLE] Can you give me an example for More (quarry add)?"]  # no lead: no lead phrasing
+    code_text = '```sh\nfor f in data/*; do\n    quarry add "$f" --force\ndone\n```'
+    answer = f"Stage every file of a folder, ignored files included:\n{code_text}"
+    assert code_qa == {
+        "[EXAMPLE] Can you give me an example for Examples (quarry add)?": answer,
+        "[EXAMPLE] Show me an example for Examples (quarry add).": answer,
+    }  # the lead is in no question, and BARE_CODE (no lead: nothing says what it does) is in no example
+
+
+def test_a_sections_code_blocks_are_one_example_and_a_heading_that_is_a_task_asks_how():
+    section_code = [
+        b("docs/link.md#h=Add a symlink", "code", ["skein", "Add a symlink"], code="skein link a b", lead="Link a file:"),
+        b("docs/link.md#h=Add a symlink", "code", ["skein", "Add a symlink"], code="skein link -r d", lead=""),
+        b("docs/link.md#h=Other", "code", ["skein", "Other"], code="skein ls", language="sh", lead="List them."),
+    ]
+    code_task = task("code", code={"lead": True, "instruction_words": ["add", "run"]})
+    items = [i for blk in code_sections(section_code) for i in code(blk, code_task)]
+    assert [i.answer for i in items] == [
+        "Link a file:\n```\nskein link a b\n```\n\n```\nskein link -r d\n```",
+        "List them.\n```sh\nskein ls\n```",
+    ]
+    assert [i.fields["howto_lc"] for i in items] == ["add a symlink", ""]  # "Other" is no task
+    bare = b("docs/link.md#h=Synopsis", "code", ["skein", "Synopsis"], code="skein link SRC DST", lead="")
+    assert code(bare, code_task) == [] and len(code(bare, task("code"))) == 1  # code.lead: false keeps it
 
 
 def test_every_assistant_turn_of_a_conversation_is_an_example_with_its_history(generated):

@@ -122,8 +122,8 @@ def section(block: dict, task: Task) -> list[Item]:
     return [Item(fields | {"text": text, "bullets": listed}, text, points=tuple(bullets))]
 
 
-def _instruction(item: str, words: list[str]) -> bool:
-    first = _WORD.search(clean(item))
+def _starts_with(text: str, words: list[str]) -> bool:
+    first = _WORD.search(text)
     return first is not None and first.group().casefold() in {w.casefold() for w in words}
 
 
@@ -138,7 +138,7 @@ def steps(block: dict, task: Task) -> list[Item]:
     if sum(_words(i) >= o.min_words for i in items) / len(items) < o.min_share:
         return []
     if o.instruction_words:
-        if sum(_instruction(i, o.instruction_words) for i in items) / len(items) < o.instruction_share:
+        if sum(_starts_with(clean(i), o.instruction_words) for i in items) / len(items) < o.instruction_share:
             return []
     lead = (block.get("lead") or "").strip()
     if o.lead and not lead:
@@ -254,17 +254,40 @@ def definitions(block: dict, task: Task) -> list[Item]:
     return out
 
 
+def code_sections(blocks: list[dict]) -> list[dict]:
+    """The code blocks of one section (one source) as one block, in the order first seen: each with its own lead,
+    `snippets` [{code, language, lead}]. A question made from the heading asks for all of them; asked once per
+    block, it would have as many answers as the section has code blocks."""
+    by_source: dict[str, dict] = {}
+    for b in blocks:
+        snippet = {k: b.get(k) or "" for k in ("code", "language", "lead")}
+        if b.get("source") in by_source:
+            by_source[b["source"]]["snippets"].append(snippet)
+        else:
+            by_source[b.get("source")] = b | {"snippets": [snippet]}
+    return list(by_source.values())
+
+
 def code(block: dict, task: Task) -> list[Item]:
+    """A section's code examples, each fenced after its lead sentence: asked from the heading, never from the lead
+    (a lead pasted into a question reads "How do I let's suppose …?"). `howto` is the heading when it starts with
+    one of the task's instruction words ("Add a link": "How do I add a link?"), else ""."""
     fields = heading_fields(block, task.blocks)
-    text = (block.get("code") or "").rstrip()
-    if fields is None or not text.strip():
+    snippets = [s for s in block.get("snippets") or [block] if (s.get("code") or "").strip()]
+    if fields is None or not snippets:
         return []
-    language, lead = block.get("language") or "", (block.get("lead") or "").strip()
-    fenced = f"```{language}\n{text}\n```"
-    lead_lc = lower_first(lead.rstrip(" .:;"))
-    return [
-        Item(fields | {"code": text, "language": language, "lead": lead, "lead_lc": lead_lc, "fenced": fenced}, fenced)
-    ]
+    leads = [(s.get("lead") or "").strip() for s in snippets]
+    if task.code.lead and not any(leads):
+        return []
+    fenced = [f"```{s.get('language') or ''}\n{s['code'].rstrip()}\n```" for s in snippets]
+    answer = "\n\n".join(f"{lead}\n{f}" if lead else f for lead, f in zip(leads, fenced, strict=True))
+    lead = next((lead for lead in leads if lead), "")
+    howto = fields["heading"] if _starts_with(fields["heading"], task.code.instruction_words) else ""
+    language = snippets[0].get("language") or ""
+    item_fields = {"code": "\n\n".join(s["code"].rstrip() for s in snippets), "language": language}
+    item_fields |= {"lead": lead, "fenced": "\n\n".join(fenced), "example": answer}
+    item_fields |= {"howto": howto, "howto_lc": lower_first(howto)}
+    return [Item(fields | item_fields, answer)]
 
 
 def conversation(block: dict, task: Task) -> list[Item]:

@@ -14,7 +14,7 @@ import random
 import re
 from pathlib import Path
 
-from finetune.generation.builders import BUILDER_OF_KIND, BUILDERS, Item, headings, selects, sentences
+from finetune.generation.builders import BUILDER_OF_KIND, BUILDERS, Item, code_sections, headings, selects, sentences
 from finetune.generation.taskfile import Task, TaskFile, enabled
 from finetune.io import InputError, content_id
 from finetune.params import Generate
@@ -170,7 +170,7 @@ def run(blocks: list[dict], gparams: Generate, taskfile: TaskFile, params_source
         if task.builder == "refusal":
             examples += refusals(name, task, gparams, taskfile)
             continue
-        for block in read[name]:
+        for block in code_sections(read[name]) if task.builder == "code" else read[name]:
             examples += examples_for(name, task, block, gparams, taskfile)
     # Two phrasings can coincide after formatting (e.g. "{question}"): keep one of each id.
     seen, unique = set(), []

@@ -105,6 +105,13 @@ class StepsOptions(Model):
     instruction_share: float = Field(0.5, gt=0, le=1)
 
 
+class CodeOptions(Model):
+    """Code builder: which code blocks are examples worth asking for, and when a heading reads as a task."""
+
+    lead: bool = False  # only a section whose code has a lead paragraph (bare code says nothing of what it does)
+    instruction_words: list[str] = []  # a heading starting with one ("Add a link") fills {howto}: "How do I …?"
+
+
 class Seed(Model):
     """One few-shot example the teacher is shown: the kind of pair the user wants, from a passage of their own."""
 
@@ -138,6 +145,7 @@ class Task(Model):
     each: Each | None = None
     table: TableOptions = TableOptions()
     steps: StepsOptions = StepsOptions()
+    code: CodeOptions = CodeOptions()
     terms: str | None = None  # definitions: only terms matching this regex (e.g. '^-' for options)
     # definitions: terms that are labels of a note, not terms it defines ("NOTE: …", "Warning: …"), any case
     labels: list[str] = []
@@ -211,7 +219,8 @@ def _problem(error: dict) -> tuple[tuple, str]:
         key, _, msg = msg[len(_KEY) :].partition(": ")
         loc += tuple(int(k) if k.isdigit() else k for k in key.split("."))
     if error["type"] == "extra_forbidden":
-        parts = {"blocks": Select, "each": Each, "table": TableOptions, "steps": StepsOptions, "teacher": TeacherTask}
+        parts = {"blocks": Select, "each": Each, "table": TableOptions, "steps": StepsOptions, "code": CodeOptions}
+        parts["teacher"] = TeacherTask
         model = {1: TaskFile, 3: Task}.get(len(loc)) or (parts.get(str(loc[2])) if len(loc) == 4 else None)
         names = [n for n in model.model_fields if n != "path"] if model else []
         near = difflib.get_close_matches(str(loc[-1]), names, n=1)
