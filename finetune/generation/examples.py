@@ -193,3 +193,20 @@ def merge_duplicates(examples: list[dict]) -> tuple[list[dict], int]:
             seen.add(key)
             kept.append(e)
     return kept, len(examples) - len(kept)
+
+
+def merge_boilerplate(examples: list[dict], min_words: int) -> tuple[list[dict], int]:
+    """(examples, how many were merged): an answer of at least min_words words that a task gave, word for word (case
+    and spacing aside), for an earlier document is boilerplate (a legal notice, a certification, the same paragraph
+    in every board's datasheet): only the first document's examples of it stay, every phrasing of them. A shorter
+    answer ("3.3 V") repeats as a fact of each document."""
+    first: dict[tuple[str, str], str] = {}
+    kept = []
+    for e in examples:
+        answer = next((m["content"] for m in reversed(e["messages"]) if m["role"] == "assistant"), "")
+        words = answer.casefold().split()
+        document = e["source"].split("#", 1)[0]
+        if len(words) >= min_words and first.setdefault((e["task"], " ".join(words)), document) != document:
+            continue
+        kept.append(e)
+    return kept, len(examples) - len(kept)
