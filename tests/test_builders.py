@@ -189,14 +189,14 @@ def test_code_examples_are_asked_from_the_heading_and_answered_with_their_lead_a
 
 def test_a_sections_code_blocks_are_one_example_and_a_heading_that_is_a_task_asks_how():
     section_code = [
-        b("docs/link.md#h=Add a symlink", "code", ["skein", "Add a symlink"], code="skein link a b", lead="Link a file:"),
+        b("docs/link.md#h=Add a symlink", "code", ["skein", "Add a symlink"], code="skein link a b", lead="Link it:"),
         b("docs/link.md#h=Add a symlink", "code", ["skein", "Add a symlink"], code="skein link -r d", lead=""),
         b("docs/link.md#h=Other", "code", ["skein", "Other"], code="skein ls", language="sh", lead="List them."),
     ]
     code_task = task("code", code={"lead": True, "instruction_words": ["add", "run"]})
     items = [i for blk in code_sections(section_code) for i in code(blk, code_task)]
     assert [i.answer for i in items] == [
-        "Link a file:\n```\nskein link a b\n```\n\n```\nskein link -r d\n```",
+        "Link it:\n```\nskein link a b\n```\n\n```\nskein link -r d\n```",
         "List them.\n```sh\nskein ls\n```",
     ]
     assert [i.fields["howto_lc"] for i in items] == ["add a symlink", ""]  # "Other" is no task
