@@ -9,7 +9,7 @@ from itertools import pairwise
 
 import pytest
 
-from finetune.documents.readers import html_blocks, markdown_blocks
+from finetune.documents.readers import html_blocks, markdown_blocks, txt_blocks
 from finetune.documents.sections import cut_spans
 from tests.conftest import params_file
 from tests.test_extract import extract
@@ -275,3 +275,25 @@ def test_a_long_section_is_never_cut_right_after_a_lead_in():
     parts = [text[a:b] for a, b in spans]
     assert len(parts) > 1 and not any(p.rstrip().endswith(":") for p in parts), parts
     assert "Do it like this:\n\nThe thing it led to." in parts
+
+
+def test_a_text_paragraph_ending_on_a_lead_in_takes_its_indented_code_fenced_or_the_next_paragraph():
+    text = (
+        "Tool keeps links in one folder and restores them anywhere.\n\n"
+        "Read the help in the interpreter with::\n\n    >>> import tool\n    >>> help(tool)\n\n"
+        "        >>> tool.run()\n\n"
+        "It works on every platform. Two things matter:\n\n"
+        "Links are relative, and the store is plain files anyone can read.\n"
+    )
+    assert [(b["source"], b["text"]) for b in txt_blocks(text, "t.txt", 10)] == [
+        ("t.txt#para=1", "Tool keeps links in one folder and restores them anywhere."),
+        (
+            "t.txt#para=2",
+            "Read the help in the interpreter with:\n\n```\n>>> import tool\n>>> help(tool)\n\n    >>> tool.run()\n```",
+        ),
+        (
+            "t.txt#para=5",
+            "It works on every platform. Two things matter:\n\n"
+            "Links are relative, and the store is plain files anyone can read.",
+        ),
+    ]
