@@ -10,7 +10,7 @@ from itertools import pairwise
 import pytest
 
 from finetune.documents.readers import html_blocks, markdown_blocks, txt_blocks
-from finetune.documents.sections import cut_spans
+from finetune.documents.sections import cut_spans, section_block
 from tests.conftest import params_file
 from tests.test_extract import extract
 
@@ -297,3 +297,10 @@ def test_a_text_paragraph_ending_on_a_lead_in_takes_its_indented_code_fenced_or_
             "Links are relative, and the store is plain files anyone can read.",
         ),
     ]
+
+
+def test_a_long_sections_lead_in_stays_with_its_code_and_code_alone_is_no_part():
+    code = "```\n" + "x = 1\n" * 20 + "```"
+    text = f"Intro sentence one. Intro sentence two.\n\nA long lead that explains the code below:\n\n{code}\n\n```\nls\n```"
+    parts = [b["text"] for b in section_block("t.md#h=A", "A", ["A"], text, [], 80)]
+    assert parts == ["Intro sentence one. Intro sentence two.", f"A long lead that explains the code below:\n\n{code}"]

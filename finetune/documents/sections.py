@@ -71,7 +71,13 @@ _FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[ \t]*$", re.MULTILINE | re.DO
 def cut_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
     """(start, end) of each part of `text` when it is cut to parts of at most max_chars, never inside a fence nor
     right after a lead-in (a part ending "… as follows:" would answer with nothing after its colon)."""
-    fences = [m.span() for m in _FENCE.finditer(text)]
+    # A fence is cut nowhere, and neither is the lead-in paragraph before it from it: a part of the lead alone would
+    # stop on its colon, a part of the code alone would show code with nothing to say what it is.
+    fences = []
+    for m in _FENCE.finditer(text):
+        blank = text.rfind("\n\n", 0, max(0, m.start() - 2))  # the blank line before the paragraph before it
+        lead_at = blank + 2 if blank >= 0 else 0
+        fences.append((lead_at, m.end()) if _leads_in(text[lead_at : m.start()]) else m.span())
 
     def spans(lo: int, hi: int, level: int) -> list[tuple[int, int]]:
         if hi - lo <= max_chars:
@@ -110,6 +116,8 @@ def section_block(
     spans = cut_spans(text, max_chars) if max_chars else [(0, len(text))]
     if len(spans) == 1:
         return [block(source, "section", title, text, headings, items=[i for _, i in items])]
+    # A part that is code alone is no section of its own: its code block is there for the code tasks.
+    spans = [(a, b) for a, b in spans if _FENCE.sub("", text[a:b]).strip()]
     return [
         block(
             f"{source}#part={n}",
