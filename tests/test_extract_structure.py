@@ -289,7 +289,8 @@ def test_a_text_paragraph_ending_on_a_lead_in_takes_its_indented_code_fenced_or_
         ("t.txt#para=1", "Tool keeps links in one folder and restores them anywhere."),
         (
             "t.txt#para=2",
-            "Read the help in the interpreter with:\n\n```\n>>> import tool\n>>> help(tool)\n\n    >>> tool.run()\n```",
+            "Read the help in the interpreter with:\n\n"
+            "```\n>>> import tool\n>>> help(tool)\n\n    >>> tool.run()\n```",
         ),
         (
             "t.txt#para=5",
@@ -301,6 +302,6 @@ def test_a_text_paragraph_ending_on_a_lead_in_takes_its_indented_code_fenced_or_
 
 def test_a_long_sections_lead_in_stays_with_its_code_and_code_alone_is_no_part():
     code = "```\n" + "x = 1\n" * 20 + "```"
-    text = f"Intro sentence one. Intro sentence two.\n\nA long lead that explains the code below:\n\n{code}\n\n```\nls\n```"
+    text = f"Intro one. Intro two.\n\nA long lead that explains the code below:\n\n{code}\n\n```\nls\n```"
     parts = [b["text"] for b in section_block("t.md#h=A", "A", ["A"], text, [], 80)]
-    assert parts == ["Intro sentence one. Intro sentence two.", f"A long lead that explains the code below:\n\n{code}"]
+    assert parts == ["Intro one. Intro two.", f"A long lead that explains the code below:\n\n{code}"]
