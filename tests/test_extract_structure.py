@@ -277,7 +277,7 @@ def test_a_long_section_is_never_cut_right_after_a_lead_in():
     assert "Do it like this:\n\nThe thing it led to." in parts
 
 
-def test_a_text_paragraph_ending_on_a_lead_in_takes_its_indented_code_fenced_or_the_next_paragraph():
+def test_a_text_paragraph_ending_on_a_lead_in_takes_the_next_paragraph_fenced_when_indented_deeper():
     text = (
         "Tool keeps links in one folder and restores them anywhere.\n\n"
         "Read the help in the interpreter with::\n\n    >>> import tool\n    >>> help(tool)\n\n"
@@ -287,11 +287,8 @@ def test_a_text_paragraph_ending_on_a_lead_in_takes_its_indented_code_fenced_or_
     )
     assert [(b["source"], b["text"]) for b in txt_blocks(text, "t.txt", 10)] == [
         ("t.txt#para=1", "Tool keeps links in one folder and restores them anywhere."),
-        (
-            "t.txt#para=2",
-            "Read the help in the interpreter with:\n\n"
-            "```\n>>> import tool\n>>> help(tool)\n\n    >>> tool.run()\n```",
-        ),
+        ("t.txt#para=2", "Read the help in the interpreter with:\n\n```\n>>> import tool\n>>> help(tool)\n```"),
+        ("t.txt#para=4", ">>> tool.run()"),  # the next paragraph is a paragraph of its own, as before
         (
             "t.txt#para=5",
             "It works on every platform. Two things matter:\n\n"

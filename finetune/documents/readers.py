@@ -160,25 +160,23 @@ def _indent(paragraph: str) -> int:
 
 
 def txt_paragraphs(text: str) -> list[tuple[int, str]]:
-    """(number, text) of each paragraph; one ending on a lead-in (":", reST's "::") takes what it leads to: the
-    paragraphs after it indented deeper are its code, fenced verbatim, else the next paragraph. Alone, each would be
-    an answer that stops on its colon, and code with nothing to say what it is."""
+    """(number, text) of each paragraph; one ending on a lead-in (":", reST's "::") takes what it leads to: the next
+    paragraph, fenced verbatim as code when it is indented deeper. Alone, each would be an answer that stops on its
+    colon, and code with nothing to say what it is."""
     raw = re.split(r"\n(?:[ \t]*\n)+", text.strip("\n"))  # blank lines; the next line keeps its indentation
     out, n = [], 0
     while n < len(raw):
         lead, n = clean(raw[n]), n + 1
         number = n
         if lead[-1:] in tuple(LEAD_IN) and n < len(raw):
-            deeper = _indent(raw[number - 1]) + 1
-            code = []
-            while n < len(raw) and raw[n].strip() and _indent(raw[n]) >= deeper:
-                code.append(raw[n])
-                n += 1
-            if code:
-                body = textwrap.dedent("\n\n".join(code)).strip("\n")
+            # One paragraph only: in a man page every paragraph after an example may be indented deeper than the
+            # lead (an option's description), and a code block is never cut.
+            if _indent(raw[n]) > _indent(raw[number - 1]):
+                body = textwrap.dedent(raw[n]).strip("\n")
                 lead = f"{lead[:-1] if lead.endswith('::') else lead}\n\n```\n{body}\n```"
             else:
-                lead, n = f"{lead}\n\n{clean(raw[n])}", n + 1
+                lead = f"{lead}\n\n{clean(raw[n])}"
+            n += 1
         out.append((number, lead))
     return out
 
