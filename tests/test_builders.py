@@ -364,14 +364,16 @@ def test_a_definition_answer_is_a_sentence_and_a_label_is_no_term():
             {"term": "`--color`", "definition": "`auto` colours the output on a terminal"},
             {"term": "NOTE", "definition": "Back up the store first."},
             {"term": "`--from`", "definition": "read the paths from a file such as:"},
+            {"term": "Source", "definition": "https://example.invalid/quarry"},
         ],
     )
     items = definitions(notes, task("definitions", labels=["Note", "Warning"]))
-    assert [i.fields["term"] for i in items] == ["--force", "--color", "--from"]
+    assert [i.fields["term"] for i in items] == ["--force", "--color", "--from", "Source"]
     assert [i.answer for i in items] == [
         "Add files even when they match an ignore rule.",
         "`auto` colours the output on a terminal.",  # a literal keeps its case
         "Read the paths from a file such as:",  # what it led to is missing: no full stop hides that
+        "https://example.invalid/quarry",  # one literal: a full stop would only change it
     ]
     assert items[0].fields["definition_lc"] == "add files even when they match an ignore rule"
     # Without the task file's labels, NOTE is a term like any other.

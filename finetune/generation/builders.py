@@ -229,7 +229,8 @@ def as_sentence(text: str) -> str:
     if first.replace("-", "").replace("'", "").isalpha() and first[:1].islower():
         text = text[:1].upper() + text[1:]
     core = text.rstrip(_CLOSERS).rstrip()
-    if core and core[-1] not in _SENTENCE_ENDS + _LEAD_IN:
+    # One token (a URL, a path, a value) is no sentence a full stop would make: it would only change the literal.
+    if len(core.split()) > 1 and core[-1] not in _SENTENCE_ENDS + _LEAD_IN:
         text = text.rstrip(",; ") + "."
     return text
 
