@@ -378,3 +378,16 @@ def test_a_definition_answer_is_a_sentence_and_a_label_is_no_term():
     assert items[0].fields["definition_lc"] == "add files even when they match an ignore rule"
     # Without the task file's labels, NOTE is a term like any other.
     assert "NOTE" in [i.fields["term"] for i in definitions(notes, task("definitions"))]
+
+
+def test_a_sections_later_code_blocks_join_its_code_answer_only_within_code_max_chars():
+    long_code = "\n".join(f"skein link file{n} target{n}" for n in range(30))
+    section_code = [
+        b("docs/l.md#h=Links", "code", ["skein", "Links"], code="skein link a b", lead="Link one file:"),
+        b("docs/l.md#h=Links", "code", ["skein", "Links"], code=long_code, lead="Link many:"),
+    ]
+    (merged,) = code_sections(section_code)
+    (item,) = code(merged, task("code", code={"max_chars": 200}))
+    assert item.answer == "Link one file:\n```\nskein link a b\n```"  # the second would pass 200 characters
+    (whole,) = code(merged, task("code"))
+    assert whole.answer.endswith(f"Link many:\n```\n{long_code}\n```")  # 0: no limit

@@ -278,10 +278,15 @@ def code(block: dict, task: Task) -> list[Item]:
     if fields is None or not snippets:
         return []
     leads = [(s.get("lead") or "").strip() for s in snippets]
+    fenced = [f"```{s.get('language') or ''}\n{s['code'].rstrip()}\n```" for s in snippets]
+    parts = [f"{lead}\n{f}" if lead else f for lead, f in zip(leads, fenced, strict=True)]
+    for n in range(1, len(parts)):
+        if task.code.max_chars and len("\n\n".join(parts[: n + 1])) > task.code.max_chars:
+            snippets, leads, fenced, parts = snippets[:n], leads[:n], fenced[:n], parts[:n]
+            break
     if task.code.lead and not any(leads):
         return []
-    fenced = [f"```{s.get('language') or ''}\n{s['code'].rstrip()}\n```" for s in snippets]
-    answer = "\n\n".join(f"{lead}\n{f}" if lead else f for lead, f in zip(leads, fenced, strict=True))
+    answer = "\n\n".join(parts)
     lead = next((lead for lead in leads if lead), "")
     howto = fields["heading"] if _starts_with(fields["heading"], task.code.instruction_words) else ""
     language = snippets[0].get("language") or ""

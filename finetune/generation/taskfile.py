@@ -110,6 +110,9 @@ class CodeOptions(Model):
 
     lead: bool = False  # only a section whose code has a lead paragraph (bare code says nothing of what it does)
     instruction_words: list[str] = []  # a heading starting with one ("Add a link") fills {howto}: "How do I …?"
+    # A section's later code blocks join its answer while it stays within this many characters (0: all of them);
+    # the first always does. The rest are in the section's own answer.
+    max_chars: int = Field(0, ge=0)
 
 
 class Seed(Model):
