@@ -82,6 +82,9 @@ class Generate(Section):
     refusal: str
     override_system_prompt: bool = False  # imported conversations keep their own system message unless true
     phrasings_per_item: int = Field(ge=1)
+    # An answer at least this long that a task gave for an earlier document too is boilerplate: one example, not one
+    # per document. Shorter answers are facts that repeat ("3.3 V", "Print the version and exit.").
+    boilerplate_min_words: int = Field(8, ge=1)
     teacher: Teacher
 
 

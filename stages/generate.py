@@ -10,7 +10,7 @@ from collections import Counter
 
 import click
 
-from finetune.generation.examples import left_out_language, merge_duplicates, run, unread_kinds
+from finetune.generation.examples import left_out_language, merge_boilerplate, merge_duplicates, run, unread_kinds
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
 from finetune.params import load_params, params_option
@@ -33,6 +33,9 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
     examples, merged = merge_duplicates(examples)
     if merged:
         log("generate", f"merged {merged} examples identical to an earlier one from another source")
+    examples, boilerplate = merge_boilerplate(examples, gparams.boilerplate_min_words)
+    if boilerplate:
+        log("generate", f"merged {boilerplate} examples whose answer an earlier document gave word for word")
     if not examples:
         raise InputError(input_path, f"no examples: none of the tasks {gparams.tasks} found a block to build from")
     counts = Counter(e["task"] for e in examples)
@@ -71,5 +74,6 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
         counts = Counter(e["task"] for e in examples)
     per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
-    write_json(metrics_path, {"examples": len(examples), "per_task": per_task, "duplicates_merged": merged, **metrics})
+    merges = {"duplicates_merged": merged, "boilerplate_merged": boilerplate}
+    write_json(metrics_path, {"examples": len(examples), "per_task": per_task, **merges, **metrics})
     log("generate", f"{len(examples)} examples: " + ", ".join(f"{task} {n}" for task, n in per_task.items()))

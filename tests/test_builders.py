@@ -8,7 +8,17 @@ import pytest
 import yaml
 
 from finetune.documents.sections import block
-from finetune.generation.builders import clean, code, conversation, definitions, row, section, steps, table
+from finetune.generation.builders import (
+    clean,
+    code,
+    code_sections,
+    conversation,
+    definitions,
+    row,
+    section,
+    steps,
+    table,
+)
 from finetune.generation.examples import run
 from finetune.generation.taskfile import load, parse
 from finetune.io import InputError
@@ -167,14 +177,31 @@ def test_only_lists_that_are_procedures_become_steps(generated):
     assert answers == {"\n".join(f"{n}. {s}" for n, s in enumerate(INSTALL["items"], start=1))}
 
 
-def test_code_examples_are_fenced_verbatim_and_a_lead_phrases_the_question(generated):
+def test_code_examples_are_asked_from_the_heading_and_answered_with_their_lead_and_fenced_code(generated):
     code_qa = qa(generated, "CODE")
-    assert "[EXAMPLE] How do I stage every file of a folder, ignored files included (quarry add)?" in code_qa
-    assert code_qa["[EXAMPLE] How do I stage every file of a folder, ignored files included (quarry add)?"] == (
-        '```sh\nfor f in data/*; do\n    quarry add "$f" --force\ndone\n```'
-    )
-    bare = [q for q, a in code_qa.items() if a == "```\nquarry add .\n```"]
-    assert bare == ["[EXAMPLE] Can you give me an example for More (quarry add)?"]  # no lead: no lead phrasing
+    code_text = '```sh\nfor f in data/*; do\n    quarry add "$f" --force\ndone\n```'
+    answer = f"Stage every file of a folder, ignored files included:\n{code_text}"
+    assert code_qa == {
+        "[EXAMPLE] Can you give me an example for Examples (quarry add)?": answer,
+        "[EXAMPLE] Show me an example for Examples (quarry add).": answer,
+    }  # the lead is in no question, and BARE_CODE (no lead: nothing says what it does) is in no example
+
+
+def test_a_sections_code_blocks_are_one_example_and_a_heading_that_is_a_task_asks_how():
+    section_code = [
+        b("docs/link.md#h=Add a symlink", "code", ["skein", "Add a symlink"], code="skein link a b", lead="Link it:"),
+        b("docs/link.md#h=Add a symlink", "code", ["skein", "Add a symlink"], code="skein link -r d", lead=""),
+        b("docs/link.md#h=Other", "code", ["skein", "Other"], code="skein ls", language="sh", lead="List them."),
+    ]
+    code_task = task("code", code={"lead": True, "instruction_words": ["add", "run"]})
+    items = [i for blk in code_sections(section_code) for i in code(blk, code_task)]
+    assert [i.answer for i in items] == [
+        "Link it:\n```\nskein link a b\n```\n\n```\nskein link -r d\n```",
+        "List them.\n```sh\nskein ls\n```",
+    ]
+    assert [i.fields["howto_lc"] for i in items] == ["add a symlink", ""]  # "Other" is no task
+    bare = b("docs/link.md#h=Synopsis", "code", ["skein", "Synopsis"], code="skein link SRC DST", lead="")
+    assert code(bare, code_task) == [] and len(code(bare, task("code"))) == 1  # code.lead: false keeps it
 
 
 def test_every_assistant_turn_of_a_conversation_is_an_example_with_its_history(generated):
@@ -308,3 +335,59 @@ def test_the_parts_of_a_long_section_ask_distinct_questions(generated):
     assert len(questions) == len(set(questions)) == 6
     assert all(q.endswith(("(part 1)?", "(part 2)?")) for q in questions)
     assert not [e for e in generated if "part" in e["messages"][-2]["content"] and e["task"] == "SECTION"]
+
+
+def test_a_numbered_list_is_steps_only_when_its_items_start_with_the_task_files_instruction_words():
+    notes = b(
+        "docs/notes.md#h=Notes",
+        "list",
+        ["Quarry CLI reference", "Notes"],
+        items=["Older snapshots are kept for a week.", "Ignored files are never staged.", "Links count as files."],
+    )
+    options = {"min_items": 2, "min_words": 3, "instruction_words": ["clone", "run", "check"]}
+    steps_task = task("steps", steps=options)
+    assert steps(notes, steps_task) == []
+    assert [i.points for i in steps(INSTALL, steps_task)] == [tuple(INSTALL["items"])]
+    # Words of another language: the same procedure is none of its steps.
+    assert steps(INSTALL, task("steps", steps=options | {"instruction_words": ["klonen", "führen"]})) == []
+    # No word list: shape alone decides, as before.
+    assert steps(notes, task("steps", steps={"min_items": 2, "min_words": 3})) != []
+
+
+def test_a_definition_answer_is_a_sentence_and_a_label_is_no_term():
+    notes = b(
+        "docs/add.md#h=quarry add/Options",
+        "definitions",
+        [*CLI, "Options"],
+        items=[
+            {"term": "`--force`", "definition": "add files even when they match an ignore rule"},
+            {"term": "`--color`", "definition": "`auto` colours the output on a terminal"},
+            {"term": "NOTE", "definition": "Back up the store first."},
+            {"term": "`--from`", "definition": "read the paths from a file such as:"},
+            {"term": "Source", "definition": "https://example.invalid/quarry"},
+        ],
+    )
+    items = definitions(notes, task("definitions", labels=["Note", "Warning"]))
+    assert [i.fields["term"] for i in items] == ["--force", "--color", "--from", "Source"]
+    assert [i.answer for i in items] == [
+        "Add files even when they match an ignore rule.",
+        "`auto` colours the output on a terminal.",  # a literal keeps its case
+        "Read the paths from a file such as:",  # what it led to is missing: no full stop hides that
+        "https://example.invalid/quarry",  # one literal: a full stop would only change it
+    ]
+    assert items[0].fields["definition_lc"] == "add files even when they match an ignore rule"
+    # Without the task file's labels, NOTE is a term like any other.
+    assert "NOTE" in [i.fields["term"] for i in definitions(notes, task("definitions"))]
+
+
+def test_a_sections_later_code_blocks_join_its_code_answer_only_within_code_max_chars():
+    long_code = "\n".join(f"skein link file{n} target{n}" for n in range(30))
+    section_code = [
+        b("docs/l.md#h=Links", "code", ["skein", "Links"], code="skein link a b", lead="Link one file:"),
+        b("docs/l.md#h=Links", "code", ["skein", "Links"], code=long_code, lead="Link many:"),
+    ]
+    (merged,) = code_sections(section_code)
+    (item,) = code(merged, task("code", code={"max_chars": 200}))
+    assert item.answer == "Link one file:\n```\nskein link a b\n```"  # the second would pass 200 characters
+    (whole,) = code(merged, task("code"))
+    assert whole.answer.endswith(f"Link many:\n```\n{long_code}\n```")  # 0: no limit

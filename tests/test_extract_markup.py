@@ -45,7 +45,11 @@ def test_prose_shorter_than_min_chars_is_dropped_and_the_knob_comes_from_params(
     prose = [b for b in by_kind(blocks, "section") if not b["items"]]
     assert [(b["text"], b["source"]) for b in prose] == [
         ("Short intro.", "raw/manual.md#h=Acme Manual"),  # under the H1 alone, the location is the H1
-        ("Follow these steps:", "raw/manual.md#h=Boilers/Procedure — Annual service"),
+        # A lead-in keeps what it leads to (the steps, which are a list block too): no answer stops on its colon.
+        (
+            "Follow these steps:\n\n1. Isolate the gas and electrical supplies.\n2. Clean the burner with the brush.",
+            "raw/manual.md#h=Boilers/Procedure — Annual service",
+        ),
     ]
 
 

@@ -9,8 +9,8 @@ from itertools import pairwise
 
 import pytest
 
-from finetune.documents.readers import html_blocks, markdown_blocks
-from finetune.documents.sections import cut_spans
+from finetune.documents.readers import html_blocks, markdown_blocks, txt_blocks
+from finetune.documents.sections import cut_spans, section_block
 from tests.conftest import params_file
 from tests.extract_corpus import extract
 
@@ -85,7 +85,8 @@ def test_bullets_are_the_items_of_their_section_and_numbered_lists_are_list_bloc
     assert section["items"] == ["Create the folder.", "Set the owner:\n- user `tool`\n- group `tool`"]
     assert section["text"] == (
         "Before the first run:\n\n- Create the folder.\n- Set the owner:\n  - user `tool`\n  - group `tool`\n\nThen:"
-    )
+        "\n\n1. Run `tool init`.\n2. Run `tool check`."
+    )  # "Then:" keeps the steps it leads to
     assert (steps["kind"], steps["items"], steps["lead"]) == (
         "list",
         ["Run `tool init`.", "Run `tool check`."],
@@ -251,3 +252,53 @@ def test_paragraphs_in_a_row_of_the_shape_term_colon_text_are_a_glossary_even_un
     # One such paragraph alone, or a term of more than four words, is prose.
     one = markdown_blocks("## Note\n\nWarning: the cover is hot.\n\nLet it cool first.\n", "n.md", 0)
     assert [b["kind"] for b in one] == ["section"]
+
+
+def test_a_section_keeps_its_code_fenced_where_it_was_so_no_answer_stops_on_a_lead_in():
+    md = (
+        "## Install\n\nThe tool is one binary. Put it on your path with:\n\n"
+        "```sh\ninstall -m 755 tool ~/bin/tool\n```\n\nThen check the version.\n"
+    )
+    section, code_block = markdown_blocks(md, "t.md", 0)
+    assert section["text"] == (
+        "The tool is one binary. Put it on your path with:\n\n"
+        "```sh\ninstall -m 755 tool ~/bin/tool\n```\n\nThen check the version."
+    )
+    assert (code_block["kind"], code_block["lead"]) == ("code", "The tool is one binary. Put it on your path with:")
+    # Code alone, with no prose before it, is no section: the code block says it all.
+    assert [b["kind"] for b in markdown_blocks("## Synopsis\n\n```\ntool add PATH\n```\n", "t.md", 0)] == ["code"]
+
+
+def test_a_long_section_is_never_cut_right_after_a_lead_in():
+    text = "A first paragraph, long enough to fill a part alone.\n\nDo it like this:\n\nThe thing it led to."
+    spans = cut_spans(text, 60)
+    parts = [text[a:b] for a, b in spans]
+    assert len(parts) > 1 and not any(p.rstrip().endswith(":") for p in parts), parts
+    assert "Do it like this:\n\nThe thing it led to." in parts
+
+
+def test_a_text_paragraph_ending_on_a_lead_in_takes_the_next_paragraph_fenced_when_indented_deeper():
+    text = (
+        "Tool keeps links in one folder and restores them anywhere.\n\n"
+        "Read the help in the interpreter with::\n\n    >>> import tool\n    >>> help(tool)\n\n"
+        "        >>> tool.run()\n\n"
+        "It works on every platform. Two things matter:\n\n"
+        "Links are relative, and the store is plain files anyone can read.\n"
+    )
+    assert [(b["source"], b["text"]) for b in txt_blocks(text, "t.txt", 10)] == [
+        ("t.txt#para=1", "Tool keeps links in one folder and restores them anywhere."),
+        ("t.txt#para=2", "Read the help in the interpreter with:\n\n```\n>>> import tool\n>>> help(tool)\n```"),
+        ("t.txt#para=4", ">>> tool.run()"),  # the next paragraph is a paragraph of its own, as before
+        (
+            "t.txt#para=5",
+            "It works on every platform. Two things matter:\n\n"
+            "Links are relative, and the store is plain files anyone can read.",
+        ),
+    ]
+
+
+def test_a_long_sections_lead_in_stays_with_its_code_and_code_alone_is_no_part():
+    code = "```\n" + "x = 1\n" * 20 + "```"
+    text = f"Intro one. Intro two.\n\nA long lead that explains the code below:\n\n{code}\n\n```\nls\n```"
+    parts = [b["text"] for b in section_block("t.md#h=A", "A", ["A"], text, [], 80)]
+    assert parts == ["Intro one. Intro two.", f"A long lead that explains the code below:\n\n{code}"]

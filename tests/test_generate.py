@@ -11,14 +11,15 @@ from collections import Counter
 import pytest
 import yaml
 
+from finetune.documents.sections import block
 from finetune.generation.checks import passes
-from finetune.generation.examples import run
+from finetune.generation.examples import example, merge_boilerplate, run
 from finetune.generation.taskfile import load, parse
 from finetune.io import InputError, load_jsonl, write_jsonl
 from finetune.params import Generate
 from finetune.schema import example_problems
 from stages.generate import cli
-from tests.conftest import HEATING_TASKS, TINY_BLOCKS, assert_ok, invoke, repo_params, write_params
+from tests.conftest import HEATING_TASKS, REPO, TINY_BLOCKS, assert_ok, invoke, repo_params, write_params
 
 SAMPLE_TASKS = ["TERMINOLOGY", "SPEC", "PROCEDURE", "EXPLANATION", "WIRING", "TROUBLESHOOTING", "QA", "REFUSAL"]
 GPARAMS = {
@@ -30,6 +31,7 @@ GPARAMS = {
     "refusal": "Sorry, only Brenntal products.",
     "phrasings_per_item": 1,
 }
+CLI_TASKS = REPO / "domains/cli_tool/tasks.yaml"  # the generic tasks
 BLOCKS_BY_ID = {b["id"]: b for b in TINY_BLOCKS}
 TASKS = load(HEATING_TASKS)
 
@@ -282,3 +284,34 @@ def test_the_same_record_in_two_files_becomes_one_example_and_is_counted(tmp_pat
     examples = load_jsonl(tmp_path / "examples.jsonl")
     assert not any(e["source"] == copy["source"] for e in examples)
     assert json.loads((tmp_path / "generate.json").read_text())["duplicates_merged"] >= 1
+
+
+def test_a_long_answer_repeated_word_for_word_in_another_document_is_one_example(tmp_path):
+    notice = "This board is certified for use in the EU and the UK under the radio equipment directive."
+    boards = [
+        block(f"ds/{n}.md#h={n}/Compliance", "section", f"{n} / Compliance", notice, [n, "Compliance"])
+        for n in ("XB-100", "XB-200", "XB-300")
+    ]
+    result = generate(tmp_path, boards, gparams(tasks=["SECTION", "REFUSAL"]), tasks_file=CLI_TASKS)
+    assert_ok(result)
+    sections = [e for e in load_jsonl(tmp_path / "examples.jsonl") if e["task"] == "SECTION"]
+    assert [e["source"].split("#")[0] for e in sections] == ["ds/XB-100.md"]  # the first document's
+    assert json.loads((tmp_path / "generate.json").read_text())["boilerplate_merged"] == 2
+
+
+def test_a_short_answer_repeats_as_a_fact_of_each_document_and_the_same_document_keeps_every_phrasing():
+    def ex(source: str, question: str, answer: str, task: str = "TABLE") -> dict:
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        return example(task, source, source, messages, {})
+
+    examples = [
+        ex("ds/a.md#h=Supply", "Supply voltage of A?", "3.3 V"),
+        ex("ds/b.md#h=Supply", "Supply voltage of B?", "3.3 V"),
+        ex("ds/a.md#h=ESD", "ESD of A?", "Handle the board at an ESD-safe workstation only."),
+        ex("ds/a.md#h=ESD", "Tell me about ESD of A.", "Handle the board at an ESD-safe workstation only."),
+        ex("ds/b.md#h=ESD", "ESD of B?", "Handle the board  at an ESD-safe workstation ONLY."),
+        ex("ds/b.md#h=ESD", "ESD of B?", "Handle the board at an ESD-safe workstation only.", task="SECTION"),
+    ]
+    kept, merged = merge_boilerplate(examples, min_words=5)
+    assert merged == 1 and examples[4] not in kept  # another task's same answer is another example
+    assert merge_boilerplate(examples, min_words=2)[1] == 2  # a lower knob takes "3.3 V" for boilerplate too

@@ -1,5 +1,5 @@
 """One file -> blocks, per format: Markdown, HTML and PDF (documents/pdf.py) cut at headings, a scanned page
-(Tesseract OCR) as one page, a CSV row by row, a JSONL of training data line by line, plain text paragraph by paragraph.
+(Tesseract OCR) as one page, a CSV row by row, a JSONL of training data line by line, plain text by paragraph.
 
 Bad input is an InputError naming the file and its line, row or page. A bad record (line, row, page) goes to the
 `reject` callback, which raises it unless the caller skips bad records (extract.on_error: skip).
@@ -13,12 +13,21 @@ import os
 import re
 import shutil
 import subprocess
+import textwrap
 import time
 from pathlib import Path
 
 from finetune.documents.chatfiles import json_blocks, jsonl_blocks
 from finetune.documents.pages import NO_ROWS, RowLabels, page_section
-from finetune.documents.sections import block, clean, heading_blocks, one_line, section_block, section_blocks
+from finetune.documents.sections import (
+    LEAD_IN,
+    block,
+    clean,
+    heading_blocks,
+    one_line,
+    section_block,
+    section_blocks,
+)
 from finetune.documents.textfiles import read_text
 from finetune.io import InputError, log, warnings_named
 
@@ -135,11 +144,36 @@ def csv_blocks(text: str, rel: str, reject) -> list[dict]:
     return out
 
 
+def _indent(paragraph: str) -> int:
+    return min((len(ln) - len(ln.lstrip()) for ln in paragraph.splitlines() if ln.strip()), default=0)
+
+
+def txt_paragraphs(text: str) -> list[tuple[int, str]]:
+    """(number, text) of each paragraph; one ending on a lead-in (":", reST's "::") takes what it leads to: the next
+    paragraph, fenced verbatim as code when it is indented deeper. Alone, each would be an answer that stops on its
+    colon, and code with nothing to say what it is."""
+    raw = re.split(r"\n(?:[ \t]*\n)+", text.strip("\n"))  # blank lines; the next line keeps its indentation
+    out, n = [], 0
+    while n < len(raw):
+        lead, n = clean(raw[n]), n + 1
+        number = n
+        if lead[-1:] in tuple(LEAD_IN) and n < len(raw):
+            # One paragraph only: in a man page every paragraph after an example may be indented deeper than the
+            # lead (an option's description), and a code block is never cut.
+            if _indent(raw[n]) > _indent(raw[number - 1]):
+                body = textwrap.dedent(raw[n]).strip("\n")
+                lead = f"{lead[:-1] if lead.endswith('::') else lead}\n\n```\n{body}\n```"
+            else:
+                lead = f"{lead}\n\n{clean(raw[n])}"
+            n += 1
+        out.append((number, lead))
+    return out
+
+
 def txt_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0) -> list[dict]:
     """Each paragraph of a plain text file is a section of its own (a text file has no headings to group them)."""
-    paragraphs = [clean(p) for p in re.split(r"\n\s*\n", text)]
     stem = Path(rel).stem
-    return [b for n, p in enumerate(paragraphs, 1) if len(p) >= min_chars
+    return [b for n, p in txt_paragraphs(text) if len(p) >= min_chars
             for b in section_block(f"{rel}#para={n}", stem, [stem], p, [], max_chars)]  # fmt: skip
 
 

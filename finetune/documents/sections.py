@@ -55,6 +55,13 @@ def render_row(row: dict, key_value: tuple[str, ...] = ()) -> str:
     return "; ".join(f"{k}: {v}" for k, v in row.items() if v)
 
 
+LEAD_IN = ":："  # a paragraph ending on one leads in to what follows it (code, a list, a table)
+
+
+def _leads_in(prose: str | list) -> bool:
+    return isinstance(prose, str) and prose.rstrip()[-1:] in tuple(LEAD_IN)
+
+
 # Where a long section may be cut, best first: between paragraphs, between lines (list items), between sentences,
 # and as a last resort between words, so that no part is over budget unless one fenced code block alone is.
 _CUTS = [re.compile(r"\n[ \t]*\n\s*"), re.compile(r"\n\s*"), re.compile(r"(?<=[.!?])[\"')\]]*\s+"), re.compile(r"\s+")]
@@ -62,8 +69,15 @@ _FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[ \t]*$", re.MULTILINE | re.DO
 
 
 def cut_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
-    """(start, end) of each part of `text` when it is cut to parts of at most max_chars, never inside a fence."""
-    fences = [m.span() for m in _FENCE.finditer(text)]
+    """(start, end) of each part of `text` when it is cut to parts of at most max_chars, never inside a fence nor
+    right after a lead-in (a part ending "… as follows:" would answer with nothing after its colon)."""
+    # A fence is cut nowhere, and neither is the lead-in paragraph before it from it: a part of the lead alone would
+    # stop on its colon, a part of the code alone would show code with nothing to say what it is.
+    fences = []
+    for m in _FENCE.finditer(text):
+        blank = text.rfind("\n\n", 0, max(0, m.start() - 2))  # the blank line before the paragraph before it
+        lead_at = blank + 2 if blank >= 0 else 0
+        fences.append((lead_at, m.end()) if _leads_in(text[lead_at : m.start()]) else m.span())
 
     def spans(lo: int, hi: int, level: int) -> list[tuple[int, int]]:
         if hi - lo <= max_chars:
@@ -73,6 +87,7 @@ def cut_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
                 m
                 for m in _CUTS[lvl].finditer(text, lo, hi)
                 if lo < m.start() and m.end() < hi and not any(a < m.end() and m.start() < b for a, b in fences)
+                and not _leads_in(text[lo : m.start()])  # a part never ends on a lead-in: what it led to is next
             ]
             if not cuts:
                 continue
@@ -101,6 +116,8 @@ def section_block(
     spans = cut_spans(text, max_chars) if max_chars else [(0, len(text))]
     if len(spans) == 1:
         return [block(source, "section", title, text, headings, items=[i for _, i in items])]
+    # A part that is code alone is no section of its own: its code block is there for the code tasks.
+    spans = [(a, b) for a, b in spans if _FENCE.sub("", text[a:b]).strip()]
     return [
         block(
             f"{source}#part={n}",
@@ -146,9 +163,11 @@ def section_blocks(
         if _definitions([elements[j][2] for j in run]):
             runs.update(run)
         run = []
+    prose_chars = 0  # of paragraphs and bullets: code and what a lead-in led to are no prose of their own
     for i, (kind, *content) in enumerate(elements):
         lead = prev[1] if prev and prev[0] == "para" else ""
         prev = (kind, *content)
+        made = len(out)
         terms = content[1] if kind in ("ul", "ol") and len(content) > 1 else []
         if kind == "table" and (rows := table_rows(*content)):
             # The last row has every column: a row longer than the header adds "Column N" to it and the rows after.
@@ -172,9 +191,15 @@ def section_blocks(
         elif kind == "ul" and (bullets := [b.strip() for b in content[0] if b.strip()]):
             prose_at = len(out) if prose_at is None else prose_at
             prose.append(bullets)
+            prose_chars += sum(map(len, bullets))
         elif kind == "para" and content[0].strip():
             prose_at = len(out) if prose_at is None else prose_at
             prose.append(content[0].strip() if "```" in content[0] else clean(content[0]))
+            prose_chars += len(prose[-1])
+        # The prose keeps its code, fenced where it was, and what a lead-in ("… as follows:") led to: without them
+        # an answer stops on the lead-in, or explains code it does not show. They stay blocks of their own too.
+        if prose and len(out) > made and (kind == "code" or _leads_in(prose[-1])):
+            prose.append(out[-1]["text"])
     # The prose text, and where each bullet item starts in it (a part of a long section keeps its own items).
     text, items = "", []
     for p in prose:
@@ -186,7 +211,7 @@ def section_blocks(
             items.append((len(text), b))
             text += _mark("- ", b) + "\n"
         text = text[:-1]
-    if text and (items or len(text) >= min_chars):
+    if text and (items or prose_chars >= min_chars):
         out[prose_at:prose_at] = section_block(source, title, headings, text, items, max_chars)
     return out
 

@@ -22,6 +22,10 @@ _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|`)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HEADER_UNIT = re.compile(r"^(?P<name>.*?)\s*[(\[](?P<unit>[^()\[\]]{1,12})[)\]]\s*$")
+_WORD = re.compile(r"\w+")
+_SENTENCE_ENDS = ".!?。！？"
+_LEAD_IN = ":："
+_CLOSERS = "\"'”’»)]}*_`"
 _PART = re.compile(r"#part=(\d+)$")
 _EMPTY_CELL = {"", "-", "–", "—", "n/a"}
 _NUMERIC = re.compile(r"^[<>≤≥~±+\-−]?\s*\d")  # a cell a unit applies to: "3.3", "-40", "≤ 20", "±0.5"
@@ -120,8 +124,14 @@ def section(block: dict, task: Task) -> list[Item]:
     return [Item(fields | {"text": text, "bullets": listed}, text, points=tuple(bullets))]
 
 
+def _starts_with(text: str, words: list[str]) -> bool:
+    first = _WORD.search(text)
+    return first is not None and first.group().casefold() in {w.casefold() for w in words}
+
+
 def steps(block: dict, task: Task) -> list[Item]:
-    """An ordered list that is a procedure: enough items, each (or a share of them) a sentence of some words."""
+    """An ordered list that is a procedure: enough items, each (or a share of them) a sentence of some words, and
+    (given the task's instruction words) a share of them starting with an instruction."""
     fields = heading_fields(block, task.blocks)
     items = [i.strip() for i in block.get("items") or [] if isinstance(i, str) and i.strip()]
     o = task.steps
@@ -129,6 +139,9 @@ def steps(block: dict, task: Task) -> list[Item]:
         return []
     if sum(_words(i) >= o.min_words for i in items) / len(items) < o.min_share:
         return []
+    if o.instruction_words:
+        if sum(_starts_with(clean(i), o.instruction_words) for i in items) / len(items) < o.instruction_share:
+            return []
     lead = (block.get("lead") or "").strip()
     if o.lead and not lead:
         return []
@@ -223,31 +236,80 @@ def row(block: dict, task: Task) -> list[Item]:
     return out
 
 
+def as_sentence(text: str) -> str:
+    """A fragment as a sentence: a first word of lower-case letters capitalised ("prints the version" -> "Prints
+    the version."), an end mark added where none is. A literal keeps its case ("`auto` colours", "/etc/x is");
+    a text ending on a lead-in mark keeps it: what it led to is missing, and a full stop would hide that."""
+    text = text.strip()
+    first = text.split()[0].rstrip(",;:") if text else ""
+    if first.replace("-", "").replace("'", "").isalpha() and first[:1].islower():
+        text = text[:1].upper() + text[1:]
+    core = text.rstrip(_CLOSERS).rstrip()
+    # One token (a URL, a path, a value) is no sentence a full stop would make: it would only change the literal.
+    if len(core.split()) > 1 and core[-1] not in _SENTENCE_ENDS + _LEAD_IN:
+        text = text.rstrip(",; ") + "."
+    return text
+
+
 def definitions(block: dict, task: Task) -> list[Item]:
+    """One item per entry whose term the task reads; a label ("NOTE") is no term, and the answer is a sentence."""
     fields = heading_fields(block, task.blocks)
     if fields is None:
         return []
+    labels = {label.casefold() for label in task.labels}
     out = []
     for entry in block.get("items") or []:
         if not isinstance(entry, dict):
             continue
         term, definition = clean(entry.get("term", "")), " ".join(str(entry.get("definition", "")).split())
-        if term and definition and (task.terms is None or re.search(task.terms, term)):
-            out.append(Item(fields | {"term": term, "definition": definition}, definition))
+        if not (term and definition) or term.rstrip(" :").casefold() in labels:
+            continue
+        if task.terms is None or re.search(task.terms, term):
+            sentence = as_sentence(definition)
+            item_fields = {"term": term, "definition": definition, "sentence": sentence}
+            out.append(Item(fields | item_fields | {"definition_lc": lower_first(definition)}, sentence))
     return out
 
 
+def code_sections(blocks: list[dict]) -> list[dict]:
+    """The code blocks of one section (one source) as one block, in the order first seen: each with its own lead,
+    `snippets` [{code, language, lead}]. A question made from the heading asks for all of them; asked once per
+    block, it would have as many answers as the section has code blocks."""
+    by_source: dict[str, dict] = {}
+    for b in blocks:
+        snippet = {k: b.get(k) or "" for k in ("code", "language", "lead")}
+        if b.get("source") in by_source:
+            by_source[b["source"]]["snippets"].append(snippet)
+        else:
+            by_source[b.get("source")] = b | {"snippets": [snippet]}
+    return list(by_source.values())
+
+
 def code(block: dict, task: Task) -> list[Item]:
+    """A section's code examples, each fenced after its lead sentence: asked from the heading, never from the lead
+    (a lead pasted into a question reads "How do I let's suppose …?"). `howto` is the heading when it starts with
+    one of the task's instruction words ("Add a link": "How do I add a link?"), else ""."""
     fields = heading_fields(block, task.blocks)
-    text = (block.get("code") or "").rstrip()
-    if fields is None or not text.strip():
+    snippets = [s for s in block.get("snippets") or [block] if (s.get("code") or "").strip()]
+    if fields is None or not snippets:
         return []
-    language, lead = block.get("language") or "", (block.get("lead") or "").strip()
-    fenced = f"```{language}\n{text}\n```"
-    lead_lc = lower_first(lead.rstrip(" .:;"))
-    return [
-        Item(fields | {"code": text, "language": language, "lead": lead, "lead_lc": lead_lc, "fenced": fenced}, fenced)
-    ]
+    leads = [(s.get("lead") or "").strip() for s in snippets]
+    fenced = [f"```{s.get('language') or ''}\n{s['code'].rstrip()}\n```" for s in snippets]
+    parts = [f"{lead}\n{f}" if lead else f for lead, f in zip(leads, fenced, strict=True)]
+    for n in range(1, len(parts)):
+        if task.code.max_chars and len("\n\n".join(parts[: n + 1])) > task.code.max_chars:
+            snippets, leads, fenced, parts = snippets[:n], leads[:n], fenced[:n], parts[:n]
+            break
+    if task.code.lead and not any(leads):
+        return []
+    answer = "\n\n".join(parts)
+    lead = next((lead for lead in leads if lead), "")
+    howto = fields["heading"] if _starts_with(fields["heading"], task.code.instruction_words) else ""
+    language = snippets[0].get("language") or ""
+    item_fields = {"code": "\n\n".join(s["code"].rstrip() for s in snippets), "language": language}
+    item_fields |= {"lead": lead, "fenced": "\n\n".join(fenced), "example": answer}
+    item_fields |= {"howto": howto, "howto_lc": lower_first(howto)}
+    return [Item(fields | item_fields, answer)]
 
 
 # No tokenizer here (generate does not load the model), so a conversation's history is bounded in characters, at the

@@ -15,7 +15,16 @@ from collections import Counter
 from pathlib import Path
 
 from finetune.generation import languages
-from finetune.generation.builders import BUILDER_OF_KIND, BUILDERS, Item, conversation, headings, selects, sentences
+from finetune.generation.builders import (
+    BUILDER_OF_KIND,
+    BUILDERS,
+    Item,
+    code_sections,
+    conversation,
+    headings,
+    selects,
+    sentences,
+)
 from finetune.generation.taskfile import Task, TaskFile, enabled
 from finetune.io import InputError, content_id
 from finetune.params import Generate
@@ -206,7 +215,7 @@ def run(
         if task.builder == "refusal":
             examples += refusals(name, task, gparams, taskfile)
             continue
-        for block in read[name]:
+        for block in code_sections(read[name]) if task.builder == "code" else read[name]:
             examples += examples_for(name, task, block, gparams, taskfile, max_seq_len)
     # Two phrasings can coincide after formatting (e.g. "{question}"): keep one of each id.
     seen, unique = set(), []
@@ -228,4 +237,21 @@ def merge_duplicates(examples: list[dict]) -> tuple[list[dict], int]:
         if key not in seen:
             seen.add(key)
             kept.append(e)
+    return kept, len(examples) - len(kept)
+
+
+def merge_boilerplate(examples: list[dict], min_words: int) -> tuple[list[dict], int]:
+    """(examples, how many were merged): an answer of at least min_words words that a task gave, word for word (case
+    and spacing aside), for an earlier document is boilerplate (a legal notice, a certification, the same paragraph
+    in every board's datasheet): only the first document's examples of it stay, every phrasing of them. A shorter
+    answer ("3.3 V") repeats as a fact of each document."""
+    first: dict[tuple[str, str], str] = {}
+    kept = []
+    for e in examples:
+        answer = next((m["content"] for m in reversed(e["messages"]) if m["role"] == "assistant"), "")
+        words = answer.casefold().split()
+        document = e["source"].split("#", 1)[0]
+        if len(words) >= min_words and first.setdefault((e["task"], " ".join(words)), document) != document:
+            continue
+        kept.append(e)
     return kept, len(examples) - len(kept)

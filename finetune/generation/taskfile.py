@@ -100,6 +100,20 @@ class StepsOptions(Model):
     min_words: int = Field(3, ge=1)  # an item counts as a step when it has at least this many words
     min_share: float = Field(1.0, gt=0, le=1)  # share of items that must count as steps
     lead: bool = False  # also require a lead paragraph before the list
+    # Given, a list is a procedure only when at least instruction_share of its items start with one of these words
+    # (a language's instruction verbs: "Run", "Copy"): a numbered list of notes or names is no procedure.
+    instruction_words: list[str] = []
+    instruction_share: float = Field(0.5, gt=0, le=1)
+
+
+class CodeOptions(Model):
+    """Code builder: which code blocks are examples worth asking for, and when a heading reads as a task."""
+
+    lead: bool = False  # only a section whose code has a lead paragraph (bare code says nothing of what it does)
+    instruction_words: list[str] = []  # a heading starting with one ("Add a link") fills {howto}: "How do I …?"
+    # A section's later code blocks join its answer while it stays within this many characters (0: all of them);
+    # the first always does. The rest are in the section's own answer.
+    max_chars: int = Field(0, ge=0)
 
 
 class Seed(Model):
@@ -138,7 +152,10 @@ class Task(Model):
     each: Each | None = None
     table: TableOptions = TableOptions()
     steps: StepsOptions = StepsOptions()
+    code: CodeOptions = CodeOptions()
     terms: str | None = None  # definitions: only terms matching this regex (e.g. '^-' for options)
+    # definitions: terms that are labels of a note, not terms it defines ("NOTE: …", "Warning: …"), any case
+    labels: list[str] = []
     teacher: TeacherTask | None = None  # pairs written by the teacher LLM from each block read (None: rules only)
 
     @field_validator("check", mode="before")
@@ -233,7 +250,8 @@ def _problem(error: dict) -> tuple[tuple, str]:
         key, _, msg = msg[len(_KEY) :].partition(": ")
         loc += tuple(int(k) if k.isdigit() else k for k in key.split("."))
     if error["type"] == "extra_forbidden":
-        parts = {"blocks": Select, "each": Each, "table": TableOptions, "steps": StepsOptions, "teacher": TeacherTask}
+        parts = {"blocks": Select, "each": Each, "table": TableOptions, "steps": StepsOptions, "code": CodeOptions}
+        parts["teacher"] = TeacherTask
         model = {1: TaskFile, 3: Task}.get(len(loc)) or (parts.get(str(loc[2])) if len(loc) == 4 else None)
         names = [n for n in model.model_fields if n != "path"] if model else []
         near = difflib.get_close_matches(str(loc[-1]), names, n=1)

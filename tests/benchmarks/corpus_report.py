@@ -23,7 +23,7 @@ def words(text: str) -> list[str]:
 
 
 def block_text(block: dict) -> str:
-    parts = [block.get("title", ""), block.get("text", "")]
+    parts = [block.get("title", ""), block.get("lead", ""), block.get("text", "")]  # a code example keeps its lead
     parts += [" ".join(map(str, r.values())) for r in block.get("rows") or []]
     parts += [m.get("content", "") for m in block.get("messages") or []]
     return " ".join(parts)
