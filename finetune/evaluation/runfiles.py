@@ -4,11 +4,10 @@ both models' answers. A page is a function of a list of these, so one report can
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from finetune.io import InputError, load_jsonl
+from finetune.io import InputError, load_jsonl, read_json
 
 
 @dataclass(frozen=True)
@@ -46,15 +45,6 @@ class Run:
 
 # DVCLive's file for each curve, below <live dir>/plots/metrics/. Train-side values at the top, val under eval/.
 CURVES = ("loss", "eval/loss", "mean_token_accuracy", "eval/mean_token_accuracy", "learning_rate")
-
-
-def read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, f"not found: the {what} (run `dvc repro` first)") from None
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"not valid JSON: {e.msg}", e.lineno) from None
 
 
 def read_curve(path: Path) -> list[tuple[float, float]]:
