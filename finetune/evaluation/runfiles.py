@@ -4,7 +4,7 @@ both models' answers. A page is a function of a list of these, so one report can
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from finetune.io import InputError, load_jsonl, read_json
@@ -25,6 +25,8 @@ class RunFiles:
     eval: Path
     baseline_predictions: Path
     predictions: Path
+    quality: Path | None = None  # generate's counts of bad examples (metrics/quality/<domain>.json)
+    quality_examples: Path | None = None  # and the worst few of each problem
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Run:
     eval: dict
     baseline_rows: list[dict]
     tuned_rows: list[dict]
+    quality: dict = field(default_factory=dict)  # empty: the run has no quality counts
+    quality_examples: dict = field(default_factory=dict)  # problem -> [{id, question, answer}], worst first
 
 
 # DVCLive's file for each curve, below <live dir>/plots/metrics/. Train-side values at the top, val under eval/.
@@ -77,4 +81,8 @@ def load_run(files: RunFiles, name: str = "") -> Run:
         eval=read_json(files.eval, "evaluation metrics"),
         baseline_rows=load_jsonl(files.baseline_predictions),
         tuned_rows=load_jsonl(files.predictions),
+        quality=read_json(files.quality, "quality counts of generate") if files.quality else {},
+        quality_examples=(
+            read_json(files.quality_examples, "worst examples of generate") if files.quality_examples else {}
+        ),
     )

@@ -217,8 +217,9 @@ def quality_checks(max_share: dict[str, float], on_exceed: str) -> list[Check]:
                 f"over {knob} {limit}"
             )
 
-        def observed(f, problem=problem):
-            return {"observed": float(f[problem].iloc[0]), "count": int(f[f"{problem}_count"].iloc[0])}
+        def observed(f, problem=problem, limit=limit):
+            share, count = float(f[problem].iloc[0]), int(f[f"{problem}_count"].iloc[0])
+            return {"observed": share, "count": count, "max_value": limit}
 
         hint = (
             f"made by generate: `finetune show examples --domain D --problem {problem}` lists them; fix the documents "
