@@ -1,7 +1,8 @@
 """`finetune report`: a domain's whole run on one offline HTML page, reports/<domain>/index.html.
 
 Data (blocks per source kind, examples per task before and after balancing, rejects, the validation result with a
-link to the Data Docs, the data-quality counts with their thresholds and worst examples), training (curves, best epoch, throughput, cost) and evaluation (per-task scores of both
+link to the Data Docs, the data-quality counts with their thresholds and worst examples), training (curves, best
+epoch, throughput, cost) and evaluation (per-task scores of both
 models, answers side by side with the reference). The page needs no network: open it from disk.
 
     dvc repro report@heating          # dvc.yaml passes every path

@@ -307,7 +307,7 @@ def quality_blocks() -> list[dict]:
     return [
         section("a", "pump", "Cleaning", "Rinse the filter of the pump under warm water and let it dry."),
         section("b", "pump", "Before you start", "Make sure of the following things before you start the pump:"),
-        section("c", "fan", "Wartung", "Die Lüfterflügel werden mit einem trockenen Tuch gereinigt und das ist gut."),
+        section("c", "fan", "Wartung", "Die Flügel werden mit einem trockenen Tuch gereinigt und das ist gut."),
     ]
 
 

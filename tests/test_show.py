@@ -70,7 +70,8 @@ def quality_domain(root, monkeypatch):
     write_jsonl(files["blocks"], blocks)
     write_jsonl(files["examples"], examples)
     Path(files["tasks"]).parent.mkdir(parents=True)
-    Path(files["tasks"]).write_text("tasks:\n  QA: {prefix: '[QA]', builder: refusal, questions: [x], check: nonempty}\n")
+    tasks = "tasks:\n  QA: {prefix: '[QA]', builder: refusal, questions: [x], check: nonempty}\n"
+    Path(files["tasks"]).write_text(tasks)
     write_params(Path(files["params"]), {})
     write_params(root / "params.yaml", repo_params())
 

@@ -357,7 +357,8 @@ def test_quality_shares_over_their_threshold_warn_one_line_each_and_pass(tmp_pat
     assert metrics["success"] is True and metrics["warnings"] == 1
     entry = metrics["expectations"]["quality_dangling_lead_in"]
     assert entry == {
-        "success": False, "unexpected_count": 1, "observed": 0.025, "count": 5, "max_value": 0.02, "severity": "warning"
+        "success": False, "unexpected_count": 1, "observed": 0.025, "count": 5, "max_value": 0.02,
+        "severity": "warning",
     }  # fmt: skip
     assert metrics["expectations"]["quality_bare_code"]["success"] is True
     warned = [line for line in result.stderr.splitlines() if "warning:" in line]

@@ -189,7 +189,8 @@ def quality_section(run: Run) -> str:
         "<h2>Data quality</h2>",
         f'<p class="muted">{_num(q.get("flagged", 0))} of {_num(q.get("examples", 0))} generated examples have at '
         "least one known problem. Share: of all examples; checked: the examples a check applies to; threshold: "
-        "validate.quality.max_share. <code>finetune show examples --domain D --problem NAME</code> lists them all.</p>",
+        "validate.quality.max_share. <code>finetune show examples --domain D --problem NAME</code> lists them "
+        "all.</p>",
         _table(["problem", "examples", "checked", "share", "threshold", "result"], rows, left=1),
     ]
     for p in problems:

@@ -209,7 +209,8 @@ def quality_checks(max_share: dict[str, float], on_exceed: str) -> list[Check]:
             column=problem, min_value=0, max_value=limit, severity="warning" if on_exceed == "warn" else "critical"
         )
         name = f"quality_{problem}"
-        expectation.meta, expectation.description = {"name": name}, f"{name}: at most {limit:.0%} of the examples ({knob})"
+        expectation.meta = {"name": name}
+        expectation.description = f"{name}: at most {limit:.0%} of the examples ({knob})"
 
         def why(r, problem=problem, limit=limit, knob=knob):
             return (
