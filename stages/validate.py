@@ -70,7 +70,8 @@ def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, qua
         on_exceed=p.validate_.quality.on_exceed,
     )
     passed = sum(e["success"] for e in metrics["expectations"].values())
-    warned = f" ({metrics['warnings']} quality warnings)" if metrics["warnings"] else ""
+    n = metrics["warnings"]
+    warned = f" ({n} quality warning{'s' if n != 1 else ''})" if n else ""
     log(
         "validate",
         f"{passed}/{len(metrics['expectations'])} expectations passed{warned}; wrote {metrics_path} and {docs}/",

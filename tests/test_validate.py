@@ -366,7 +366,7 @@ def test_quality_shares_over_their_threshold_warn_one_line_each_and_pass(tmp_pat
         "[validate] warning: dangling_lead_in: 5 of 200 examples (2.5%), over validate.quality.max_share."
         "dangling_lead_in 0.02"
     ]
-    assert "(1 quality warnings)" in result.stderr
+    assert "(1 quality warning)" in result.stderr
     assert (tmp_path / "out" / "train.jsonl").exists()
     # Each threshold is a real expectation: it is in the Data Docs too.
     docs = "".join(p.read_text(errors="replace") for p in (tmp_path / "docs").rglob("*.html"))
