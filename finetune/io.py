@@ -252,6 +252,17 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
     return n
 
 
+def read_json(path: str | os.PathLike, what: str) -> Any:
+    """A JSON file another stage wrote; missing or malformed is one line naming it and `what` it should hold."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, f"not found: the {what} (run `dvc repro` first)") from None
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"not valid JSON: {e.msg}", e.lineno) from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

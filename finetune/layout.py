@@ -10,6 +10,7 @@ def domain_files(domain: str) -> dict[str, str]:
         "adapter": f"models/{domain}",
         "tasks": f"domains/{domain}/tasks.yaml",
         "params": f"domains/{domain}/params.yaml",
+        "blocks": f"data/interim/{domain}/blocks.jsonl",
         "examples": f"data/interim/{domain}/examples.jsonl",
         "val": f"data/processed/{domain}/val.jsonl",
         "baseline_predictions": f"data/eval/{domain}/baseline_predictions.jsonl",

@@ -100,10 +100,35 @@ class Split(Section):
     val_fraction: float = Field(gt=0, lt=1)
 
 
+class QualityShares(Section):
+    """The largest share of generate's examples each problem of finetune.generation.quality may have (its count / all
+    examples; 0: none at all). One field per problem, so a misspelt one fails like any other key; sized in
+    params.yaml."""
+
+    ambiguous: float = Field(0.0, ge=0, le=1)
+    unnamed_subject: float = Field(0.02, ge=0, le=1)
+    toc_subject: float = Field(0.02, ge=0, le=1)
+    number_subject: float = Field(0.02, ge=0, le=1)
+    dangling_lead_in: float = Field(0.02, ge=0, le=1)
+    bare_code: float = Field(0.05, ge=0, le=1)
+    pasted_lead_in: float = Field(0.02, ge=0, le=1)
+    fragment_answer: float = Field(0.02, ge=0, le=1)
+    non_procedure_steps: float = Field(0.02, ge=0, le=1)
+    boilerplate_repeat: float = Field(0.02, ge=0, le=1)
+    mixed_language: float = Field(0.01, ge=0, le=1)
+    too_long: float = Field(0.02, ge=0, le=1)
+
+
+class QualityGate(Section):
+    max_share: QualityShares = QualityShares()
+    on_exceed: Literal["warn", "fail"] = "warn"  # warn: one line per exceeded share, and pass; fail: stop validate
+
+
 class Validate(Section):
     val_fraction_tolerance: float = Field(ge=0, lt=1)
     max_answer_chars: int = Field(4000, ge=1)  # a longer answer is a pasted document or a runaway generation
     on_overlong: Literal["fail", "drop"] = "fail"  # examples over model.max_seq_len tokens
+    quality: QualityGate = QualityGate()  # generate's counts of bad examples (metrics/quality/<domain>.json)
 
 
 class Tiny(Section):

@@ -1,5 +1,10 @@
 """`finetune generate`: blocks -> chat examples for every task in generate.tasks, as the task file defines them.
 
+With --quality it counts the kinds of bad example we know (finetune.generation.quality: ambiguous, unnamed subject,
+dangling lead-in, …) into a flat metrics file, and with --quality-examples writes the worst few of each beside it;
+validate checks the counts against validate.quality, the report shows both. The words the checks need come from the
+task file's `quality:` section, the token budget from model.max_seq_len.
+
 Optionally a teacher LLM on any OpenAI-compatible endpoint adds paraphrased questions and question/answer pairs it
 writes from the blocks of the tasks that opt in (generate.teacher).
 """
@@ -21,8 +26,12 @@ from finetune.params import load_params, params_option
 @click.option("--output", required=True)
 @click.option("--metrics", "metrics_path", required=True)
 @click.option("--tasks", "tasks_path", required=True, help="The task file, e.g. domains/heating/tasks.yaml.")
+@click.option("--quality", "quality_path", default=None, help="Counts of bad examples, e.g. metrics/quality/D.json.")
+@click.option(
+    "--quality-examples", default=None, help="The worst examples of each problem, e.g. data/interim/D/quality.json."
+)
 @params_option
-def cli(input_path, output, metrics_path, tasks_path, params_path):
+def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_examples, params_path):
     """Generate chat examples for every task in generate.tasks."""
     params = load_params(params_path)
     gparams = params.generate
@@ -77,3 +86,15 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
     merges = {"duplicates_merged": merged, "boilerplate_merged": boilerplate}
     write_json(metrics_path, {"examples": len(examples), "per_task": per_task, **merges, **metrics})
     log("generate", f"{len(examples)} examples: " + ", ".join(f"{task} {n}" for task, n in per_task.items()))
+    if quality_path or quality_examples:
+        from finetune.generation.quality import PROBLEMS, measure
+
+        rules = {**taskfile.quality.model_dump(), "max_tokens": params.model.max_seq_len}
+        counts = measure(examples, blocks, rules)
+        worst = counts.pop("worst")
+        if quality_path:
+            write_json(quality_path, counts)
+        if quality_examples:
+            write_json(quality_examples, worst)
+        found = ", ".join(f"{p} {counts[p]}" for p in PROBLEMS if counts[p])
+        log("generate", f"quality: {counts['flagged']} of {counts['examples']} examples flagged ({found or 'none'})")

@@ -1,7 +1,8 @@
 """`finetune report`: a domain's whole run on one offline HTML page, reports/<domain>/index.html.
 
 Data (blocks per source kind, examples per task before and after balancing, rejects, the validation result with a
-link to the Data Docs), training (curves, best epoch, throughput, cost) and evaluation (per-task scores of both
+link to the Data Docs, the data-quality counts with their thresholds and worst examples), training (curves, best
+epoch, throughput, cost) and evaluation (per-task scores of both
 models, answers side by side with the reference). The page needs no network: open it from disk.
 
     dvc repro report@heating          # dvc.yaml passes every path
@@ -30,6 +31,10 @@ from finetune.params import load_params, params_option
 @click.option("--eval", "eval_path", required=True)
 @click.option("--baseline-predictions", required=True)
 @click.option("--predictions", required=True)
+@click.option("--quality", default=None, help="generate's quality counts, e.g. metrics/quality/heating.json")
+@click.option(
+    "--quality-examples", default=None, help="Their worst examples, e.g. data/interim/heating/quality_examples.json"
+)
 @click.option("--output", required=True, help="e.g. reports/heating/index.html")
 @click.option("--name", default="", help="A title for the run, e.g. the domain.")
 @params_option
@@ -45,6 +50,8 @@ def cli(
     eval_path,
     baseline_predictions,
     predictions,
+    quality,
+    quality_examples,
     output,
     name,
     params_path,
@@ -59,7 +66,9 @@ def cli(
             Path(p)
             for p in (extract, rejects, generate, balance, validation, data_docs, train, curves, eval_path)
             + (baseline_predictions, predictions)
-        )
+        ),
+        quality=Path(quality) if quality else None,
+        quality_examples=Path(quality_examples) if quality_examples else None,
     )
     run = load_run(files, name)
     out = Path(output)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import click
 
-from finetune.io import log, printable
+from finetune.io import log, printable, read_json
 from finetune.params import load_params, params_option
 from finetune.validation.expectations import run
 
@@ -38,10 +38,18 @@ from finetune.validation.expectations import run
 @click.option("--model", default="models/base", show_default=True, type=click.Path(), help="Tokenizer directory.")
 @click.option("--metrics", "metrics_path", required=True, type=click.Path())
 @click.option("--docs", required=True, type=click.Path(), help="Data Docs site, e.g. reports/heating/validation.")
+@click.option(
+    "--quality",
+    "quality_path",
+    default=None,
+    type=click.Path(),
+    help="generate's counts of bad examples, e.g. metrics/quality/heating.json, checked against validate.quality.",
+)
 @params_option
-def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, params_path):
+def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, quality_path, params_path):
     """Check train/val with Great Expectations; exit non-zero (stopping `dvc repro`) if any expectation fails."""
     p = load_params(params_path)
+    quality = read_json(quality_path, "generate's quality counts") if quality_path else None
     metrics, lines = run(
         train_path,
         val_path,
@@ -57,9 +65,17 @@ def cli(train_path, val_path, train_out, val_out, model, metrics_path, docs, par
         on_overlong=p.validate_.on_overlong,
         train_out=train_out,
         val_out=val_out,
+        quality=quality,
+        max_share=p.validate_.quality.max_share.model_dump(),
+        on_exceed=p.validate_.quality.on_exceed,
     )
     passed = sum(e["success"] for e in metrics["expectations"].values())
-    log("validate", f"{passed}/{len(metrics['expectations'])} expectations passed; wrote {metrics_path} and {docs}/")
+    n = metrics["warnings"]
+    warned = f" ({n} quality warning{'s' if n != 1 else ''})" if n else ""
+    log(
+        "validate",
+        f"{passed}/{len(metrics['expectations'])} expectations passed{warned}; wrote {metrics_path} and {docs}/",
+    )
     if not metrics["success"]:
         # Each failure line quotes examples (a source, a heading): escaped, so each stays one plain line.
         click.echo("\n".join(printable(line) for line in lines), err=True)

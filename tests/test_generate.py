@@ -315,3 +315,71 @@ def test_a_short_answer_repeats_as_a_fact_of_each_document_and_the_same_document
     kept, merged = merge_boilerplate(examples, min_words=5)
     assert merged == 1 and examples[4] not in kept  # another task's same answer is another example
     assert merge_boilerplate(examples, min_words=2)[1] == 2  # a lower knob takes "3.3 V" for boilerplate too
+
+
+QUALITY_TASKS = """
+tasks:
+  NOTE:
+    prefix: "[QA]"
+    builder: section
+    blocks: {kind: section}
+    questions: ["What does the documentation say about {heading}?"]
+    check: {name: min_words, words: 1}
+quality:
+  stopwords:
+    en: [the, is, of, and, to, what, does]
+    de: [der, die, das, ist, und, mit]
+"""
+
+
+def quality_blocks() -> list[dict]:
+    def section(bid, doc, heading, text):
+        return {"id": bid, "source": f"raw/{doc}.md#h={heading}", "kind": "section", "title": heading,
+                "headings": [heading], "text": text}  # fmt: skip
+
+    return [
+        section("a", "pump", "Cleaning", "Rinse the filter of the pump under warm water and let it dry."),
+        section("b", "pump", "Before you start", "Make sure of the following things before you start the pump:"),
+        section("c", "fan", "Wartung", "Die Flügel werden mit einem trockenen Tuch gereinigt und das ist gut."),
+    ]
+
+
+def generate_with_quality(tmp_path, tasks_text=QUALITY_TASKS):
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text(tasks_text)
+    write_jsonl(tmp_path / "blocks.jsonl", quality_blocks())
+    params = repo_params() | {"generate": gparams(tasks=["NOTE"])}
+    args = ["--input", tmp_path / "blocks.jsonl", "--output", tmp_path / "examples.jsonl", "--tasks", tasks]
+    args += ["--metrics", tmp_path / "generate.json", "--params", write_params(tmp_path / "params.yaml", params)]
+    args += ["--quality", tmp_path / "quality.json", "--quality-examples", tmp_path / "quality_examples.json"]
+    return invoke(cli, args)
+
+
+def test_quality_counts_each_problem_flat_and_the_worst_examples_go_to_their_own_file(tmp_path):
+    result = generate_with_quality(tmp_path)
+    assert_ok(result)
+    counts = json.loads((tmp_path / "quality.json").read_text())
+    assert counts["examples"] == 3
+    assert counts["dangling_lead_in"] == 1 and counts["mixed_language"] == 1 and counts["flagged"] == 2
+    assert counts["ambiguous"] == 0 and counts["ambiguous_of"] == 3
+    assert all(not isinstance(v, dict | list) for v in counts.values())  # flat: what `dvc metrics show` prints
+    worst = json.loads((tmp_path / "quality_examples.json").read_text())
+    assert [w["answer"] for w in worst["dangling_lead_in"]] == [quality_blocks()[1]["text"]]
+    assert worst["ambiguous"] == []
+    assert "quality: 2 of 3 examples flagged (dangling_lead_in 1, mixed_language 1)" in result.stderr
+
+
+def test_without_a_second_language_in_the_task_file_mixed_language_checks_nothing(tmp_path):
+    result = generate_with_quality(tmp_path, QUALITY_TASKS.split("quality:")[0])
+    assert_ok(result)
+    counts = json.loads((tmp_path / "quality.json").read_text())
+    assert counts["mixed_language"] == 0 and counts["mixed_language_of"] == 0
+    assert counts["dangling_lead_in"] == 1
+
+
+def test_a_bad_quality_section_is_one_line_naming_the_file_line_and_key(tmp_path):
+    result = generate_with_quality(tmp_path, QUALITY_TASKS.replace("stopwords:", "stopword:"))
+    assert isinstance(result.exception, InputError)
+    message = str(result.exception)
+    assert "tasks.yaml:" in message and "quality.stopword: not a key here (did you mean stopwords?)" in message
+    assert "\n" not in message

@@ -62,6 +62,8 @@ def files_under(root: Path, domain: str = "heating") -> RunFiles:
         eval=root / f"metrics/eval/{domain}.json",
         baseline_predictions=root / f"data/eval/{domain}/baseline_predictions.jsonl",
         predictions=root / f"data/eval/{domain}/finetuned_predictions.jsonl",
+        quality=root / f"metrics/quality/{domain}.json",
+        quality_examples=root / f"data/interim/{domain}/quality_examples.json",
     )
 
 
@@ -93,7 +95,7 @@ def run_dir(tmp_path_factory, trained, evaluated, tiny_blocks_file):  # noqa: F8
         invoke(
             generate_cli,
             ["--input", tiny_blocks_file, "--output", examples, "--metrics", files.generate, "--tasks", HEATING_TASKS]
-            + common,
+            + ["--quality", files.quality, "--quality-examples", files.quality_examples, *common],
         )
     )
     assert_ok(
@@ -132,6 +134,7 @@ def _paths(files: RunFiles) -> list:
         *("--balance", files.balance, "--validation", files.validation, "--data-docs", files.data_docs),
         *("--train", files.train, "--curves", files.curves, "--eval", files.eval),
         *("--baseline-predictions", files.baseline_predictions, "--predictions", files.predictions),
+        *("--quality", files.quality, "--quality-examples", files.quality_examples),
     ]
 
 
@@ -231,6 +234,42 @@ def test_every_chart_is_inline_svg_with_a_mark_per_value(report, run_dir):
     steps = len((run_dir.files.curves / "plots/metrics/loss.tsv").read_text().splitlines()) - 1
     val_steps = len((run_dir.files.curves / "plots/metrics/eval/loss.tsv").read_text().splitlines()) - 1
     assert charts[2].count('class="mark"') == steps + val_steps > 0
+
+
+def test_page_shows_every_quality_count_of_generate(report, run_dir):
+    from finetune.generation.quality import PROBLEMS
+
+    text = report.read_text(encoding="utf-8")
+    quality = json.loads(run_dir.files.quality.read_text())
+    assert "<h2>Data quality</h2>" in text
+    for p in PROBLEMS:
+        assert re.search(rf'<td class="l">{p}</td><td>{quality[p]}</td><td>{quality[p + "_of"]}</td>', text), p
+
+
+def test_quality_warnings_show_with_threshold_and_worst_examples_and_never_as_a_plain_pass(run_dir, tmp_path):
+    run = load_run(run_dir.files)
+    quality = {"examples": 200, "flagged": 9, "ambiguous": 0, "ambiguous_of": 200}
+    quality |= {"dangling_lead_in": 6, "dangling_lead_in_of": 200, "bare_code": 3, "bare_code_of": 10}
+    worst = [{"id": f"e{i}", "question": f"Q{i} <b>?", "answer": f"Do this {i}:"} for i in range(3)]
+    examples = {"ambiguous": [], "dangling_lead_in": worst, "bare_code": []}
+    entries = {
+        "quality_ambiguous": {"success": True, "unexpected_count": 0, "observed": 0.0, "max_value": 0.0},
+        "quality_dangling_lead_in": {
+            "success": False, "unexpected_count": 1, "observed": 0.03, "max_value": 0.02, "severity": "warning"
+        },
+        "quality_bare_code": {
+            "success": False, "unexpected_count": 1, "observed": 0.015, "max_value": 0.01, "severity": "warning"
+        },
+    }  # fmt: skip
+    validation = {"success": True, "warnings": 2, "n_train": 10, "n_val": 2, "expectations": entries}
+    text = page([replace(run, quality=quality, quality_examples=examples, validation=validation)], tmp_path, 1)
+    assert '<span class="warn">passed with 2 quality warnings</span>' in text
+    assert '<span class="pass">passed</span>' not in text
+    assert re.search(r'<td class="l">dangling_lead_in</td><td>6</td><td>200</td><td>3.0%</td><td>2.0%</td><td>'
+                     r'<span class="warn">warning</span>', text)  # fmt: skip
+    assert "dangling_lead_in: the 3 worst of 6" in text and "Q2 &lt;b&gt;?" in text and "Do this 1:" in text
+    assert "bare_code: the" not in text  # no examples to show, and none of ambiguous found
+    assert "ambiguous: the" not in text
 
 
 def test_the_page_shows_no_timing_even_from_old_metrics_so_the_same_inputs_give_the_same_bytes(run_dir, tmp_path):

@@ -324,3 +324,82 @@ def test_every_check_says_which_stage_made_a_failure_and_which_param_changes_it(
         keys = [k for k in re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+\b", c.hint) if is_key(k)]
         # Where no param causes it (ids, missing fields, a repeated phrase), the hint says so instead of naming one.
         assert keys or "no param" in c.hint, c.name
+
+
+def quality_case(root, on_exceed, **counts):
+    """The clean splits, with generate's quality counts of 200 examples (every problem 0 unless given)."""
+    from finetune.generation.quality import PROBLEMS
+
+    write_case(root, *clean_splits())
+    params_file(root / "params.yaml", {
+        "generate": {"tasks": ["spec", "qa"]}, "model": {"max_seq_len": 64}, "balance": {"max_ratio": 2.0},
+        "split": {"val_fraction": 0.15},
+        "validate": {"val_fraction_tolerance": 0.05, "quality": {"on_exceed": on_exceed}},
+    })  # fmt: skip
+    quality = {"examples": 200, **{p: 0 for p in PROBLEMS}, **{f"{p}_of": 200 for p in PROBLEMS}, **counts}
+    (root / "quality.json").write_text(json.dumps(quality))
+    return root
+
+
+def invoke_quality(root, model):
+    args = ["--train", root / "train.jsonl", "--val", root / "val.jsonl", "--model", model]
+    args += ["--train-out", root / "out" / "train.jsonl", "--val-out", root / "out" / "val.jsonl"]
+    args += ["--metrics", root / "metrics.json", "--docs", root / "docs", "--params", root / "params.yaml"]
+    args += ["--quality", root / "quality.json"]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result, json.loads((root / "metrics.json").read_text())
+
+
+def test_quality_shares_over_their_threshold_warn_one_line_each_and_pass(tmp_path, model):
+    # dangling_lead_in 5 of 200 = 2.5% > 2%; bare_code 10 of 200 = 5% is at its 5%, not over.
+    result, metrics = invoke_quality(quality_case(tmp_path, "warn", dangling_lead_in=5, bare_code=10), model)
+    assert result.exit_code == 0, result.output
+    assert metrics["success"] is True and metrics["warnings"] == 1
+    entry = metrics["expectations"]["quality_dangling_lead_in"]
+    assert entry == {
+        "success": False, "unexpected_count": 1, "observed": 0.025, "count": 5, "max_value": 0.02,
+        "severity": "warning",
+    }  # fmt: skip
+    assert metrics["expectations"]["quality_bare_code"]["success"] is True
+    warned = [line for line in result.stderr.splitlines() if "warning:" in line]
+    assert warned == [
+        "[validate] warning: dangling_lead_in: 5 of 200 examples (2.5%), over validate.quality.max_share."
+        "dangling_lead_in 0.02"
+    ]
+    assert "(1 quality warning)" in result.stderr
+    assert (tmp_path / "out" / "train.jsonl").exists()
+    # Each threshold is a real expectation: it is in the Data Docs too.
+    docs = "".join(p.read_text(errors="replace") for p in (tmp_path / "docs").rglob("*.html"))
+    assert "quality_dangling_lead_in" in docs
+
+
+def test_quality_on_exceed_fail_stops_validate_naming_problem_share_and_knob(tmp_path, model):
+    result, metrics = invoke_quality(quality_case(tmp_path, "fail", ambiguous=1), model)
+    assert result.exit_code == 1
+    assert metrics["success"] is False and metrics["warnings"] == 0
+    assert "severity" not in metrics["expectations"]["quality_ambiguous"]
+    assert "ambiguous: 1 of 200 examples (0.5%), over validate.quality.max_share.ambiguous 0.0" in result.stderr
+    assert "finetune show examples --domain D --problem ambiguous" in result.stderr
+    assert not (tmp_path / "out" / "train.jsonl").exists()
+
+
+def test_a_domain_overrides_one_quality_threshold_and_keeps_the_others(tmp_path):
+    from finetune.params import load_params
+    from tests.conftest import repo_params, write_params
+
+    domain = write_params(tmp_path / "domain.yaml", {"validate": {"quality": {"max_share": {"bare_code": 0.1}}}})
+    shares = load_params([write_params(tmp_path / "params.yaml", repo_params()), domain]).validate_.quality.max_share
+    assert shares.bare_code == 0.1
+    assert shares.dangling_lead_in == repo_params()["validate"]["quality"]["max_share"]["dangling_lead_in"]
+
+
+def test_every_quality_problem_has_a_threshold_and_a_misspelt_one_is_named():
+    from finetune.generation.quality import PROBLEMS
+    from finetune.io import InputError
+    from finetune.params import QualityShares, parse
+    from tests.conftest import merge, repo_params
+
+    assert list(QualityShares.model_fields) == list(PROBLEMS)
+    assert list(repo_params()["validate"]["quality"]["max_share"]) == list(PROBLEMS)
+    with pytest.raises(InputError, match=r"validate\.quality\.max_share\.dangling is not a key .*did you mean"):
+        parse(merge(repo_params(), {"validate": {"quality": {"max_share": {"dangling": 0.1}}}}))

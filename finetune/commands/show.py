@@ -3,6 +3,7 @@
     finetune show examples --domain heating                 # 5 examples of every task generate made for heating
     finetune show examples --domain heating --task SPEC -n 20   # 20 SPEC examples, spread over all of them
     finetune show examples --input data/processed/heating/val.jsonl
+    finetune show examples --domain cli_tool --problem bare_code  # every example with that problem, worst first
 
 Prints task, source, question and answer to stdout; a conversation's earlier turns are shown before its question.
 """
@@ -49,8 +50,19 @@ def cli():
 @click.option("--input", "input_path", default=None, help="Any examples file (instead of --domain).")
 @click.option("--task", "tasks", multiple=True, metavar="TASK", help="Only this task (repeat for several).")
 @click.option("-n", "n", default=5, show_default=True, type=click.IntRange(min=1), help="Examples per task.")
-def examples(domain, input_path, tasks, n):
+@click.option(
+    "--problem",
+    default=None,
+    metavar="NAME",
+    help="Every example with this data-quality problem (metrics/quality/<domain>.json counts them), worst first.",
+)
+def examples(domain, input_path, tasks, n, problem):
     """Print examples of each task: source, question, answer."""
+    if problem is not None:
+        if domain is None:
+            raise click.UsageError("--problem needs --domain NAME: its blocks, task file and params define the checks")
+        click.echo(with_problem(domain, problem))
+        return
     if input_path is None:
         if domain is None:
             raise click.UsageError("give --domain NAME or --input PATH")
@@ -71,3 +83,30 @@ def examples(domain, input_path, tasks, n):
         blocks.append(f"== {task}: {len(shown)} of {len(by_task[task])} ==")
         blocks += [f"[{i}]\n{render(e)}" for i, e in enumerate(shown, start=1)]
     click.echo("\n\n".join(blocks))
+
+
+def with_problem(domain: str, problem: str) -> str:
+    """Every example of the domain that finetune.generation.quality flags with `problem`, worst first, measured as
+    generate measures them (the task file's words, model.max_seq_len)."""
+    import difflib
+
+    from finetune.generation.quality import PROBLEMS, Rules, measure
+    from finetune.generation.taskfile import load
+    from finetune.layout import domain_files
+    from finetune.params import load_params
+
+    if problem not in PROBLEMS:
+        near = difflib.get_close_matches(problem, PROBLEMS, n=1)
+        hint = f"did you mean {near[0]}? " if near else ""
+        raise click.ClickException(f"unknown problem {problem!r} ({hint}known: {', '.join(PROBLEMS)})")
+    files = domain_files(domain)
+    examples = load_jsonl(files["examples"])
+    words = load(files["tasks"]).quality.model_dump()
+    max_tokens = load_params(["params.yaml", files["params"]]).model.max_seq_len
+    # `worst` ranks every flagged example when it may hold all of them; its texts are cut, so show the examples.
+    rules = Rules.from_mapping({**words, "max_tokens": max_tokens, "worst": max(1, len(examples))})
+    result = measure(examples, load_jsonl(files["blocks"]), rules)
+    by_id = {str(e.get("id", i)): e for i, e in enumerate(examples)}  # the ids measure gives them
+    flagged = [by_id[w["id"]] for w in result["worst"][problem]]
+    head = f"== {problem}: {len(flagged)} of {result['examples']} examples (checked {result[f'{problem}_of']}) =="
+    return "\n\n".join([head, *(f"[{i}] {e.get('task', '?')}\n{render(e)}" for i, e in enumerate(flagged, 1))])

@@ -25,6 +25,7 @@ text-align:right}th{background:#f3f6f9}td.l,th.l{text-align:left}
 .charts{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 .pass{color:#fff;background:#009e73;padding:1px 8px;border-radius:3px}
 .fail{color:#fff;background:#d55e00;padding:1px 8px;border-radius:3px}
+.warn{color:#1a1a1a;background:#f0e442;padding:1px 8px;border-radius:3px}
 .up{color:#006d4f}.down{color:#b34700}
 .ex{border:1px solid #ddd;border-radius:4px;margin:10px 0;padding:8px}
 .ex .prompt{white-space:pre-wrap;font-weight:600;margin-bottom:6px}
@@ -127,18 +128,73 @@ def data_section(run: Run, out_dir: str) -> str:
     else:
         parts.append('<p class="muted">Nothing was left out by extract.</p>')
 
-    ok = val.get("success")
+    ok, warnings = val.get("success"), val.get("warnings", 0)
     docs = os.path.relpath(run.files.data_docs / "index.html", out_dir).replace(os.sep, "/")
+    # "passed" alone over data with known problems told the user nothing: a passing run with warnings says so.
+    if not ok:
+        kind, said = "fail", "FAILED"
+    elif warnings:
+        kind, said = "warn", f"passed with {warnings} quality warning{'s' if warnings != 1 else ''}"
+    else:
+        kind, said = "pass", "passed"
     parts.append(
-        f'<h3>Validation <span class="{"pass" if ok else "fail"}">{"passed" if ok else "FAILED"}</span></h3>'
+        f'<h3>Validation <span class="{kind}">{said}</span></h3>'
         f"<p>{_num(val.get('n_train'))} train and {_num(val.get('n_val'))} val examples checked by Great "
         f'Expectations. <a href="{escape(docs)}">Data Docs</a> (every expectation with its details).</p>'
     )
     rows = []
     for name, e in val.get("expectations", {}).items():
-        badge = '<span class="pass">pass</span>' if e.get("success") else '<span class="fail">fail</span>'
+        if e.get("success"):
+            badge = '<span class="pass">pass</span>'
+        elif e.get("severity") == "warning":
+            badge = '<span class="warn">warning</span>'
+        else:
+            badge = '<span class="fail">fail</span>'
         rows.append([escape(name), badge, _num(e.get("unexpected_count")), _num(e.get("observed"))])
     parts.append(_table(["expectation", "result", "unexpected", "observed"], rows, left=2))
+    return "\n".join(parts)
+
+
+def quality_section(run: Run) -> str:
+    """generate's counts of the bad examples we know, each with its share, validate's threshold and result, and the
+    worst few examples of every problem found."""
+    q = run.quality
+    if not q:
+        return ""
+    entries = run.validation.get("expectations", {})
+    problems = [k for k in q if f"{k}_of" in q]
+    n = max(1, q.get("examples", 0))
+    rows = []
+    for p in problems:
+        e = entries.get(f"quality_{p}", {})
+        if not e:
+            result = "–"
+        elif e.get("success"):
+            result = '<span class="pass">ok</span>'
+        elif e.get("severity") == "warning":
+            result = '<span class="warn">warning</span>'
+        else:
+            result = '<span class="fail">fail</span>'
+        limit = f"{e['max_value']:.1%}" if "max_value" in e else "–"
+        rows.append([escape(p), _num(q[p]), _num(q[f"{p}_of"]), f"{q[p] / n:.1%}", limit, result])
+    parts = [
+        "<h2>Data quality</h2>",
+        f'<p class="muted">{_num(q.get("flagged", 0))} of {_num(q.get("examples", 0))} generated examples have at '
+        "least one known problem. Share: of all examples; checked: the examples a check applies to; threshold: "
+        "validate.quality.max_share. <code>finetune show examples --domain D --problem NAME</code> lists them "
+        "all.</p>",
+        _table(["problem", "examples", "checked", "share", "threshold", "result"], rows, left=1),
+    ]
+    for p in problems:
+        worst = run.quality_examples.get(p) or []
+        if not q[p] or not worst:
+            continue
+        parts.append(f"<h3>{escape(p)}: the {len(worst)} worst of {_num(q[p])}</h3>")
+        for w in worst:
+            parts.append(
+                f'<div class="ex"><div class="prompt">{escape(w.get("question", ""))}</div>'
+                f'<pre>{escape(w.get("answer", ""))}</pre></div>'
+            )
     return "\n".join(parts)
 
 
@@ -252,6 +308,7 @@ def page(runs: list[Run], out_dir: str | os.PathLike, per_task: int) -> str:
             body.append(f'<section><h1 class="run">{escape(run.name)}</h1>')
         body += [
             data_section(run, out_dir),
+            quality_section(run),
             training_section(run),
             evaluation_section(run),
             answers_section(run, per_task),

@@ -4,11 +4,10 @@ both models' answers. A page is a function of a list of these, so one report can
 from __future__ import annotations
 
 import csv
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from finetune.io import InputError, load_jsonl
+from finetune.io import InputError, load_jsonl, read_json
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,8 @@ class RunFiles:
     eval: Path
     baseline_predictions: Path
     predictions: Path
+    quality: Path | None = None  # generate's counts of bad examples (metrics/quality/<domain>.json)
+    quality_examples: Path | None = None  # and the worst few of each problem
 
 
 @dataclass(frozen=True)
@@ -42,19 +43,12 @@ class Run:
     eval: dict
     baseline_rows: list[dict]
     tuned_rows: list[dict]
+    quality: dict = field(default_factory=dict)  # empty: the run has no quality counts
+    quality_examples: dict = field(default_factory=dict)  # problem -> [{id, question, answer}], worst first
 
 
 # DVCLive's file for each curve, below <live dir>/plots/metrics/. Train-side values at the top, val under eval/.
 CURVES = ("loss", "eval/loss", "mean_token_accuracy", "eval/mean_token_accuracy", "learning_rate")
-
-
-def read_json(path: Path, what: str):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(path, f"not found: the {what} (run `dvc repro` first)") from None
-    except json.JSONDecodeError as e:
-        raise InputError(path, f"not valid JSON: {e.msg}", e.lineno) from None
 
 
 def read_curve(path: Path) -> list[tuple[float, float]]:
@@ -87,4 +81,8 @@ def load_run(files: RunFiles, name: str = "") -> Run:
         eval=read_json(files.eval, "evaluation metrics"),
         baseline_rows=load_jsonl(files.baseline_predictions),
         tuned_rows=load_jsonl(files.predictions),
+        quality=read_json(files.quality, "quality counts of generate") if files.quality else {},
+        quality_examples=(
+            read_json(files.quality_examples, "worst examples of generate") if files.quality_examples else {}
+        ),
     )

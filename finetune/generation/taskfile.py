@@ -195,12 +195,29 @@ class Task(Model):
         return self
 
 
+class Quality(Model):
+    """The words of the corpus's languages that finetune.generation.quality's checks need; none: those checks count
+    nothing (mixed_language needs two languages, non_procedure_steps then checks the shape of the steps only)."""
+
+    stopwords: dict[str, list[str]] = {}  # language -> its function words (the, and, of …; der, die, und …)
+    instruction_words: dict[str, list[str]] = {}  # language -> words an instruction starts with (run, copy, set …)
+
+    @field_validator("stopwords", "instruction_words")
+    @classmethod
+    def _words(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for lang, words in v.items():
+            if not words or not all(isinstance(w, str) and w.strip() and " " not in w.strip() for w in words):
+                raise ValueError(f"{_KEY}{lang}: expected a list of single words")
+        return v
+
+
 class TaskFile(Model):
     tasks: dict[str, Task] = Field(min_length=1)
     language: str | None = None  # the language of the tasks' `questions` (e.g. en); needed with `languages`
     # Function words per language (e.g. {en: [the, and, …], de: [der, und, …]}): declared, each block's language is
     # detected (finetune.generation.languages) and only phrasings in that language ask about it.
     languages: dict[str, list[str]] = {}
+    quality: Quality = Quality()  # optional: language knowledge for the data-quality counts
     path: str = "tasks.yaml"  # where it was read from: error messages and refusal sources name it
 
     @model_validator(mode="after")
@@ -252,7 +269,10 @@ def _problem(error: dict) -> tuple[tuple, str]:
     if error["type"] == "extra_forbidden":
         parts = {"blocks": Select, "each": Each, "table": TableOptions, "steps": StepsOptions, "code": CodeOptions}
         parts["teacher"] = TeacherTask
-        model = {1: TaskFile, 3: Task}.get(len(loc)) or (parts.get(str(loc[2])) if len(loc) == 4 else None)
+        if loc[0] == "quality":
+            model = Quality if len(loc) == 2 else None
+        else:
+            model = {1: TaskFile, 3: Task}.get(len(loc)) or (parts.get(str(loc[2])) if len(loc) == 4 else None)
         names = [n for n in model.model_fields if n != "path"] if model else []
         near = difflib.get_close_matches(str(loc[-1]), names, n=1)
         hint = f" (did you mean {near[0]}?)" if near else f" (valid: {', '.join(names)})" if names else ""

@@ -32,6 +32,7 @@ class Check:
     why: Callable[[Any], str]  # offending row -> words for the failure summary
     observed: Callable[[Any], dict] | None = None  # frame -> a few small numbers for the metrics entry
     hint: str = ""  # what a user can do about a failure, printed after its rows
+    warn: bool = False  # a failure is a warning (GE severity "warning"): logged and counted, the gate still passes
 
 
 def checks(
@@ -184,6 +185,51 @@ def checks(
     return found
 
 
+def quality_frame(counts: dict, problems: list[str]):
+    """One row: each problem's share of generate's examples (metrics/quality/<domain>.json) and its count."""
+    import pandas as pd
+
+    n = max(1, int(counts.get("examples", 0)))
+    row = {"examples": int(counts.get("examples", 0))}
+    for name in problems:
+        row[name] = round(int(counts.get(name, 0)) / n, 4)
+        row[f"{name}_count"] = int(counts.get(name, 0))
+    return pd.DataFrame([row])
+
+
+def quality_checks(max_share: dict[str, float], on_exceed: str) -> list[Check]:
+    """One expectation per problem: its share of the examples is at most validate.quality.max_share.<problem>."""
+    os.environ["GX_ANALYTICS_ENABLED"] = "False"
+    import great_expectations.expectations as gxe
+
+    found = []
+    for problem, limit in max_share.items():
+        knob = f"validate.quality.max_share.{problem}"
+        expectation = gxe.ExpectColumnValuesToBeBetween(
+            column=problem, min_value=0, max_value=limit, severity="warning" if on_exceed == "warn" else "critical"
+        )
+        name = f"quality_{problem}"
+        expectation.meta = {"name": name}
+        expectation.description = f"{name}: at most {limit:.0%} of the examples ({knob})"
+
+        def why(r, problem=problem, limit=limit, knob=knob):
+            return (
+                f"{problem}: {int(r[f'{problem}_count'])} of {int(r['examples'])} examples ({r[problem]:.1%}), "
+                f"over {knob} {limit}"
+            )
+
+        def observed(f, problem=problem, limit=limit):
+            share, count = float(f[problem].iloc[0]), int(f[f"{problem}_count"].iloc[0])
+            return {"observed": share, "count": count, "max_value": limit}
+
+        hint = (
+            f"made by generate: `finetune show examples --domain D --problem {problem}` lists them; fix the documents "
+            f"or the task file, or raise {knob} (validate.quality.on_exceed: warn only warns)"
+        )
+        found.append(Check(name, "quality", expectation, why, observed, hint, warn=on_exceed == "warn"))
+    return found
+
+
 def run_checks(frames: dict, all_checks: list[Check], docs: str | os.PathLike) -> dict[str, Any]:
     """Run every check with GE (all of them, even after a failure) and build Data Docs into `docs`, replaced whole."""
     import great_expectations as gx
@@ -213,9 +259,10 @@ def run_checks(frames: dict, all_checks: list[Check], docs: str | os.PathLike) -
     return results
 
 
-def summarize(frames: dict, all_checks: list[Check], results: dict) -> tuple[dict, list[str]]:
-    """The metrics entry of each check, in check order, and the lines that explain the failed ones."""
-    entries, lines = {}, []
+def summarize(frames: dict, all_checks: list[Check], results: dict) -> tuple[dict, list[str], list[str]]:
+    """The metrics entry of each check, in check order, the lines that explain the failed ones and one line per
+    failed warning-only check."""
+    entries, lines, warnings = {}, [], []
     for c in all_checks:
         r, frame = results[c.name], frames[c.frame]
         res = dict(r.result or {})
@@ -230,15 +277,23 @@ def summarize(frames: dict, all_checks: list[Check], results: dict) -> tuple[dic
             entry["missing"] = sorted(missing)
         if error:
             entry["error"] = error.splitlines()[0][:200]
+        if c.warn:
+            entry["severity"] = "warning"
         entries[c.name] = entry
         if r.success:
+            continue
+        if c.warn:
+            warnings += [f"warning: {c.why(frame.loc[label])}" for label in frame.index[:1]]
             continue
         lines.append(
             f"FAILED {c.name}: {entry['unexpected_count']} unexpected" + (f" ({entry['error']})" if error else "")
         )
         if missing:
             lines.append(f"  missing columns: {', '.join(sorted(missing))}")
-        for label in list(dict.fromkeys(res.get("partial_unexpected_index_list") or []))[:SHOW_ROWS]:
+        labels = list(dict.fromkeys(res.get("partial_unexpected_index_list") or []))
+        if not labels and len(frame) == 1:  # a frame of one row (the quality shares): that row
+            labels = list(frame.index)
+        for label in labels[:SHOW_ROWS]:
             row = frame.loc[label]
             if c.frame in ("train", "val"):
                 where = f"{frame.attrs['path']}:{row['line']}"
@@ -247,7 +302,7 @@ def summarize(frames: dict, all_checks: list[Check], results: dict) -> tuple[dic
                 lines.append(f"  {c.why(row)}")
         if c.hint:
             lines.append(f"  {c.hint}")
-    return entries, lines
+    return entries, lines, warnings
 
 
 def run(
@@ -266,12 +321,16 @@ def run(
     on_overlong: str = "fail",
     train_out=None,
     val_out=None,
+    quality: dict | None = None,
+    max_share: dict[str, float] | None = None,
+    on_exceed: str = "warn",
 ):
     """Validate train and val; write metrics and Data Docs; return the metrics and the failure lines.
 
     on_overlong="drop" leaves the examples over max_seq_len out before any check runs, so the checks (task ratio, val
     share, ...) judge what will be trained on, and lists them in the metrics. When every check passes, the kept
-    examples go to train_out/val_out (if given): training reads those, never the unchecked input."""
+    examples go to train_out/val_out (if given): training reads those, never the unchecked input. `quality`
+    (generate's counts) is checked against `max_share` per problem; on_exceed="warn" logs what exceeds and passes."""
     tokenizer = load_tokenizer(model)
     t0 = time.perf_counter()
     frames, records, dropped = {}, {}, []
@@ -298,11 +357,18 @@ def run(
     frames.update(tasks=task_counts(train, tasks), share=split_share(train, val))
     t0 = time.perf_counter()
     all_checks = checks(tasks, max_seq_len, max_ratio, val_fraction, tolerance, max_answer_chars)
+    if quality is not None:
+        max_share = dict(max_share or {})
+        frames["quality"] = quality_frame(quality, list(max_share))
+        all_checks += quality_checks(max_share, on_exceed)
     results = run_checks(frames, all_checks, docs)
     log("validate", f"ran {len(all_checks)} expectations and built Data Docs in {time.perf_counter() - t0:.1f} s")
-    entries, lines = summarize(frames, all_checks, results)
+    entries, lines, warnings = summarize(frames, all_checks, results)
+    for line in warnings:
+        log("validate", line)
     metrics = {
-        "success": all(e["success"] for e in entries.values()),
+        "success": all(e["success"] or e.get("severity") == "warning" for e in entries.values()),
+        "warnings": len(warnings),
         "n_train": len(train),
         "n_val": len(val),
         "overlong": {"on_overlong": on_overlong, "n_dropped": len(dropped), "dropped": dropped},
