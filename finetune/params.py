@@ -35,6 +35,8 @@ class Extract(Section):
     labelled_rows: list[list[str]] = Field(default_factory=list)  # each: one row kind's labels, in column order
     key_value_columns: list[str] = Field(default_factory=list)  # [name, value, unit] columns of `Name: 24 kW` rows
     key_value_headings: list[str] = Field(default_factory=list)  # page headings where any `Name: value` is a row
+    # First headings that do not name their document ("Contents", "Description"): a corpus's words, in params.yaml.
+    not_titles: list[str] = Field(default_factory=list)
 
     @field_validator("labelled_rows")
     @classmethod
@@ -82,6 +84,9 @@ class Generate(Section):
     refusal: str
     override_system_prompt: bool = False  # imported conversations keep their own system message unless true
     phrasings_per_item: int = Field(ge=1)
+    # How a question names its document when its heading is shared by several documents or the same question has
+    # another answer elsewhere: {question} without its closing mark, {document} the document's name.
+    name_document: str = "{question} ({document})"
     teacher: Teacher
 
 

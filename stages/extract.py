@@ -37,7 +37,9 @@ def cli(ctx, input_dir, output, metrics, rejects, params_path):
     params = load_params(params_path).extract if named or Path(params_path[0]).exists() else Extract()
     rejected: list[dict] = []
     rows = RowLabels.from_lists(params.labelled_rows, params.key_value_columns, params.key_value_headings)
-    blocks, counts = run(input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars, rows)
+    blocks, counts = run(
+        input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars, rows, params.not_titles
+    )
     write_jsonl(output, blocks)
     write_json(metrics, counts)
     write_json(rejects, rejected)

@@ -10,7 +10,7 @@ from collections import Counter
 
 import click
 
-from finetune.generation.examples import merge_duplicates, run, unread_kinds
+from finetune.generation.examples import build, merge_duplicates, unread_kinds
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
 from finetune.params import load_params, params_option
@@ -27,7 +27,11 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
     gparams = load_params(params_path).generate
     taskfile = load(tasks_path)
     blocks = load_records(input_path, ("id", "source", "kind", "title", "text"), "a block")
-    examples, merged = merge_duplicates(run(blocks, gparams, taskfile, str(params_path[-1])))
+    built, ambiguity = build(blocks, gparams, taskfile, str(params_path[-1]))
+    examples, merged = merge_duplicates(built)
+    if ambiguity["dropped_ambiguous"]:
+        n = ambiguity["dropped_ambiguous"]
+        log("generate", f"dropped {n} examples asking the same question as another with a different answer")
     if merged:
         log("generate", f"merged {merged} examples identical to an earlier one from another source")
     if not examples:
@@ -61,5 +65,6 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
         counts = Counter(e["task"] for e in examples)
     per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
-    write_json(metrics_path, {"examples": len(examples), "per_task": per_task, "duplicates_merged": merged, **metrics})
+    record = {"examples": len(examples), "per_task": per_task, "duplicates_merged": merged, **ambiguity}
+    write_json(metrics_path, record | metrics)
     log("generate", f"{len(examples)} examples: " + ", ".join(f"{task} {n}" for task, n in per_task.items()))

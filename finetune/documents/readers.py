@@ -30,21 +30,60 @@ DEFAULT_MIN_CHARS = 40  # shorter prose is a lead-in like "Follow these steps:",
 FRONT_MATTER = re.compile(r"\A\ufeff?(---|\+\+\+)[ \t]*\n.*?\n\1[ \t]*(\n|\Z)", re.DOTALL)
 
 
-def html_blocks(
-    text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0, rows: RowLabels = NO_ROWS
-) -> list[dict]:
-    from finetune.documents.markup import parse_html
+def document_name(own: str, events: list[tuple], stem: str, not_titles: tuple[str, ...] = ()) -> str:
+    """A document's name: its own metadata's (front matter `title:`, <title>), else its first heading when that is
+    a title (not one of extract.not_titles, such as "Contents"), else its file name."""
+    if own := one_line(own):
+        return own
+    skip = {t.casefold() for t in not_titles}
+    first = next((one_line(ev[2]) for ev in events if ev[0] == "h" and one_line(ev[2])), "")
+    return first if first and first.strip(" .:").casefold() not in skip else stem
 
-    return heading_blocks(rel, parse_html(text), min_chars, max_chars, rows.key_value)
+
+def front_matter_title(text: str) -> str:
+    """The `title:` of a document's YAML front matter ("" when it has none or it is not YAML)."""
+    import yaml
+
+    m = FRONT_MATTER.match(text)
+    if not m or m[1] != "---":
+        return ""
+    try:
+        meta = yaml.safe_load(m[0].strip().strip("-\ufeff"))
+    except yaml.YAMLError:
+        return ""  # front matter a site generator reads its own way: the document is still read
+    title = meta.get("title") if isinstance(meta, dict) else None
+    return title if isinstance(title, str) else ""
+
+
+def html_blocks(
+    text: str,
+    rel: str,
+    min_chars: int = DEFAULT_MIN_CHARS,
+    max_chars: int = 0,
+    rows: RowLabels = NO_ROWS,
+    not_titles: tuple[str, ...] = (),
+    title: str = "",
+) -> list[dict]:
+    """Blocks of an HTML document, each with its `document` name (document_name; `title` is the front matter's)."""
+    from finetune.documents.markup import read_html
+
+    own, events = read_html(text)
+    name = document_name(title or own, events, Path(rel).stem, not_titles)
+    return [b | {"document": name} for b in heading_blocks(rel, events, min_chars, max_chars, rows.key_value)]
 
 
 def markdown_blocks(
-    text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0, rows: RowLabels = NO_ROWS
+    text: str,
+    rel: str,
+    min_chars: int = DEFAULT_MIN_CHARS,
+    max_chars: int = 0,
+    rows: RowLabels = NO_ROWS,
+    not_titles: tuple[str, ...] = (),
 ) -> list[dict]:
     from markdown_it import MarkdownIt
 
     html = MarkdownIt("commonmark").enable("table").render(FRONT_MATTER.sub("", text))
-    return html_blocks(html, rel, min_chars, max_chars, rows)
+    return html_blocks(html, rel, min_chars, max_chars, rows, not_titles, front_matter_title(text))
 
 
 def page_blocks(source: str, lines: list[str], min_chars: int, max_chars: int, rows: RowLabels) -> list[dict]:
@@ -159,11 +198,17 @@ def fail(error: InputError) -> None:
 
 
 def file_blocks(
-    path: Path, min_chars: int = DEFAULT_MIN_CHARS, reject=fail, max_chars: int = 0, rows: RowLabels = NO_ROWS
+    path: Path,
+    min_chars: int = DEFAULT_MIN_CHARS,
+    reject=fail,
+    max_chars: int = 0,
+    rows: RowLabels = NO_ROWS,
+    not_titles: tuple[str, ...] = (),
 ) -> tuple[str, list]:
     """(format, blocks) of one file. A bad file raises InputError; a bad record (line, row, page) goes to `reject`,
     which raises it too unless the caller skips bad records. Sources are relative to the working directory.
-    max_chars > 0 cuts a longer section into parts (0: never); `rows`: how the corpus writes table rows as lines."""
+    max_chars > 0 cuts a longer section into parts (0: never); `rows`: how the corpus writes table rows as lines;
+    `not_titles`: first headings that do not name a document (extract.not_titles)."""
     rel = Path(os.path.relpath(path)).as_posix()
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -180,4 +225,4 @@ def file_blocks(
         return fmt, csv_blocks(text, rel, reject)
     if fmt == "txt":
         return fmt, txt_blocks(text, rel, min_chars, max_chars)
-    return fmt, (markdown_blocks if fmt == "md" else html_blocks)(text, rel, min_chars, max_chars, rows)
+    return fmt, (markdown_blocks if fmt == "md" else html_blocks)(text, rel, min_chars, max_chars, rows, not_titles)
