@@ -58,7 +58,7 @@ All controls connect to the terminal strip behind the lower cover.
 
 # The same manual as HTML: it must give the same blocks (bar the file name in `source`).
 MANUAL_HTML = """\
-<!DOCTYPE html><html><head><title>ignored</title><style>td { color: red }</style></head><body>
+<!DOCTYPE html><html><head><title>Acme Manual</title><style>td { color: red }</style></head><body>
 <h1>Acme Manual</h1><p>Short intro.</p>
 <h2>Boilers</h2>
 <h3>Specifications &mdash; B-24</h3>
