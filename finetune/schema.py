@@ -10,6 +10,8 @@ is about (a spec, a fault, a product); the task file picks blocks by kind, headi
     title    the heading path joined by " / " (a CSV row: the file's stem)
     headings the heading path as a list, the document's H1 first when it has one (a CSV row: [file stem]; a page:
              its heading line's parts)
+    document the document's name (Markdown, HTML): its front matter `title:` or <title>, else its first heading
+             unless that is one of extract.not_titles ("Contents"), else the file's stem; questions name it
     text     the block as Markdown-ish plain text: paragraphs, `- ` bullets, `1. ` steps, fenced code verbatim with
              its indentation, inline code in backticks, links reduced to their text
   and per kind:
