@@ -10,7 +10,7 @@ from collections import Counter
 
 import click
 
-from finetune.generation.examples import build, merge_duplicates, unread_kinds
+from finetune.generation.examples import build, merge_duplicates, unambiguous, unread_kinds
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
 from finetune.params import load_params, params_option
@@ -62,6 +62,9 @@ def cli(input_path, output, metrics_path, tasks_path, params_path):
         if t.mode in ("pairs", "both"):
             examples += pairs
         metrics["teacher"] = section
+        # The teacher's questions and paraphrases pass the same rule: named where shared, none with two answers.
+        examples, again = unambiguous(examples, blocks, gparams.name_document)
+        ambiguity = {k: n + again[k] for k, n in ambiguity.items()}
         counts = Counter(e["task"] for e in examples)
     per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
