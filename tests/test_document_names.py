@@ -39,6 +39,13 @@ def test_a_markdown_document_is_named_by_its_front_matter_title_not_its_first_he
     assert [b["headings"][-1] for b in blocks] == ["Description", "Wiring"]
 
 
+def test_toml_front_matter_names_a_document_and_unreadable_front_matter_leaves_it_to_the_heading():
+    text = "The valve closes within two seconds of a power failure and stays closed until reset."
+    toml = markdown_blocks(f'+++\ntitle = "Valve V2 guide"\n+++\n# Safety\n\n{text}\n', "v2.md", 0)
+    broken = markdown_blocks(f"---\ntitle: [unclosed\n---\n# Valve V3 guide\n\n{text}\n", "v3.md", 0)
+    assert [b["document"] for b in toml + broken] == ["Valve V2 guide", "Valve V3 guide"]
+
+
 def test_an_html_document_is_named_by_its_title_element():
     html = "<html><head><title>Pump controller P4 manual</title></head><body><h1>Overview</h1>"
     html += "<p>The P4 starts the pump when the pressure falls below the set point for two seconds.</p></body></html>"

@@ -41,16 +41,19 @@ def document_name(own: str, events: list[tuple], stem: str, not_titles: tuple[st
 
 
 def front_matter_title(text: str) -> str:
-    """The `title:` of a document's YAML front matter ("" when it has none or it is not YAML)."""
+    """The `title` of a document's front matter, YAML (`---`) or TOML (`+++`); "" when it has none."""
+    import tomllib
+
     import yaml
 
     m = FRONT_MATTER.match(text)
-    if not m or m[1] != "---":
+    if not m:
         return ""
+    body = m[0].lstrip("\ufeff").strip()[3:-3]
     try:
-        meta = yaml.safe_load(m[0].strip().strip("-\ufeff"))
-    except yaml.YAMLError:
-        return ""  # front matter a site generator reads its own way: the document is still read
+        meta = yaml.safe_load(body) if m[1] == "---" else tomllib.loads(body)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError):
+        return ""  # front matter a site generator reads its own way: the document is still read, named otherwise
     title = meta.get("title") if isinstance(meta, dict) else None
     return title if isinstance(title, str) else ""
 
