@@ -236,14 +236,15 @@ def unambiguous(examples: list[dict], blocks: list[dict], pattern: str) -> tuple
     by_id = {b["id"]: b for b in blocks}
     document = {i: heading_fields(b, None)["document"] for i, b in by_id.items()}
     shared = shared_headings(blocks)
-    counts = {"named_document": 0, "dropped_ambiguous": 0}
+    named: set[str] = set()  # ids of the examples whose question now names its document
 
     def name(e: dict) -> dict:
-        named = _named(e, document.get(e["block_id"], ""), pattern)
-        counts["named_document"] += named is not e
-        return named
+        renamed = _named(e, document.get(e["block_id"], ""), pattern)
+        if renamed is not e:
+            named.add(renamed["id"])
+        return renamed
 
-    out = [name(e) if e["block_id"] in shared else e for e in examples]
+    out, dropped = [name(e) if e["block_id"] in shared else e for e in examples], 0
     for attempt in ("name", "drop"):
         answers: dict[tuple, set[str]] = {}
         for e in out:
@@ -255,8 +256,8 @@ def unambiguous(examples: list[dict], blocks: list[dict], pattern: str) -> tuple
             out = [name(e) if _ask(e) in clash and e["block_id"] in by_id else e for e in out]
         else:
             kept = [e for e in out if _ask(e) not in clash]
-            counts["dropped_ambiguous"] = len(out) - len(kept)
-            out = kept
+            out, dropped = kept, len(out) - len(kept)
+    counts = {"named_document": sum(e["id"] in named for e in out), "dropped_ambiguous": dropped}
     return out, counts
 
 
