@@ -62,6 +62,11 @@ def test_a_first_heading_names_the_document_unless_it_is_one_of_the_not_titles()
     assert [b["document"] for b in contents] == ["v2-guide"]
 
 
+def test_a_title_element_that_is_one_of_the_not_titles_leaves_the_name_to_the_heading():
+    html = "<title>Contents</title><h1>Pump P4</h1><p>The P4 starts the pump when the pressure falls too low.</p>"
+    assert [b["document"] for b in html_blocks(html, "p4.html", 0, not_titles=NOT_TITLES)] == ["Pump P4"]
+
+
 def test_extract_reads_the_not_titles_it_is_given(tmp_path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "guide.md").write_text("# Summary\n\n## Use\n\nPress the red button twice to reset.\n")

@@ -31,13 +31,12 @@ FRONT_MATTER = re.compile(r"\A\ufeff?(---|\+\+\+)[ \t]*\n.*?\n\1[ \t]*(\n|\Z)", 
 
 
 def document_name(own: str, events: list[tuple], stem: str, not_titles: tuple[str, ...] = ()) -> str:
-    """A document's name: its own metadata's (front matter `title:`, <title>), else its first heading when that is
-    a title (not one of extract.not_titles, such as "Contents"), else its file name."""
-    if own := one_line(own):
-        return own
+    """A document's name: its own metadata's (front matter `title:`, <title>), else its first heading, each when it
+    is a title (not one of extract.not_titles, such as "Contents"), else its file name."""
     skip = {t.casefold() for t in not_titles}
     first = next((one_line(ev[2]) for ev in events if ev[0] == "h" and one_line(ev[2])), "")
-    return first if first and first.strip(" .:").casefold() not in skip else stem
+    # A <title> of "Contents" names no more than such a heading does.
+    return next((n for n in (one_line(own), first) if n and n.strip(" .:").casefold() not in skip), stem)
 
 
 def front_matter_title(text: str) -> str:
