@@ -35,6 +35,8 @@ class Extract(Section):
     labelled_rows: list[list[str]] = Field(default_factory=list)  # each: one row kind's labels, in column order
     key_value_columns: list[str] = Field(default_factory=list)  # [name, value, unit] columns of `Name: 24 kW` rows
     key_value_headings: list[str] = Field(default_factory=list)  # page headings where any `Name: value` is a row
+    # First headings that do not name their document ("Contents", "Description"): a corpus's words, in params.yaml.
+    not_titles: list[str] = Field(default_factory=list)
 
     @field_validator("labelled_rows")
     @classmethod
@@ -85,6 +87,9 @@ class Generate(Section):
     # An answer at least this long that a task gave for an earlier document too is boilerplate: one example, not one
     # per document. Shorter answers are facts that repeat ("3.3 V", "Print the version and exit.").
     boilerplate_min_words: int = Field(8, ge=1)
+    # How a question names its document when its heading is shared by several documents or the same question has
+    # another answer elsewhere: {question} without its closing mark, {document} the document's name.
+    name_document: str = "{question} ({document})"
     teacher: Teacher
 
 

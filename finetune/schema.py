@@ -12,6 +12,8 @@ is about (a spec, a fault, a product); the task file picks blocks by kind, headi
              page: its heading line's parts; a PDF: its name first, from its metadata Title, its outline's one
              root, a title page's title, the first part all its headings share, or its file stem, then the
              outline's or the type's headings, documents/pdf.py)
+    document the document's name (Markdown, HTML): its front matter `title:` or <title>, else its first heading
+             unless that is one of extract.not_titles ("Contents"), else the file's stem; questions name it
     text     the block as Markdown-ish plain text: paragraphs, `- ` bullets, `1. ` steps, fenced code verbatim with
              its indentation, inline code in backticks, links reduced to their text
   and per kind:

@@ -39,7 +39,9 @@ def cli(ctx, input_dir, output, metrics, rejects, params_path):
     rejected: list[dict] = []
     rows = RowLabels.from_lists(params.labelled_rows, params.key_value_columns, params.key_value_headings)
     try:
-        blocks, counts = run(input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars, rows)
+        blocks, counts = run(
+            input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars, rows, params.not_titles
+        )
     except InputError as e:
         # The rejects are written however extract ends: on_error: skip may end with no blocks at all, and then the
         # list says why; with fail it holds the file or record that stopped the run. Blocks and metrics stay as

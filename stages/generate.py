@@ -15,7 +15,14 @@ from collections import Counter
 
 import click
 
-from finetune.generation.examples import left_out_language, merge_boilerplate, merge_duplicates, run, unread_kinds
+from finetune.generation.examples import (
+    build,
+    left_out_language,
+    merge_boilerplate,
+    merge_duplicates,
+    unambiguous,
+    unread_kinds,
+)
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
 from finetune.params import load_params, params_option
@@ -38,8 +45,11 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
     taskfile = load(tasks_path)
     blocks = load_records(input_path, ("id", "source", "kind", "title", "text"), "a block")
     # model.max_seq_len bounds an imported conversation's history: no example is longer than could be trained on.
-    examples = run(blocks, gparams, taskfile, str(params_path[-1]), params.model.max_seq_len)
-    examples, merged = merge_duplicates(examples)
+    built, ambiguity = build(blocks, gparams, taskfile, str(params_path[-1]), params.model.max_seq_len)
+    examples, merged = merge_duplicates(built)
+    if ambiguity["dropped_ambiguous"]:
+        n = ambiguity["dropped_ambiguous"]
+        log("generate", f"dropped {n} examples asking the same question as another with a different answer")
     if merged:
         log("generate", f"merged {merged} examples identical to an earlier one from another source")
     examples, boilerplate = merge_boilerplate(examples, gparams.boilerplate_min_words)
@@ -80,11 +90,15 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
         if t.mode in ("pairs", "both"):
             examples += pairs
         metrics["teacher"] = section
+        # The teacher's questions and paraphrases pass the same rule: named where shared, none with two answers.
+        examples, again = unambiguous(examples, blocks, gparams.name_document)
+        ambiguity = {k: n + again[k] for k, n in ambiguity.items()}
         counts = Counter(e["task"] for e in examples)
     per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
-    merges = {"duplicates_merged": merged, "boilerplate_merged": boilerplate}
-    write_json(metrics_path, {"examples": len(examples), "per_task": per_task, **merges, **metrics})
+    record = {"examples": len(examples), "per_task": per_task, "duplicates_merged": merged}
+    record |= {"boilerplate_merged": boilerplate, **ambiguity}
+    write_json(metrics_path, record | metrics)
     log("generate", f"{len(examples)} examples: " + ", ".join(f"{task} {n}" for task, n in per_task.items()))
     if quality_path or quality_examples:
         from finetune.generation.quality import PROBLEMS, measure

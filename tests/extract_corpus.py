@@ -49,9 +49,10 @@ All controls connect to the terminal strip behind the lower cover.
 | F22 low pressure | Leak or air in the system | Top up to 1.5 bar and bleed |
 """
 
-# The same manual as HTML: it must give the same blocks (bar the file name in `source`).
+# The same manual as HTML: it must give the same blocks (bar the file name in `source`); its <title> names it as the
+# Markdown H1 does.
 MANUAL_HTML = """\
-<!DOCTYPE html><html><head><title>ignored</title><style>td { color: red }</style></head><body>
+<!DOCTYPE html><html><head><title>Acme Manual</title><style>td { color: red }</style></head><body>
 <h1>Acme Manual</h1><p>Short intro.</p>
 <h2>Boilers</h2>
 <h3>Specifications &mdash; B-24</h3>

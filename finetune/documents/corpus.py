@@ -83,12 +83,14 @@ def run(
     rejects=None,
     max_chars: int = 0,
     rows: RowLabels = NO_ROWS,
+    not_titles: tuple[str, ...] = (),
 ):
     """(blocks, counts): every block of every file under input_dir in sorted file order, and the metrics.
 
     on_error="fail" raises the first InputError; "skip" leaves the bad file or record out, appends its reject_entry
     to the `rejects` list (if given) and goes on. max_chars > 0 cuts longer sections into parts. `rows`: how the
-    corpus writes table rows as lines (RowLabels.from_lists of the extract params); the default knows no such rows."""
+    corpus writes table rows as lines (RowLabels.from_lists of the extract params); the default knows no such rows.
+    `not_titles`: first headings that name no document (extract.not_titles)."""
     rejects = [] if rejects is None else rejects
     pending: list[tuple[InputError, str]] = []  # the current file's bad records, listed once the file is read
 
@@ -107,7 +109,7 @@ def run(
             if not check_link(path, root):
                 continue
             check_file(path)
-            fmt, found = file_blocks(path, min_chars, skip, max_chars, rows)
+            fmt, found = file_blocks(path, min_chars, skip, max_chars, rows, tuple(not_titles))
         except (InputError, OSError) as e:
             if isinstance(e, OSError):  # unreadable (permissions, a disk error): a file to fix, like any other
                 e = InputError(rel, f"cannot read it ({e.strerror or e})")

@@ -296,8 +296,24 @@ def html_events(node, events: list | None = None) -> list[tuple]:
     return events
 
 
-def parse_html(text: str) -> list[tuple]:
+def _title(node) -> str:
+    """The text of the first <title> (the document's own name in its metadata), "" when it has none."""
+    for c in node[2]:
+        if isinstance(c, tuple):
+            if c[0] == "title":
+                return " ".join(_raw(c).split())
+            if found := _title(c):
+                return found
+    return ""
+
+
+def read_html(text: str) -> tuple[str, list[tuple]]:
+    """(its <title>, its events)."""
     tree = _Tree()
     tree.feed(text)
     tree.close()
-    return html_events(tree.root)
+    return _title(tree.root), html_events(tree.root)
+
+
+def parse_html(text: str) -> list[tuple]:
+    return read_html(text)[1]

@@ -39,31 +39,67 @@ DEFAULT_MIN_CHARS = 40  # shorter prose is a lead-in like "Follow these steps:",
 FRONT_MATTER = re.compile(r"\A\ufeff?(---|\+\+\+)[ \t]*\n.*?\n\1[ \t]*(\n|\Z)", re.DOTALL)
 
 
+def document_name(own: str, events: list[tuple], stem: str, not_titles: tuple[str, ...] = ()) -> str:
+    """A document's name: its own metadata's (front matter `title:`, <title>), else its first heading, each when it
+    is a title (not one of extract.not_titles, such as "Contents"), else its file name."""
+    skip = {t.casefold() for t in not_titles}
+    first = next((one_line(ev[2]) for ev in events if ev[0] == "h" and one_line(ev[2])), "")
+    # A <title> of "Contents" names no more than such a heading does.
+    return next((n for n in (one_line(own), first) if n and n.strip(" .:").casefold() not in skip), stem)
+
+
+def front_matter_title(text: str) -> str:
+    """The `title` of a document's front matter, YAML (`---`) or TOML (`+++`); "" when it has none."""
+    import tomllib
+
+    import yaml
+
+    m = FRONT_MATTER.match(text)
+    if not m:
+        return ""
+    body = m[0].lstrip("\ufeff").strip()[3:-3]
+    try:
+        meta = yaml.safe_load(body) if m[1] == "---" else tomllib.loads(body)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError):
+        return ""  # front matter a site generator reads its own way: the document is still read, named otherwise
+    title = meta.get("title") if isinstance(meta, dict) else None
+    return title if isinstance(title, str) else ""
+
+
 def html_blocks(
     text: str,
     rel: str,
     min_chars: int = DEFAULT_MIN_CHARS,
     max_chars: int = 0,
     rows: RowLabels = NO_ROWS,
+    not_titles: tuple[str, ...] = (),
+    title: str = "",
     lines: bool = True,
 ) -> list[dict]:
-    """`lines`: whether a line of `text` is a line of the file (not of HTML rendered from Markdown)."""
-    from finetune.documents.markup import TooDeep, parse_html
+    """Blocks of an HTML document, each with its `document` name (document_name; `title` is the front matter's).
+    `lines`: whether a line of `text` is a line of the file (not of HTML rendered from Markdown)."""
+    from finetune.documents.markup import TooDeep, read_html
 
     try:
-        events = parse_html(text)
+        own, events = read_html(text)
     except TooDeep as e:
         raise InputError(rel, str(e), e.line if lines else None) from None
-    return heading_blocks(rel, events, min_chars, max_chars, rows.key_value)
+    name = document_name(title or own, events, Path(rel).stem, not_titles)
+    return [b | {"document": name} for b in heading_blocks(rel, events, min_chars, max_chars, rows.key_value)]
 
 
 def markdown_blocks(
-    text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0, rows: RowLabels = NO_ROWS
+    text: str,
+    rel: str,
+    min_chars: int = DEFAULT_MIN_CHARS,
+    max_chars: int = 0,
+    rows: RowLabels = NO_ROWS,
+    not_titles: tuple[str, ...] = (),
 ) -> list[dict]:
     from markdown_it import MarkdownIt
 
     html = MarkdownIt("commonmark").enable("table").render(FRONT_MATTER.sub("", text))
-    return html_blocks(html, rel, min_chars, max_chars, rows, lines=False)
+    return html_blocks(html, rel, min_chars, max_chars, rows, not_titles, front_matter_title(text), lines=False)
 
 
 def page_blocks(source: str, lines: list[str], min_chars: int, max_chars: int, rows: RowLabels) -> list[dict]:
@@ -182,11 +218,17 @@ def fail(error: InputError) -> None:
 
 
 def file_blocks(
-    path: Path, min_chars: int = DEFAULT_MIN_CHARS, reject=fail, max_chars: int = 0, rows: RowLabels = NO_ROWS
+    path: Path,
+    min_chars: int = DEFAULT_MIN_CHARS,
+    reject=fail,
+    max_chars: int = 0,
+    rows: RowLabels = NO_ROWS,
+    not_titles: tuple[str, ...] = (),
 ) -> tuple[str, list]:
     """(format, blocks) of one file. A bad file raises InputError; a bad record (line, row, page) goes to `reject`,
     which raises it too unless the caller skips bad records. Sources are relative to the working directory.
-    max_chars > 0 cuts a longer section into parts (0: never); `rows`: how the corpus writes table rows as lines."""
+    max_chars > 0 cuts a longer section into parts (0: never); `rows`: how the corpus writes table rows as lines;
+    `not_titles`: first headings that do not name a document (extract.not_titles)."""
     rel = Path(os.path.relpath(path)).as_posix()
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -203,4 +245,4 @@ def file_blocks(
         return fmt, csv_blocks(text, rel, reject)
     if fmt == "txt":
         return fmt, txt_blocks(text, rel, min_chars, max_chars)
-    return fmt, (markdown_blocks if fmt == "md" else html_blocks)(text, rel, min_chars, max_chars, rows)
+    return fmt, (markdown_blocks if fmt == "md" else html_blocks)(text, rel, min_chars, max_chars, rows, not_titles)

@@ -216,23 +216,51 @@ def section_blocks(
     return out
 
 
+_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
+# What follows an entry of a printed table of contents: a dot leader and/or a page number ("Wiring ..... 12").
+_PAGE_REF = re.compile(r"(?:\s*[.·…_]{2,}\s*|\s+)\d+$")
+
+
+def is_contents(elements: list[tuple], names: set[str]) -> bool:
+    """Whether a section is a table of contents: three or more lines, four in five of them the document's own
+    headings (links to them read as their text) or entries ending in a dot leader and page number. Structural, so
+    no word of any language decides it."""
+    lines = []
+    for kind, *content in elements:
+        if kind in ("ul", "ol"):
+            lines += [ln for item in content[0] for ln in item.splitlines()]
+        elif kind == "para":
+            lines += content[0].splitlines()
+        else:
+            return False  # a table, code or glossary is content, whatever lines come with it
+    lines = [_MARKER.sub("", ln).strip() for ln in lines if ln.strip()]
+
+    def entry(line: str) -> bool:
+        bare = _PAGE_REF.sub("", line).strip(" .").casefold()
+        return bare in names or bool(re.search(r"[.·…_]{3,}\s*\d+$", line))
+
+    return len(lines) >= 3 and sum(map(entry, lines)) >= 0.8 * len(lines)
+
+
 def heading_blocks(
     rel: str, events: list[tuple], min_chars: int, max_chars: int = 0, key_value: tuple[str, ...] = ()
 ) -> list[dict]:
     """Cut ("h", level, text) events and the elements between them into sections, then blocks (Markdown, HTML).
-    A <details> is a subsection of the section it is in, named by its summary."""
+    A <details> is a subsection of the section it is in, named by its summary. A table of contents (is_contents)
+    is no subject: its section gives no blocks."""
     out, heads, elements, outer = [], [], [], []
+    names = {one_line(ev[2]).strip(" .").casefold() for ev in events if ev[0] == "h"}
     for ev in [*events, ("h", 0, "")]:  # the sentinel heading flushes the last section
         if ev[0] not in ("h", "details", "/details"):
             elements.append(ev)
             continue
-        if elements:
+        if elements and not is_contents(elements, names):
             # The H1 is the document's title: locations leave it out unless it is all there is.
             loc = [t for lvl, t in heads if lvl > 1] or [t for _, t in heads] or [Path(rel).stem]
             path = [t for _, t in heads] or [Path(rel).stem]
             where, title = f"{rel}#h={'/'.join(loc)}", " / ".join(path)
             out += section_blocks(where, title, path, elements, min_chars, max_chars, key_value)
-            elements = []
+        elements = []
         if ev[0] == "details":
             outer.append(heads)
             heads = [*heads, ((heads[-1][0] if heads else 1) + 1, one_line(ev[1]))]

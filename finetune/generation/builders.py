@@ -2,8 +2,8 @@
 
 An item holds the fields the task's question and answer templates fill in, the builder's own answer, its key points
 and meta. Every block item gets the heading fields: `heading` (the block's own heading), `parent` (the one above),
-`document` (the first), `section` (all below the first, " / "), `path` (all, " / "), `part` (N of a long
-section's `#part=N`, else ""), `_lc` variants with a lower-case first letter for mid-sentence use, and
+`document` (the reader's document name, else the first heading), `section` (all below the first, " / "), `path`
+(all, " / "), `part` (N of a long section's `#part=N`, else ""), `_lc` variants with a lower-case first letter for mid-sentence use, and
 the named groups of the task's `heading`/`title` patterns. Which block is a procedure, which column is a row's key or
 unit, what a column qualifies: decided by the block's structure and the task file's options, never by English words
 in this file.
@@ -75,7 +75,10 @@ def heading_fields(block: dict, sel: Select | None) -> dict | None:
     """The heading fields of a block, or None when the task's heading/title pattern does not match it."""
     hs = headings(block) or [clean(block.get("title", ""))]
     # parent and section are "" for a document's own text: a question's "({parent})" then disappears whole.
-    fields = {"heading": hs[-1], "parent": hs[-2] if len(hs) > 1 else "", "document": hs[0]}
+    # The document's own name (the reader's `document`: metadata, a title heading or the file name) before its
+    # first heading, which may be "Description": the one place generate reads a block's document.
+    document = clean(block.get("document") or "") or hs[0]
+    fields = {"heading": hs[-1], "parent": hs[-2] if len(hs) > 1 else "", "document": document}
     fields |= {"section": " / ".join(hs[1:]), "path": " / ".join(hs)}
     # A long section cut into parts (source `…#part=2`): each part needs its own question, or two parts would ask
     # the same thing with different answers (and the split could put them on both sides).

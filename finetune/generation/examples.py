@@ -21,6 +21,7 @@ from finetune.generation.builders import (
     Item,
     code_sections,
     conversation,
+    heading_fields,
     headings,
     selects,
     sentences,
@@ -207,7 +208,20 @@ def run(
     params_source: str = "params.yaml",
     max_seq_len: int | None = None,
 ) -> list[dict]:
-    """Every enabled task's examples, task by task in generate.tasks order; max_seq_len: see examples_for."""
+    """Every enabled task's examples, task by task in generate.tasks order (build's, without its counts)."""
+    return build(blocks, gparams, taskfile, params_source, max_seq_len)[0]
+
+
+def build(
+    blocks: list[dict],
+    gparams: Generate,
+    taskfile: TaskFile,
+    params_source: str = "params.yaml",
+    max_seq_len: int | None = None,
+) -> tuple[list[dict], dict]:
+    """(examples, counts): every enabled task's examples, task by task in generate.tasks order, each question
+    about a heading that several documents share naming its document, and no question with two answers
+    (unambiguous; counts: `named_document`, `dropped_ambiguous`); max_seq_len: see examples_for."""
     tasks = enabled(taskfile, gparams.tasks, params_source)
     read = blocks_read(blocks, tasks)
     examples = []
@@ -223,7 +237,78 @@ def run(
         if e["id"] not in seen:
             seen.add(e["id"])
             unique.append(e)
-    return unique
+    return unambiguous(unique, blocks, gparams.name_document)
+
+
+def _norm(text: str) -> str:
+    # As finetune.generation.quality counts `ambiguous`: case, spacing and the closing mark do not tell two apart.
+    return " ".join(text.split()).casefold().rstrip(" .?!:;。？！")
+
+
+def _file(source: str) -> str:
+    return source.split("#", 1)[0]
+
+
+def shared_headings(blocks: list[dict]) -> set[str]:
+    """Block ids whose own heading (casefolded) is a heading of blocks of more than one file: "Description" in two
+    boards' datasheets. A question about such a block means nothing until it says which document."""
+    files: dict[str, set[str]] = {}
+    for b in blocks:
+        if hs := headings(b):
+            files.setdefault(hs[-1].casefold(), set()).add(_file(b.get("source", "")))
+    return {b["id"] for b in blocks if (hs := headings(b)) and len(files[hs[-1].casefold()]) > 1}
+
+
+def _ask(e: dict) -> tuple:
+    """What an example asks: every turn before the answer (the system prompt aside), normalised."""
+    return tuple(_norm(m["content"]) for m in e["messages"][:-1] if m["role"] != "system")
+
+
+def _named(e: dict, document: str, pattern: str) -> dict:
+    """The example with its question naming its document by `pattern` ({question}, {document}); the question's
+    closing mark stays at its end. A question that names it already is left as it is."""
+    *turns, question, answer = e["messages"]
+    text = question["content"]
+    if not document or document.casefold() in text.casefold():
+        return e
+    body = text.rstrip(" ?!.:;。？！")
+    text = pattern.replace("{question}", body).replace("{document}", document) + text[len(body) :].strip()
+    messages = [*turns, {**question, "content": text}, answer]
+    return example(e["task"], e["source"], e["block_id"], messages, e["meta"])
+
+
+def unambiguous(examples: list[dict], blocks: list[dict], pattern: str) -> tuple[list[dict], dict]:
+    """(examples, counts). A question about a heading several documents share names its document (`pattern`:
+    generate.name_document); then the same question with different answers names its document too; what is still
+    the same question with different answers (two sections of one document, two documents of one name) is dropped,
+    every copy of it, so neither train nor val learns a guess. Refusals and imported conversations' system
+    prompts aside, the question is every turn before the answer."""
+    by_id = {b["id"]: b for b in blocks}
+    document = {i: heading_fields(b, None)["document"] for i, b in by_id.items()}
+    shared = shared_headings(blocks)
+    named: set[str] = set()  # ids of the examples whose question now names its document
+
+    def name(e: dict) -> dict:
+        renamed = _named(e, document.get(e["block_id"], ""), pattern)
+        if renamed is not e:
+            named.add(renamed["id"])
+        return renamed
+
+    out, dropped = [name(e) if e["block_id"] in shared else e for e in examples], 0
+    for attempt in ("name", "drop"):
+        answers: dict[tuple, set[str]] = {}
+        for e in out:
+            answers.setdefault(_ask(e), set()).add(_norm(e["messages"][-1]["content"]))
+        clash = {q for q, a in answers.items() if len(a) > 1}
+        if not clash:
+            break
+        if attempt == "name":
+            out = [name(e) if _ask(e) in clash and e["block_id"] in by_id else e for e in out]
+        else:
+            kept = [e for e in out if _ask(e) not in clash]
+            out, dropped = kept, len(out) - len(kept)
+    counts = {"named_document": sum(e["id"] in named for e in out), "dropped_ambiguous": dropped}
+    return out, counts
 
 
 def merge_duplicates(examples: list[dict]) -> tuple[list[dict], int]:

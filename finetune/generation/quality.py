@@ -188,7 +188,7 @@ def _distinctive_names(blocks: list[dict]) -> dict[str, set[str]]:
         doc = _document(b.get("source", ""))
         names[doc].add(PurePosixPath(doc).stem.casefold())
         if hs := headings(b):
-            names[doc].add(hs[0].casefold())
+            names[doc].add((b.get("document") or hs[0]).casefold())
     owners = Counter(n for ns in names.values() for n in ns)
     return {doc: {n for n in ns if owners[n] == 1 and _WORD.search(n)} for doc, ns in names.items()}
 
