@@ -103,7 +103,8 @@ def test_adding_and_removing_a_domain_reruns_nothing_of_the_others(domains_run, 
 def test_new_data_for_the_first_stage_of_a_chain_retrains_the_chain_and_nothing_else(domains_run, tmp_path):
     repo = copy(domains_run, tmp_path)
     page = repo / "domains/cli_tool/raw/add.md"
-    page.write_text(page.read_text().replace("The file's permissions", "The file's owner, permissions"))
+    # An option's text: a short example that no cap or length limit of the test's sizes leaves out.
+    page.write_text(page.read_text().replace("and change nothing.", "and change nothing at all."))
     ran = ran_stages(sh(["dvc", "repro"], repo).stdout)
     # The first stage's train and the chain after it; baseline only where the edit reached val; not the base.
     assert {"extract@cli_tool", "train@cli_tool", "train@skein_howto", "evaluate@skein_howto"} <= ran
@@ -114,7 +115,10 @@ def test_an_experiment_on_one_domains_params_reruns_that_domain_only(domains_run
     repo = copy(domains_run, tmp_path)
     # `++` adds the key where the domain's section does not hold it yet, and overrides it where it does.
     out = sh(["dvc", "exp", "run", "-S", "domains/skein_howto/params.yaml:++train.learning_rate=0.001"], repo).stdout
-    assert ran_stages(out) == at("skein_howto", *AFTER_TRAIN) | {"compare"}, out
+    # train reruns; what follows reruns where its inputs changed (outputs hold no timing, so the same answers give
+    # the same bytes and DVC rightly stops there), and never in another domain.
+    ran = ran_stages(out)
+    assert "train@skein_howto" in ran and ran <= at("skein_howto", *AFTER_TRAIN) | {"compare"}, out
     assert "learning_rate: 0.001" in (repo / "domains/skein_howto/params.yaml").read_text()
     # Every domain's headline side by side, under column names a person reads.
     header = sh(["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", HEADLINES], repo).stdout

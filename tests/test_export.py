@@ -47,6 +47,7 @@ def served(exported):
     )
     common = ["--val", trained.splits.val, "--params", params_file, "--tasks", HEATING_TASKS]
     base_args = ["--model", trained.base, "--predictions", out.base_predictions, "--scores", out.base_scores]
+    base_args += ["--timing", root / "metrics/timing/baseline/heating.json"]
     assert_ok(invoke(baseline_cli, [*base_args, *common]))
 
     def evaluate(url: str, tag: str):
