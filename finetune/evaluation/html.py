@@ -144,15 +144,18 @@ def data_section(run: Run, out_dir: str) -> str:
     )
     rows = []
     for name, e in val.get("expectations", {}).items():
-        if e.get("success"):
-            badge = '<span class="pass">pass</span>'
-        elif e.get("severity") == "warning":
-            badge = '<span class="warn">warning</span>'
-        else:
-            badge = '<span class="fail">fail</span>'
-        rows.append([escape(name), badge, _num(e.get("unexpected_count")), _num(e.get("observed"))])
+        rows.append([escape(name), _result(e, "pass"), _num(e.get("unexpected_count")), _num(e.get("observed"))])
     parts.append(_table(["expectation", "result", "unexpected", "observed"], rows, left=2))
     return "\n".join(parts)
+
+
+def _result(expectation: dict, passed: str) -> str:
+    """An expectation's outcome as a badge: passed, a warning (severity: warning passes the gate), or failed."""
+    if expectation.get("success"):
+        return f'<span class="pass">{passed}</span>'
+    if expectation.get("severity") == "warning":
+        return '<span class="warn">warning</span>'
+    return '<span class="fail">fail</span>'
 
 
 def quality_section(run: Run) -> str:
@@ -167,14 +170,7 @@ def quality_section(run: Run) -> str:
     rows = []
     for p in problems:
         e = entries.get(f"quality_{p}", {})
-        if not e:
-            result = "–"
-        elif e.get("success"):
-            result = '<span class="pass">ok</span>'
-        elif e.get("severity") == "warning":
-            result = '<span class="warn">warning</span>'
-        else:
-            result = '<span class="fail">fail</span>'
+        result = _result(e, "ok") if e else "–"
         limit = f"{e['max_value']:.1%}" if "max_value" in e else "–"
         rows.append([escape(p), _num(q[p]), _num(q[f"{p}_of"]), f"{q[p] / n:.1%}", limit, result])
     parts = [
