@@ -86,9 +86,7 @@ def cut_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
             cuts = [
                 m
                 for m in _CUTS[lvl].finditer(text, lo, hi)
-                if lo < m.start()
-                and m.end() < hi
-                and not any(a < m.end() and m.start() < b for a, b in fences)
+                if lo < m.start() and m.end() < hi and not any(a < m.end() and m.start() < b for a, b in fences)
                 and not _leads_in(text[lo : m.start()])  # a part never ends on a lead-in: what it led to is next
             ]
             if not cuts:
