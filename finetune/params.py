@@ -31,7 +31,7 @@ class ExtractOcr(Section):
 
     languages: list[str] = Field(default_factory=lambda: ["eng"], min_length=1)  # Tesseract codes: eng, deu, ...
     dpi: int = Field(300, ge=72, le=1200)  # a scanned PDF page is rendered at this resolution for OCR
-    psm: int = Field(3, ge=0, le=13)  # Tesseract's page segmentation mode (3: automatic, blocks and columns)
+    psm: int = Field(3, ge=0, le=13)  # Tesseract's page segmentation mode (3: automatic; 4: one column)
 
 
 class Extract(Section):

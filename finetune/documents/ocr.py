@@ -22,7 +22,7 @@ class OcrSettings:
 
     languages: tuple[str, ...] = ("eng",)  # Tesseract's language codes, all installed (`tesseract --list-langs`)
     dpi: int = 300  # a PDF page is rendered at this resolution; Tesseract reads 10 pt type best at ~300 dpi
-    psm: int = 3  # Tesseract's page segmentation mode: 3 = a page of blocks and columns, found automatically
+    psm: int = 3  # Tesseract's page segmentation mode: 3 = automatic (finds blocks, columns, the skew)
     min_confidence: float = 0.0  # 0-100: a page OCR'd with less is rejected (named), never kept
 
 
@@ -120,6 +120,20 @@ def ocr_pdf_page(path, n: int, rel: str, settings: OcrSettings) -> list[OcrLine]
     check_confidence(page, rel, where, settings)
     points = 72 / settings.dpi
     return [OcrLine(ln.top * points, ln.bottom * points, ln.left * points, ln.text) for ln in page.lines]
+
+
+def page_rows(lines: list[OcrLine]) -> list[list[OcrLine]]:
+    """Lines Tesseract put in separate blocks but side by side on the page (a table's cells across a wide gap) as one
+    row, left to right: a text layer's line holds such pieces together too, and the PDF reader expects one line per
+    height on the page."""
+    rows: list[list[OcrLine]] = []
+    for line in sorted(lines, key=lambda ln: (ln.top, ln.left)):
+        last = rows[-1] if rows else None
+        if last and line.top < min(ln.bottom for ln in last) - 0.5 * (line.bottom - line.top):
+            last.append(line)
+        else:
+            rows.append([line])
+    return [sorted(row, key=lambda ln: ln.left) for row in rows]
 
 
 def render_pdf_page(path, number: int, dpi: int):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from finetune.documents.ocr import DEFAULT_OCR, OcrSettings, ocr_pdf_page
+from finetune.documents.ocr import DEFAULT_OCR, OcrSettings, ocr_pdf_page, page_rows
 from finetune.documents.pages import RowLabels, page_elements, pdf_lines
 from finetune.documents.sections import one_line, section_blocks
 from finetune.documents.textfiles import MAX_LINE_BYTES
@@ -255,7 +255,7 @@ def _paragraphs(items: list) -> list[list]:
                 continue
             while at < len(run) - 1 and run[at].text != el:  # lines a layout table took
                 at += 1
-            line = run[at]
+            line = run[min(at, len(run) - 1)]  # a line pdf_lines joined to the one above: past the end
             gap = line.top - prev.top if prev is not None and prev.page == line.page else 0
             if prev is None or (pitch and gap > PARAGRAPH_GAP * pitch):
                 chunks.append([])
@@ -411,8 +411,9 @@ def pdf_document_blocks(path: Path, rel: str, reader, min_chars: int, reject, ma
                     reject(InputError(rel, why, where=f"page {n}"))
                 elif not lines and not found:  # a scanned page: rendered, read by OCR, its lines sized below
                     try:
-                        lines = [Line(n, o.top, o.bottom, 0.0, False, [(o.left, o.text)])
-                                 for o in ocr_pdf_page(path, n, rel, ocr)]  # fmt: skip
+                        rows_ = page_rows(ocr_pdf_page(path, n, rel, ocr))
+                        lines = [Line(n, r[0].top, max(o.bottom for o in r), 0.0, False, [(o.left, o.text) for o in r])
+                                 for r in rows_]  # fmt: skip
                     except InputError as e:
                         reject(e)
                     scanned += lines
