@@ -103,3 +103,16 @@ def test_a_page_read_with_too_little_confidence_is_rejected_naming_file_and_page
     else:
         assert str(result.exception).startswith("raw/mixed.pdf (page 2): OCR confidence ")
         assert blocks is None
+
+
+def test_a_narrow_block_beside_a_wide_one_is_a_split_margin_and_two_columns_are_not():
+    header = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext"
+
+    def page(*blocks):
+        rows = [f"2\t1\t{n}\t0\t0\t0\t{left}\t{top}\t{w}\t{h}\t-1\t" for n, (left, top, w, h) in enumerate(blocks)]
+        return tsv_page("\n".join([header, *rows]))
+
+    # a list's numbers (37 px wide) beside its steps (1767 px), as Tesseract's automatic layout cut a clean page
+    assert page((300, 310, 942, 45), (334, 567, 1767, 116), (302, 567, 37, 248)).split_margin()
+    assert not page((300, 300, 900, 2000), (1300, 300, 900, 2000)).split_margin()  # two columns of text
+    assert not page((300, 310, 942, 45), (302, 900, 37, 40)).split_margin()  # a page number under the text

@@ -10,7 +10,7 @@ import io
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from finetune.documents.sections import one_line
 from finetune.io import InputError
@@ -41,6 +41,18 @@ class OcrLine:
 class OcrPage:
     lines: list[OcrLine]
     confidence: float  # Tesseract's word confidences (0-100), averaged weighting each word by its length
+    blocks: list[tuple[int, int, int, int]] = field(default_factory=list)  # (left, top, width, height) of each
+
+    def split_margin(self) -> bool:
+        """Whether Tesseract's layout cut a narrow block off beside a wider one: a numbered list's numbers read as a
+        column of their own (measured: "1." alone, then the steps without their numbers, then "2 3 4" as one
+        word). A real column of text is as wide as a column; this block is under a tenth of the widest."""
+        widest = max((w for _, _, w, _ in self.blocks), default=0)
+        return any(
+            w < widest / 10
+            and any(ol > left + w / 2 and ot < top + h and top < ot + oh for ol, ot, _, oh in self.blocks)
+            for left, top, w, h in self.blocks
+        )
 
 
 def tesseract(rel: str) -> str:
@@ -53,7 +65,16 @@ def tesseract(rel: str) -> str:
 
 
 def ocr_image(image: str | bytes, rel: str, settings: OcrSettings, dpi: int | None = None) -> OcrPage:
-    """Tesseract's lines of an image file (a path) or of PNG bytes (a rendered PDF page, whose `dpi` it is told)."""
+    """Tesseract's lines of an image file (a path) or of PNG bytes (a rendered PDF page, whose `dpi` it is told).
+    With psm 3 (automatic layout), a page whose layout cut a list's numbers off as a narrow column of their own is
+    read again as one column (psm 4): automatic reads skewed scans best, one column reads such lists."""
+    page = _tesseract_page(image, rel, settings, dpi)
+    if settings.psm == 3 and page.split_margin():
+        return _tesseract_page(image, rel, replace(settings, psm=4), dpi)
+    return page
+
+
+def _tesseract_page(image: str | bytes, rel: str, settings: OcrSettings, dpi: int | None) -> OcrPage:
     cmd = [tesseract(rel), "stdin" if isinstance(image, bytes) else image, "stdout"]
     cmd += ["-l", "+".join(settings.languages), "--psm", str(settings.psm)]
     if dpi:
@@ -73,7 +94,10 @@ def tsv_page(tsv: str) -> OcrPage:
     """An OcrPage from Tesseract's TSV: one row per word (level 5) with its block, paragraph and line numbers."""
     words: dict[tuple, list[dict]] = {}
     # QUOTE_NONE: a recognised `"` is text, not a quote
+    blocks = []
     for row in csv.DictReader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE):
+        if row.get("level") == "2":
+            blocks.append(tuple(int(row[k]) for k in ("left", "top", "width", "height")))
         if row.get("level") != "5" or not (row.get("text") or "").strip():
             continue
         words.setdefault((row["page_num"], row["block_num"], row["par_num"], row["line_num"]), []).append(row)
@@ -89,7 +113,7 @@ def tsv_page(tsv: str) -> OcrPage:
             if float(w["conf"]) >= 0:  # -1: no confidence (not a word Tesseract recognised)
                 weight += len(w["text"])
                 total += float(w["conf"]) * len(w["text"])
-    return OcrPage(lines, total / weight if weight else 0.0)
+    return OcrPage(lines, total / weight if weight else 0.0, blocks)
 
 
 def check_confidence(page: OcrPage, rel: str, where: str, settings: OcrSettings) -> None:

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -44,6 +43,7 @@ EXTRACT = {
     "key_value_headings": ["Specifications"],
     "labelled_rows": [["Symptom", "Cause", "Remedy"]],
 }
+PEAK_MIB: list[float] = []  # ru_maxrss of each extract run
 KINDS = ("Description", "Specifications", "Procedure", "Troubleshooting")
 
 
@@ -54,10 +54,14 @@ def manual_page(n: int) -> list[str]:
     heading = f"Therma - {kind} - {model}"
     if kind == "Description":
         body = [
-            (f"The {model} is an unvented indirect cylinder of {litres} litres for sealed heating systems. Its coil "
-            f"heats the stored water from the boiler's primary flow; an immersion heater of 3 kW serves as backup."),
-            ("Install it on a level floor that bears its full weight, with 300 mm clear above the top cover for the "
-            "anode and the temperature and pressure relief valve."),
+            (
+                f"The {model} is an unvented indirect cylinder of {litres} litres for sealed heating systems. Its coil "
+                f"heats the stored water from the boiler's primary flow; an immersion heater of 3 kW serves as backup."
+            ),
+            (
+                "Install it on a level floor that bears its full weight, with 300 mm clear above the top cover for the "
+                "anode and the temperature and pressure relief valve."
+            ),
         ]
         return [heading, *[ln for p in body for ln in textwrap.wrap(p, 78)]]
     if kind == "Specifications":
@@ -110,16 +114,22 @@ def degrade(img, dpi: int, rng: random.Random):
 
 
 def write_condition(folder: Path, pages: list[list[str]], dpi: int, degraded: bool, pdf: bool, seed: int = 0):
+    """The pages as PNG files, or as one image-only PDF (what a scanner writes: one image per page, no text layer).
+    PNG files are rendered one at a time: 300 A4 pages at 300 dpi would be 2.6 GB, and every `finetune extract` this
+    script starts would be forked from that (its peak memory counted with it). Pillow holds a PDF's pages at once."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
-    images = [render(lines, dpi) for lines in pages]
-    if degraded:
-        images = [degrade(img, dpi, rng) for img in images]
-    if pdf:  # what a scanner writes: one image per page, no text layer
-        images[0].save(folder / "manual.pdf", save_all=True, append_images=images[1:], resolution=dpi)
-    else:
-        for n, img in enumerate(images):
-            img.save(folder / f"page_{n:04d}.png", dpi=(dpi, dpi))
+
+    def image(lines):
+        img = render(lines, dpi)
+        return degrade(img, dpi, rng) if degraded else img
+
+    if pdf:
+        first, rest = image(pages[0]), (image(lines) for lines in pages[1:])
+        first.save(folder / "manual.pdf", save_all=True, append_images=rest, resolution=dpi)
+        return
+    for n, lines in enumerate(pages):
+        image(lines).save(folder / f"page_{n:04d}.png", dpi=(dpi, dpi))
 
 
 def cer(reference: str, found: str) -> float:
@@ -138,10 +148,16 @@ def extract(work: Path, raw: Path, workers: int, cache: bool, out: str = "blocks
            "--rejects", f"{out}_rejects.json", "--params", str(REPO / "params.yaml"), "--params", "bench_params.yaml"]  # fmt: skip
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.exit(f"extract failed:\n{proc.stderr[-2000:]}")
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=err)
+        # wait4: this run's rusage alone; ru_maxrss is the largest of extract, its workers and their Tesseracts
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            err.seek(0)
+            sys.exit(f"extract failed:\n{err.read().decode()[-2000:]}")
+    PEAK_MIB.append(usage.ru_maxrss / 1024)
     return seconds, load, [json.loads(line) for line in (work / f"{out}.jsonl").open()]
 
 
@@ -207,8 +223,7 @@ def speed(work: Path, n_pages: int) -> None:
     print(
         f"rerun after one changed page: {rerun:.1f} s = {rerun / full:.1%} of the full run   (load before: {load4:.2f})"
     )
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"peak memory of one process (extract, a worker or Tesseract): {peak:.0f} MiB")
+    print(f"peak memory of one process (extract, a worker or Tesseract): {max(PEAK_MIB):.0f} MiB")
 
 
 def tesseract_version() -> str:
@@ -224,7 +239,9 @@ def main() -> None:
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_pages_"))
     work.mkdir(parents=True, exist_ok=True)
-    print(f"work folder: {work}; uptime: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}")
+    print(
+        f"work folder: {work}; uptime: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}"
+    )
     if args.quality_pages:
         quality(work, args.quality_pages)
     if args.pages:
