@@ -2,7 +2,8 @@
 everything that shapes it, so that a rerun after one page of a thousand changed reads that page only.
 
 The key is the file's path (block sources name it) and bytes, the extract params its format reads (an OCR setting
-never touches a CSV's entry), and the source code of the modules its reader runs. Entries live in extract.cache
+never touches a CSV's entry), the source code of the modules its reader runs and the versions of the libraries (and
+of Tesseract) it runs. Entries live in extract.cache
 (data/interim/extract_cache: gitignored and no DVC out, so DVC never deletes it between runs), one JSON file each,
 written atomically: a run killed mid-write leaves a temporary file, never a half entry that a later run would take.
 """
@@ -51,13 +52,38 @@ def module_source(name: str) -> bytes:
     return (Path(__file__).parent / f"{name}.py").read_bytes()
 
 
+# The libraries each format's reader runs, and Tesseract for scans: an upgrade may read a file differently.
+LIBRARIES = {"md": ("markdown-it-py",), "pdf": ("pypdf", "pdfplumber", "pdfminer.six", "pypdfium2", "pillow")}
+
+
+@cache
+def tesseract_version() -> str:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("tesseract")
+    if exe is None:
+        return "none"  # nothing OCR'd is cached then: every scan is an error
+    return subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout.split("\n")[0]
+
+
 @cache
 def code_version(fmt: str) -> str:
-    """A hash of the source of every module `fmt`'s reader runs (and of finetune.io, whose content ids blocks carry)."""
+    """A hash of the source of every module `fmt`'s reader runs (and of finetune.io, whose content ids blocks carry),
+    of the versions of the libraries it runs and, for scans, of Tesseract's."""
+    from importlib.metadata import PackageNotFoundError, version
+
     h = hashlib.sha256()
     for name in sorted({*_SHARED, *READER_MODULES[fmt]}):
         h.update(name.encode() + b"\0" + module_source(name) + b"\0")
     h.update((Path(__file__).parent.parent / "io.py").read_bytes())
+    for library in LIBRARIES.get(fmt, ()):
+        try:
+            h.update(f"{library} {version(library)}\0".encode())
+        except PackageNotFoundError:
+            h.update(f"{library} none\0".encode())
+    if fmt in ("pdf", "image"):
+        h.update(tesseract_version().encode())
     return h.hexdigest()
 
 

@@ -411,9 +411,9 @@ def pdf_document_blocks(path: Path, rel: str, reader, min_chars: int, reject, ma
                     reject(InputError(rel, why, where=f"page {n}"))
                 elif not lines and not found:  # a scanned page: rendered, read by OCR, its lines sized below
                     try:
-                        rows_ = page_rows(ocr_pdf_page(path, n, rel, ocr))
+                        found_rows = page_rows(ocr_pdf_page(path, n, rel, ocr))
                         lines = [Line(n, r[0].top, max(o.bottom for o in r), 0.0, False, [(o.left, o.text) for o in r])
-                                 for r in rows_]  # fmt: skip
+                                 for r in found_rows]  # fmt: skip
                     except InputError as e:
                         reject(e)
                     scanned += lines
