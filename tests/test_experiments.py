@@ -13,6 +13,8 @@ from types import SimpleNamespace
 from tests.conftest import slow_fixture
 from tests.dvcrepo import copy_run, sh
 
+TERMINAL = 120  # columns: what `less -S`, DVC's pager, shows of each line before one scrolls right
+
 # The `dvc exp show` columns of docs/experiments.md: the params people sweep and a domain's headline metrics. DVC
 # matches each --keep pattern from the start of the column name (re.match), so `learning_rate` alone keeps nothing.
 KEEP = r"Experiment|rev$|lora\.r$|train\.learning_rate|heating\.rouge_l"
@@ -54,6 +56,35 @@ def sweep(tmp_path_factory, fast_run):
     finally:
         # The worker shuts itself down 10 s after the queue empties; this only matters when a test failed early.
         sh(["dvc", "queue", "stop", "--kill"], repo, check=False)
+
+
+def test_plain_exp_show_and_metrics_show_print_each_domains_headline_readably(fast_run, tmp_path):
+    repo = copy_run(fast_run, tmp_path / "repo")
+    shown = json.loads((repo / "metrics/headline.json").read_text())
+    domains = {key.split(".")[0] for key in shown}
+    assert domains and all(f"{d}.rouge_l" in shown for d in domains)
+
+    # Plain `dvc exp show` pipes the whole table (one column per headline number, param and dep) into the pager; the
+    # first screen of a 120-column terminal holds the experiment, its time and every domain's ROUGE-L, as numbers.
+    table = sh(["dvc", "exp", "show"], repo, env={"COLUMNS": str(TERMINAL)}).stdout.splitlines()
+    screen = [line[:TERMINAL] for line in table]
+    (header,) = [line for line in screen if "Experiment" in line]
+    (workspace,) = [line for line in screen if line.split()[:1] == ["workspace"]]
+    assert "…" not in "".join(screen)
+    for domain in domains:
+        name = f"{domain}.rouge_l"
+        assert f" {name} " in f"{header} ", (name, header)
+        end = header.index(name) + len(name)  # metrics are right-aligned under their name
+        assert workspace[:end].split()[-1] == f"{shown[name]:.5g}", (name, workspace)
+
+    # `dvc metrics show`: one row, the headline file's, and no column but its keys: no line wider than they need.
+    lines = sh(["dvc", "metrics", "show"], repo).stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].split() == ["Path", *sorted(shown)]
+    values = [str(round(shown[key], 5)) for key in sorted(shown)]
+    assert lines[1].split() == ["metrics/headline.json", *values]
+    cells = [max(len(key), len(value)) for key, value in zip(sorted(shown), values)]
+    assert max(map(len, lines)) <= len("metrics/headline.json") + sum(4 + c for c in cells)
 
 
 def test_queue_runs_each_grid_point_as_its_own_experiment(sweep):
