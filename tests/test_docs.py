@@ -58,6 +58,7 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
         ("tests/test_experiments.py", 'sh(["dvc", "metrics", "show"], repo)'),
         ("tests/test_docs.py", '["dvc", "metrics", "show", "--json"]'),
     ],
+    "dvc metrics diff --all": [("tests/test_experiments.py", 'sh(["dvc", "metrics", "diff", "--all"], repo)')],
     "dvc plots show": [("tests/test_docs.py", '["dvc", "plots", "show"')],
     "dvc metrics show --json metrics/compare.json": [
         ("tests/test_domains.py", '["dvc", "metrics", "show", "--json", "metrics/compare.json"]')

@@ -85,6 +85,10 @@ def test_plain_exp_show_and_metrics_show_print_each_domains_headline_readably(fa
     assert lines[1].split() == ["metrics/headline.json", *values]
     cells = [max(len(key), len(value)) for key, value in zip(sorted(shown), values)]
     assert max(map(len, lines)) <= len("metrics/headline.json") + sum(4 + c for c in cells)
+    # `dvc metrics diff --all` is the view that fits a terminal: one headline number a line, HEAD beside the workspace.
+    diff = sh(["dvc", "metrics", "diff", "--all"], repo).stdout.splitlines()
+    assert [line.split()[1] for line in diff[1:]] == sorted(shown)
+    assert max(map(len, diff)) <= TERMINAL
 
 
 def test_queue_runs_each_grid_point_as_its_own_experiment(sweep):
