@@ -13,8 +13,9 @@ HEADLINE = ("rouge_l", "exact_match", "format_valid", "refusal_accuracy")
 
 # The headline: the only numbers DVC treats as metrics (metrics/headline.json), so that `dvc exp show` and `dvc
 # metrics show` print a few readable columns instead of one per task, stage count and domain pair (over a thousand).
-# Keys of a domain's row in `table` (a nested key joined with "."), in column order; one absent from every domain
-# (the questions' and judge's, until a domain has questions or a judge) gives no column.
+# Keys of a domain's row in `table` (a nested key joined with "."; HEADLINE above is what the row copies from the
+# overall scores), in column order; one absent from every domain (the questions' and judge's, until a domain has
+# questions or a judge) gives no column.
 HEADLINE_KEYS = (
     "questions.rouge_l",
     "questions.rouge_l_base",
