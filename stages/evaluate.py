@@ -172,7 +172,9 @@ def cli(
         model = merge_adapter(model, adapter)
         rows, timing = predict(model, tokenizer, examples, params.eval, refusal, "fine-tuned", tasks)
         if qexamples:
-            tuned_q = questions.answer(model, tokenizer, qexamples, params.eval, refusal, "fine-tuned (questions)", tasks)
+            tuned_q = questions.answer(
+                model, tokenizer, qexamples, params.eval, refusal, "fine-tuned (questions)", tasks
+            )
     baseline = json.loads(Path(baseline_scores).read_text(encoding="utf-8"))
     finetuned = score(rows)
     result = {"baseline": baseline, "finetuned": finetuned, "delta": delta(finetuned, baseline)}

@@ -28,13 +28,12 @@ SCHEMA = {
     "required": ["verdict", "reason"],
     "additionalProperties": False,
 }
+# Short: a judge with a small context (the tiny test model takes 384 tokens) must still get the question in.
 INSTRUCTION = (
-    "You grade an assistant's answer to a user's question against a reference answer (and, when given, the "
-    "documentation passage it comes from). correct: it says what the reference says that the question asks for, "
-    "in any words, and nothing that contradicts it. partly: some of it, or right with a wrong detail. wrong: "
-    "missing, contradicting or off the point. A question the reference refuses is answered correctly only by a "
-    "refusal. Reply with JSON only: "
-    '{"verdict": "correct" | "partly" | "wrong", "reason": "<one line>"}'
+    "Grade the answer against the reference answer (and the passage, if given). correct: says what the reference "
+    "says, in any words; partly: some of it, or a wrong detail; wrong: missing, contradicting or off the point. A "
+    'refusal is correct only where the reference refuses. Reply with JSON only: {"verdict": '
+    '"correct|partly|wrong", "reason": "<one line>"}'
 )
 _WORD = re.compile(r"\W*(correct|partly|partially|wrong|incorrect)\b\W*(.*)", re.IGNORECASE | re.DOTALL)
 _SYNONYM = {"partially": "partly", "incorrect": "wrong"}
@@ -116,16 +115,16 @@ def grade(rows: list[dict], judge: Judge, stage: str, desc: str, sources: dict[s
 
     counts: Counter = Counter()
     errors: list[str] = []
-    with ThreadPoolExecutor(judge.concurrency, thread_name_prefix="judge") as pool:
-        with Progress(stage, desc, len(rows), "verdict") as bar:
-            for what, outcome in pool.map(one, rows):
-                counts["asked"] += outcome.requests - outcome.cached
-                if what.startswith("error"):
-                    counts["errors"] += 1
-                    errors.append(what)
-                else:
-                    counts[what] += 1
-                bar.update()
+    pool = ThreadPoolExecutor(judge.concurrency, thread_name_prefix="judge")
+    with pool, Progress(stage, desc, len(rows), "verdict") as bar:
+        for what, outcome in pool.map(one, rows):
+            counts["asked"] += outcome.requests - outcome.cached
+            if what.startswith("error"):
+                counts["errors"] += 1
+                errors.append(what)
+            else:
+                counts[what] += 1
+            bar.update()
     for row in rows:
         if row["judge"]:
             counts[row["judge"]["verdict"]] += 1

@@ -54,7 +54,8 @@ class QuestionFile(BaseModel):
 
 
 def _error(e: ValidationError) -> tuple[tuple, str]:
-    error = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")[0]
+    # A misspelt key also makes its intended key "missing": name the misspelling first.
+    error = min(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
     loc, msg = tuple(error["loc"]), error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         msg = f"not a key here (valid: {', '.join(Question.model_fields)})"
@@ -157,6 +158,13 @@ def scores(rows: list[dict]) -> dict:
     out = score_group([{**r, "format_valid": bool(r["format_valid"])} for r in rows])
     checked = [r for r in rows if r.get("checked")]
     del out["format_valid"]
+    # Refusals score 1.0 whenever refused (one fixed sentence, learned first), so an adapter that refuses everything
+    # looks fine on `rouge_l`; this is the score on the questions it must answer.
+    answered = [r for r in rows if r["task"] != REFUSAL_TASK]
+    if answered:
+        from finetune.evaluation.metrics import rouge_l
+
+        out["rouge_l_answered"] = sum(rouge_l(r["prediction"], r["reference"]) for r in answered) / len(answered)
     if checked:
         out["format_valid"] = sum(bool(r["format_valid"]) for r in checked) / len(checked)
     return out
