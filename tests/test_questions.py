@@ -297,3 +297,80 @@ def test_compare_puts_flat_question_keys_and_every_question_first_on_its_page(as
     text = page.read_text()
     assert text.startswith("# Your questions")
     assert "| my boiler shows F28, what now? | Check the gas valve and the inlet pressure. |" in text
+
+
+def test_with_a_judge_evaluate_grades_both_models_on_the_questions_and_on_val_and_a_rerun_asks_nothing(
+    asked, trained, tmp_path
+):
+    from tests.serving import FaultServer
+
+    root, _, _ = asked
+    params = yaml.safe_load(Path(trained.params_file).read_text())
+    qfile = write(tmp_path, GOOD)
+
+    def run(url: str) -> dict:
+        params["eval"]["judge"] = {
+            "endpoint": url,
+            "model": "replay",
+            "val": True,
+            "cache": str(tmp_path / "cache"),
+            "max_retries": 0,
+        }
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        metrics = tmp_path / "m.json"
+        assert_ok(
+            invoke(
+                evaluate_cli,
+                [
+                    "--model",
+                    trained.base,
+                    "--adapter",
+                    trained.adapter,
+                    "--val",
+                    trained.splits.val,
+                    "--baseline-predictions",
+                    root / "data/eval/heating/b.jsonl",
+                    "--baseline-scores",
+                    root / "data/eval/heating/b.json",
+                    "--predictions",
+                    tmp_path / "p.jsonl",
+                    "--metrics",
+                    metrics,
+                    "--report",
+                    tmp_path / "r.md",
+                    "--plot",
+                    tmp_path / "e.csv",
+                    "--tasks",
+                    HEATING_TASKS,
+                    "--questions",
+                    qfile,
+                    "--question-answers",
+                    tmp_path / "q.jsonl",
+                    "--params",
+                    tmp_path / "params.yaml",
+                ],
+            )
+        )
+        return json.loads(metrics.read_text())
+
+    with FaultServer(lambda p: '{"verdict": "correct", "reason": "replayed"}') as server:
+        result = run(server.url)
+        sent = len(server.bodies)
+    n_val = len(load_jsonl(trained.splits.val))
+    q = result["questions"]["judge"]
+    assert q["finetuned"]["correct"] == q["baseline"]["correct"] == 2
+    assert q["finetuned"]["semantic_match"] == 1.0
+    # An answer both models gave alike is one request (the tiny model's are often both empty): asked counts requests.
+    gradings = [q["baseline"], q["finetuned"], result["judge"]["baseline"], result["judge"]["finetuned"]]
+    assert sum(g["asked"] for g in gradings) == sent
+    assert result["judge"]["finetuned"]["parsed"] == result["judge"]["baseline"]["parsed"] == n_val
+    answers = load_jsonl(tmp_path / "q.jsonl")
+    assert answers[0]["finetuned"]["judge"] == {"verdict": "correct", "reason": "replayed"}
+    # The rerun, pointed at a port nothing listens on, passes only if every verdict is cached.
+    from tests.serving import free_port
+
+    again = run(f"http://127.0.0.1:{free_port()}/v1")
+    again_gradings = [again["questions"]["judge"][s] for s in ("baseline", "finetuned")]
+    again_gradings += [again["judge"][s] for s in ("baseline", "finetuned")]
+    assert [g["asked"] for g in again_gradings] == [0, 0, 0, 0]
+    assert again["questions"]["judge"]["finetuned"]["correct"] == 2
