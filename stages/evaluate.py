@@ -150,6 +150,13 @@ def cli(
 
         # Loaded before any model: a bad entry stops at once, with its line.
         qexamples = questions.examples(questions.load(questions_path), params.generate.system_prompt, refusal)
+    rewordings = []
+    if params.generate.teacher.endpoint and not endpoint:
+        from finetune.evaluation import reworded
+
+        # With a teacher: val's questions in words no training example has (finetune/evaluation/reworded.py).
+        prefixes = {name: task.prefix for name, task in tasks.tasks.items()}
+        originals, rewordings = reworded.reword(examples, params.generate, prefixes)
     if endpoint:
         if qexamples:
             log("evaluate", "--endpoint: the questions need the base model beside it; they are left out here")
@@ -169,8 +176,14 @@ def cli(
         model = load_base(base_path, params.model)
         if qexamples:
             base_q = questions.answer(model, tokenizer, qexamples, params.eval, refusal, "base (questions)", tasks)
+        if rewordings:
+            base_r, _ = predict(model, tokenizer, rewordings, params.eval, refusal, "base (reworded val)", tasks)
         model = merge_adapter(model, adapter)
         rows, timing = predict(model, tokenizer, examples, params.eval, refusal, "fine-tuned", tasks)
+        if rewordings:
+            tuned_r, _ = predict(
+                model, tokenizer, rewordings, params.eval, refusal, "fine-tuned (reworded val)", tasks
+            )
         if qexamples:
             tuned_q = questions.answer(
                 model, tokenizer, qexamples, params.eval, refusal, "fine-tuned (questions)", tasks
@@ -178,6 +191,14 @@ def cli(
     baseline = json.loads(Path(baseline_scores).read_text(encoding="utf-8"))
     finetuned = score(rows)
     result = {"baseline": baseline, "finetuned": finetuned, "delta": delta(finetuned, baseline)}
+    if rewordings:
+        tuned_by_id = {r["id"]: r for r in rows}
+        result["reworded"] = reworded.section([tuned_by_id[o["id"]] for o in originals], base_r, tuned_r)
+        log(
+            "evaluate",
+            f"val reworded by the teacher ({len(rewordings)}): rouge_l "
+            f"{result['reworded']['finetuned']['rouge_l']:.3f}, {result['reworded']['gap']['rouge_l']:+.3f} below val's",
+        )
     judge = params.eval.judge
     if judge.endpoint and judge.val:
         from finetune.evaluation.judge import grade

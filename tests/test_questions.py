@@ -374,3 +374,54 @@ def test_with_a_judge_evaluate_grades_both_models_on_the_questions_and_on_val_an
     again_gradings += [again["judge"][s] for s in ("baseline", "finetuned")]
     assert [g["asked"] for g in again_gradings] == [0, 0, 0, 0]
     assert again["questions"]["judge"]["finetuned"]["correct"] == 2
+
+
+def test_with_a_teacher_evaluate_scores_val_reworded_in_words_no_training_example_has(asked, trained, tmp_path):
+    from tests.serving import FaultServer
+
+    root, _, _ = asked
+    params = yaml.safe_load(Path(trained.params_file).read_text())
+    val = load_jsonl(trained.splits.val)
+    with FaultServer(lambda p: f"{p} please") as server:
+        params["generate"]["teacher"].update(
+            endpoint=server.url, model="teacher", cache=str(tmp_path / "cache"), max_retries=0
+        )
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+        metrics = tmp_path / "m.json"
+        assert_ok(
+            invoke(
+                evaluate_cli,
+                [
+                    "--model",
+                    trained.base,
+                    "--adapter",
+                    trained.adapter,
+                    "--val",
+                    trained.splits.val,
+                    "--baseline-predictions",
+                    root / "data/eval/heating/b.jsonl",
+                    "--baseline-scores",
+                    root / "data/eval/heating/b.json",
+                    "--predictions",
+                    tmp_path / "p.jsonl",
+                    "--metrics",
+                    metrics,
+                    "--report",
+                    tmp_path / "r.md",
+                    "--plot",
+                    tmp_path / "e.csv",
+                    "--tasks",
+                    HEATING_TASKS,
+                    "--params",
+                    tmp_path / "params.yaml",
+                ],
+            )
+        )
+        seeds = {b["seed"] for b in server.bodies}
+    r = json.loads(metrics.read_text())["reworded"]
+    assert r["n"] == len(val) == len(server.bodies)  # one rewording per val question
+    # A seed generate never used (it uses seed .. seed + paraphrases - 1): a wording no training example has.
+    g = params["generate"]
+    assert seeds == {g["seed"] + max(1, g["teacher"]["paraphrases"])}
+    assert r["gap"]["rouge_l"] == pytest.approx(r["finetuned_on_originals"]["rouge_l"] - r["finetuned"]["rouge_l"])
+    assert r["finetuned"]["n"] == r["baseline"]["n"] == len(val)

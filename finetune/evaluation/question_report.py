@@ -65,6 +65,13 @@ def html_section(result: dict, answers: list[dict]) -> str:
             f"model ({gap['rouge_l_base']:+.3f} for the base): what val measures beyond what the users ask.</p>"
         ),
     ]
+    if "reworded" in result:
+        r = result["reworded"]
+        parts.append(
+            f"<p><b>Val reworded by the teacher</b> ({r['n']} questions in words no training example has): "
+            f"ROUGE-L {r['finetuned']['rouge_l']:.3f} fine-tuned ({r['baseline']['rouge_l']:.3f} base), "
+            f"{r['gap']['rouge_l']:+.3f} below the same questions in our wording.</p>"
+        )
     if "judge" in section:
         j = section["judge"]["finetuned"]
         parts.append(
@@ -160,4 +167,7 @@ def compare_keys(result: dict) -> dict:
     if "judge" in q:
         out["judge_rate"], out["judge_rate_base"] = q["judge"]["finetuned"][JUDGE], q["judge"]["baseline"][JUDGE]
     out["template_gap"] = q["template_gap"]["rouge_l"]
+    if "reworded" in result:  # with a teacher: val in the teacher's words, and its drop from val's own wording
+        out["reworded_rouge_l"] = result["reworded"]["finetuned"]["rouge_l"]
+        out["reworded_gap"] = result["reworded"]["gap"]["rouge_l"]
     return out
