@@ -167,8 +167,10 @@ def cli(
 
         rows, timing = endpoint_predict(endpoint, base_path, examples, params.eval, refusal, cache_dir, tasks)
     else:
+        from peft import PeftModel
+
         from finetune.evaluation.predict import predict
-        from finetune.training.models import load_base, load_tokenizer, merge_adapter
+        from finetune.training.models import check_safetensors, load_base, load_tokenizer
 
         tokenizer = load_tokenizer(adapter, params.model.trust_remote_code)
         # One load for both models: the base answers the questions (val's base answers come from the baseline
@@ -178,7 +180,10 @@ def cli(
             base_q = questions.answer(model, tokenizer, qexamples, params.eval, refusal, "base (questions)", tasks)
         if rewordings:
             base_r, _ = predict(model, tokenizer, rewordings, params.eval, refusal, "base (reworded val)", tasks)
-        model = merge_adapter(model, adapter)
+        # load_merged's merge, on the base already loaded (finetune/training/models.py is left alone: every
+        # training stage depends on it).
+        check_safetensors(adapter)
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         rows, timing = predict(model, tokenizer, examples, params.eval, refusal, "fine-tuned", tasks)
         if rewordings:
             tuned_r, _ = predict(

@@ -145,14 +145,10 @@ def load_adapter(base_model, adapter_path: str | Path, name: str = "default"):
 
 def load_merged(base_path: str | Path, adapter_path: str | Path, model_params: Model):
     """Base + adapter with the LoRA weights merged in, for fast generation (no extra matmuls per layer)."""
-    return merge_adapter(load_base(base_path, model_params), adapter_path)
-
-
-def merge_adapter(model, adapter_path: str | Path):
-    """A loaded base with the adapter's LoRA weights merged in (load_merged, for a base already used as it is)."""
     from peft import PeftModel
 
     check_safetensors(adapter_path)
+    model = load_base(base_path, model_params)
     return PeftModel.from_pretrained(model, adapter_path).merge_and_unload()
 
 
