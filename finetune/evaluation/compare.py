@@ -7,6 +7,7 @@ from __future__ import annotations
 import statistics
 
 from finetune.evaluation.interference import REFUSAL_TASK
+from finetune.evaluation.question_report import compare_keys
 
 HEADLINE = ("rouge_l", "exact_match", "format_valid", "refusal_accuracy")
 
@@ -39,6 +40,12 @@ def table(evals: dict[str, dict], interference: dict[str, dict]) -> dict:
         result = evals[domain]
         base, tuned = result["baseline"], result["finetuned"]
         row: dict = {}
+        # First: what the users asked (domains/<name>/questions.yaml), before what our templates ask.
+        if questions := compare_keys(result):
+            row["questions"] = questions
+        if "judge" in result:  # eval.judge.val: the judge's rate on val too
+            row["judge_rate"] = result["judge"]["finetuned"]["semantic_match"]
+            row["judge_rate_base"] = result["judge"]["baseline"]["semantic_match"]
         for key in HEADLINE:
             if key in tuned["overall"]:
                 row.update(_pair(base["overall"], tuned["overall"], key))
@@ -109,7 +116,7 @@ def markdown(compared: dict) -> str:
                 f"{_num(row['rouge_l_tasks'])} | {_num(row['rouge_l_tasks'] - row['rouge_l_tasks_base'])} |"
             )
         for task, t in row.items():
-            if isinstance(t, dict) and "rouge_l" in t and task != "on":
+            if isinstance(t, dict) and "rouge_l" in t and task not in ("on", "questions"):
                 delta = (t["rouge_l"] or 0) - (t["rouge_l_base"] or 0)
                 lines.append(
                     f"| {domain} | {task} | {t['n']} | {_num(t['rouge_l_base'])} | {_num(t['rouge_l'])} | "
