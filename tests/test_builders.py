@@ -391,3 +391,24 @@ def test_a_sections_later_code_blocks_join_its_code_answer_only_within_code_max_
     assert item.answer == "Link one file:\n```\nskein link a b\n```"  # the second would pass 200 characters
     (whole,) = code(merged, task("code"))
     assert whole.answer.endswith(f"Link many:\n```\n{long_code}\n```")  # 0: no limit
+
+
+def test_an_example_led_by_one_instruction_is_asked_as_that_goal_and_the_rest_from_the_heading():
+    section_code = [
+        b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="skein init", lead="Create a store:"),
+        b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="skein init --git", lead="Add git too:"),
+        b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="ls ~/s", lead="The store is a folder:"),
+        # two sentences, and a statement: no single goal, so it stays with the section's other examples
+        b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="skein init -f", lead="Run it. Twice:"),
+    ]
+    code_task = task("code", code={"lead": True, "instruction_words": ["create", "add", "run"]})
+    (merged,) = code_sections(section_code)
+    items = code(merged, code_task)
+    assert [(i.fields["heading"], i.fields["howto_lc"], i.fields["parent"]) for i in items] == [
+        ("Create a store", "create a store", "skein init"),
+        ("Add git too", "add git too", "skein init"),
+        ("Examples", "", "skein init"),
+    ]
+    assert items[0].answer == "Create a store:\n```\nskein init\n```"
+    assert items[2].answer == "The store is a folder:\n```\nls ~/s\n```\n\nRun it. Twice:\n```\nskein init -f\n```"
+    assert len(code(merged, task("code", code={"lead": True}))) == 1  # no instruction words: one item, as before

@@ -288,14 +288,7 @@ def code_sections(blocks: list[dict]) -> list[dict]:
     return list(by_source.values())
 
 
-def code(block: dict, task: Task) -> list[Item]:
-    """A section's code examples, each fenced after its lead sentence: asked from the heading, never from the lead
-    (a lead pasted into a question reads "How do I let's suppose …?"). `howto` is the heading when it starts with
-    one of the task's instruction words ("Add a link": "How do I add a link?"), else ""."""
-    fields = heading_fields(block, task.blocks)
-    snippets = [s for s in block.get("snippets") or [block] if (s.get("code") or "").strip()]
-    if fields is None or not snippets:
-        return []
+def _code_item(fields: dict, snippets: list[dict], task: Task, howto: str) -> Item:
     leads = [(s.get("lead") or "").strip() for s in snippets]
     fenced = [f"```{s.get('language') or ''}\n{s['code'].rstrip()}\n```" for s in snippets]
     parts = [f"{lead}\n{f}" if lead else f for lead, f in zip(leads, fenced, strict=True)]
@@ -303,16 +296,53 @@ def code(block: dict, task: Task) -> list[Item]:
         if task.code.max_chars and len("\n\n".join(parts[: n + 1])) > task.code.max_chars:
             snippets, leads, fenced, parts = snippets[:n], leads[:n], fenced[:n], parts[:n]
             break
-    if task.code.lead and not any(leads):
-        return []
     answer = "\n\n".join(parts)
-    lead = next((lead for lead in leads if lead), "")
-    howto = fields["heading"] if _starts_with(fields["heading"], task.code.instruction_words) else ""
-    language = snippets[0].get("language") or ""
-    item_fields = {"code": "\n\n".join(s["code"].rstrip() for s in snippets), "language": language}
-    item_fields |= {"lead": lead, "fenced": "\n\n".join(fenced), "example": answer}
+    item_fields = {
+        "code": "\n\n".join(s["code"].rstrip() for s in snippets),
+        "language": snippets[0].get("language") or "",
+    }
+    item_fields |= {
+        "lead": next((lead for lead in leads if lead), ""),
+        "fenced": "\n\n".join(fenced),
+        "example": answer,
+    }
     item_fields |= {"howto": howto, "howto_lc": lower_first(howto)}
-    return [Item(fields | item_fields, answer)]
+    return Item(fields | item_fields, answer)
+
+
+def _instruction_lead(lead: str, words: list[str]) -> str:
+    """A lead that is one instruction ending on its lead-in mark ("Add your shell settings:") as a goal ("Add your
+    shell settings"); "" for any other lead (a statement, several sentences, no lead-in mark)."""
+    one = " ".join(clean(lead).split())
+    if not one or one[-1] not in _LEAD_IN or len(sentences(one)) > 1 or not _starts_with(one, words):
+        return ""
+    return one.rstrip(_LEAD_IN).rstrip()
+
+
+def code(block: dict, task: Task) -> list[Item]:
+    """A section's code examples, each fenced after its lead sentence: asked from the heading, never from a lead
+    pasted into a template ("How do I let's suppose …?"). An example whose lead is one instruction ("Add your shell
+    settings:") is a goal of its own: its own item, its `heading` and `howto` that instruction ("How do I add your
+    shell settings?"). The rest of the section's examples are one item, `howto` the heading when it starts with one
+    of the task's instruction words ("Add a link": "How do I add a link?"), else "". Merged into one item, a
+    section's instruction-led examples were a weak question ("an example for Examples") and too few examples for
+    balance (cli_tool's CODE: 13 -> 4, which capped every other task at twice its upsampled count)."""
+    fields = heading_fields(block, task.blocks)
+    snippets = [s for s in block.get("snippets") or [block] if (s.get("code") or "").strip()]
+    if fields is None or not snippets:
+        return []
+    words = task.code.instruction_words
+    goals = [_instruction_lead(s.get("lead") or "", words) for s in snippets]
+    out = []
+    for snippet, goal in zip(snippets, goals, strict=True):
+        if goal:
+            own = fields | {"heading": goal, "heading_lc": lower_first(goal)}
+            out.append(_code_item(own, [snippet], task, goal))
+    rest = [s for s, goal in zip(snippets, goals, strict=True) if not goal]
+    if rest and not (task.code.lead and not any((s.get("lead") or "").strip() for s in rest)):
+        howto = fields["heading"] if _starts_with(fields["heading"], words) else ""
+        out.append(_code_item(fields, rest, task, howto))
+    return out
 
 
 # No tokenizer here (generate does not load the model), so a conversation's history is bounded in characters, at the
