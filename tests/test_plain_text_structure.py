@@ -1,0 +1,96 @@
+"""Plain text whose layout marks its structure (a reStructuredText README, a man page rendered to text) is cut at
+its headings like Markdown: no longer every paragraph a section of its own, asked as "What should I know about
+<file name>?"."""
+
+from __future__ import annotations
+
+from finetune.documents.readers import txt_blocks
+from finetune.documents.textfiles import text_events
+
+MAN = """\
+TOOL(1)                        User Commands                        TOOL(1)
+
+NAME
+       tool - keep links in one folder
+
+SYNOPSIS
+       tool [options] file...
+
+DESCRIPTION
+       tool moves each file into its store and leaves a link in its place, so
+       that a new machine gets every file back with one command.
+
+OPTIONS
+       -n, --dry-run
+           Print what would be done, and change nothing.
+
+       -V
+       --version
+           Print the version and exit.
+
+       -s dir, --store dir
+           Use dir as the store instead of ~/.tool.
+
+   Exit codes
+       tool exits with 0 on success and with 1 when a file could not be moved
+       into the store.
+
+tool 2.4                          2026-01-01                          TOOL(1)
+"""
+
+RST = """\
+Tool
+====
+
+Keeps your dotfiles in one folder. See `the manual <https://example.invalid/m>`_ and ``tool --help``.
+
+|badge| |coverage|
+
+Installing
+----------
+
+Install it from the package index with::
+
+    pip install tool
+
+LICENSE
+"""
+
+
+def test_a_man_page_is_cut_at_its_section_names_and_its_options_are_glossary_entries():
+    events = text_events(MAN)
+    assert [e[1:] for e in events if e[0] == "h"] == [
+        (2, "NAME"), (2, "SYNOPSIS"), (2, "DESCRIPTION"), (2, "OPTIONS"), (3, "Exit codes")
+    ]  # fmt: skip
+    (options,) = [e[1] for e in events if e[0] == "dl"]
+    assert options == [
+        ("-n, --dry-run", "Print what would be done, and change nothing."),
+        ("-V, --version", "Print the version and exit."),  # the spellings of one option, one a line
+        ("-s dir, --store dir", "Use dir as the store instead of ~/.tool."),
+    ]
+    assert not any("User Commands" in str(e) or "2026-01-01" in str(e) for e in events)  # running header/footer
+
+
+def test_a_man_pages_blocks_are_its_sections_named_by_the_file_not_by_NAME():
+    blocks = txt_blocks(MAN, "man/tool.txt", 20, not_titles=("Name", "Synopsis"))
+    by_source = {b["source"]: b for b in blocks}
+    assert "man/tool.txt#h=DESCRIPTION" in by_source and "man/tool.txt#h=OPTIONS/Exit codes" in by_source
+    assert by_source["man/tool.txt#h=OPTIONS"]["kind"] == "definitions"
+    assert {b["document"] for b in blocks} == {"tool"}
+    assert by_source["man/tool.txt#h=DESCRIPTION"]["text"].startswith("tool moves each file into its store")
+
+
+def test_underlined_headings_take_their_levels_in_the_order_first_seen_and_rest_markup_is_text():
+    events = text_events(RST)
+    assert [e[1:] for e in events if e[0] == "h"] == [(1, "Tool"), (2, "Installing"), (2, "LICENSE")]
+    paras = [e[1] for e in events if e[0] == "para"]
+    assert paras[0] == "Keeps your dotfiles in one folder. See the manual and `tool --help`."
+    assert "Install it from the package index with:" in paras  # reST's "::" is a colon before the literal
+    assert ("code", "pip install tool", "") in events
+    assert not any("|badge|" in p for p in paras)  # substitutions: pictures in the rendered page
+
+
+def test_text_with_no_heading_has_no_events_and_stays_read_paragraph_by_paragraph():
+    text = "A first paragraph that says something.\n\nA second one, which ends here.\n"
+    assert text_events(text) == []
+    assert [b["source"] for b in txt_blocks(text, "n.txt", 10)] == ["n.txt#para=1", "n.txt#para=2"]
