@@ -16,6 +16,7 @@ from finetune.generation.builders import (
     definitions,
     row,
     section,
+    skipped,
     steps,
     table,
 )
@@ -412,3 +413,14 @@ def test_an_example_led_by_one_instruction_is_asked_as_that_goal_and_the_rest_fr
     assert items[0].answer == "Create a store:\n```\nskein init\n```"
     assert items[2].answer == "The store is a folder:\n```\nls ~/s\n```\n\nRun it. Twice:\n```\nskein init -f\n```"
     assert len(code(merged, task("code", code={"lead": True}))) == 1  # no instruction words: one item, as before
+
+
+def test_changelog_people_and_version_sections_are_skipped_by_the_words_given_or_a_version_number():
+    words = ["Changelog", "Release notes", "Contributors"]
+    assert skipped(b("r.md#h=Changelog/Fixed", "section", ["tool", "Changelog", "Fixed"]), words)
+    assert skipped(b("r.md#h=Release notes 2", "section", ["tool", "release notes for 2.0"]), words)  # any case
+    assert skipped(b("r.md#h=2.0.5", "section", ["tool", "2.0.5 (2023-01-01)", "Removed"]), [])  # a version
+    assert skipped(b("r.md#h=v20", "table", ["node", "v20.10.0"]), [])
+    assert not skipped(b("r.md#h=Changelogs", "section", ["tool", "Changelogs of others", "x"]), words)  # a word
+    assert not skipped(b("r.md#h=Install", "section", ["tool", "Install", "Python 3.11 or later"]), words)
+    assert not skipped(b("r.md#h=Install", "section", ["tool 2.0", "Install"]), words)  # a name with a version

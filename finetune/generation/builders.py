@@ -94,6 +94,17 @@ def heading_fields(block: dict, sel: Select | None) -> dict | None:
     return fields | {f"{k}_lc": lower_first(v) for k, v in fields.items() if isinstance(v, str)}
 
 
+# A heading that is a version number: a changelog's entry ("2.0.5 (2023-01-01)", "[1.2.0] - 2023", "v20.10.0").
+_VERSION = re.compile(r"^\[?v?\d+\.\d+(?:\.\d+)?(?:[-.+]?[A-Za-z0-9]+)*\]?(?:\s|$)")
+
+
+def skipped(block: dict, words: list[str]) -> bool:
+    """Whether a block is in a section no task reads (generate.skip_sections): a heading of its path starts with
+    one of `words` as whole words (case ignored), or is a version number."""
+    starts = re.compile(rf"^(?:{'|'.join(map(re.escape, words))})(?!\w)", re.IGNORECASE) if words else None
+    return any(_VERSION.match(h) or (starts and starts.match(h)) for h in headings(block))
+
+
 def _words(text: str) -> int:
     return len(text.split())
 
