@@ -184,6 +184,8 @@ def table(block: dict, task: Task) -> list[Item]:
     if unit_col and not all(_UNIT.match(u) for r in rows if (u := (r.get(unit_col) or "").strip())):
         unit_col = None  # a column named Unit that holds values or prose is a value column like the others
     key = _find(columns, o.key) or next(c for c in columns if c != unit_col)
+    if block.get("kind") == "table" and _history([row.get(key, "") for row in rows]):
+        return []  # a version history ("v20.10.0 | Added the flag"): what changed when, no property of anything
     aside = [c for c in (_find(columns, [a]) for a in o.aside) if c and c != key]
     skip = {c.casefold() for c in o.skip}
     values = [c for c in columns if c not in (key, unit_col, *aside) and c.casefold() not in skip]
@@ -222,6 +224,16 @@ def table(block: dict, task: Task) -> list[Item]:
             item_fields |= {"value": cell, "unit": unit, "what": what, "qualifier": qualifier or ""}
             out.append(Item(fields | item_fields, answer, {"unit": unit}))
     return out
+
+
+# A release as a table's key cell writes it: "v20.10.0", "2.0.5", "1.2.0-rc1", or a date ("2023-01-31", "31.01.2023").
+_RELEASE = re.compile(r"^(?:v\d+(?:\.\d+)*|\d+\.\d+\.\d+\S*|\d{4}-\d{2}(?:-\d{2})?|\d{1,2}[./]\d{1,2}[./]\d{4})\b")
+HISTORY_SHARE = 0.8  # of a table's key cells, releases: a version history (a stray "v2" key is no history)
+
+
+def _history(keys: list[str]) -> bool:
+    keys = [k.strip() for k in keys if k.strip()]
+    return bool(keys) and sum(bool(_RELEASE.match(k)) for k in keys) >= HISTORY_SHARE * len(keys)
 
 
 def _safe(name: str) -> str:
