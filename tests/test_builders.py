@@ -401,8 +401,9 @@ def test_an_example_led_by_one_instruction_is_asked_as_that_goal_and_the_rest_fr
         b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="ls ~/s", lead="The store is a folder:"),
         # two sentences, and a statement: no single goal, so it stays with the section's other examples
         b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="skein init -f", lead="Run it. Twice:"),
+        b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="skein x", lead="Let's say you run it:"),
     ]
-    code_task = task("code", code={"lead": True, "instruction_words": ["create", "add", "run"]})
+    code_task = task("code", code={"lead": True, "instruction_words": ["create", "add", "run", "let"]})
     (merged,) = code_sections(section_code)
     items = code(merged, code_task)
     assert [(i.fields["heading"], i.fields["howto_lc"], i.fields["parent"]) for i in items] == [
@@ -411,7 +412,8 @@ def test_an_example_led_by_one_instruction_is_asked_as_that_goal_and_the_rest_fr
         ("Examples", "", "skein init"),
     ]
     assert items[0].answer == "Create a store:\n```\nskein init\n```"
-    assert items[2].answer == "The store is a folder:\n```\nls ~/s\n```\n\nRun it. Twice:\n```\nskein init -f\n```"
+    assert items[2].answer.startswith("The store is a folder:\n```\nls ~/s\n```\n\nRun it. Twice:\n```\nskein init -f")
+    assert items[2].answer.endswith("Let's say you run it:\n```\nskein x\n```")
     assert len(code(merged, task("code", code={"lead": True}))) == 1  # no instruction words: one item, as before
 
 

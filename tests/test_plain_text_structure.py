@@ -94,3 +94,17 @@ def test_text_with_no_heading_has_no_events_and_stays_read_paragraph_by_paragrap
     text = "A first paragraph that says something.\n\nA second one, which ends here.\n"
     assert text_events(text) == []
     assert [b["source"] for b in txt_blocks(text, "n.txt", 10)] == ["n.txt#para=1", "n.txt#para=2"]
+
+
+def test_rest_references_line_blocks_and_a_lone_double_colon_read_as_their_text():
+    text = (
+        "Tool\n====\n\n| Tool keeps links in one place.\n| It is `small <https://x.invalid>`__.\n\n"
+        "Usage\n-----\n\nUse `center()`_ like str.center, see node-tool_ and ``__init__``.\n\n::\n\n    tool run\n"
+    )
+    events = text_events(text)
+    paras = [e[1] for e in events if e[0] == "para"]
+    assert paras == [
+        "Tool keeps links in one place. It is small.",
+        "Use center() like str.center, see node-tool and `__init__`.",
+    ]
+    assert ("code", "tool run", "") in events  # "::" alone leads in to it and is no paragraph

@@ -232,12 +232,14 @@ _MAX_HEADING_WORDS = 8
 
 
 def _inline_rst(text: str) -> str:
-    """reStructuredText's inline markup as the Markdown-ish text of a block: `text <url>`_ -> text, ``code`` ->
-    `code`, a reference's trailing "_" and a row of |substitutions| gone."""
+    """reStructuredText's inline markup as the Markdown-ish text of a block: `text <url>`_ and `name`_ -> their
+    text, ``code`` -> `code`, a reference's trailing "_" (node-celery_) and |substitutions| gone."""
+    text = re.sub(r"``([^`]+)``", "\0\\1\0", text)  # literals first, kept from the rules below
     text = re.sub(r"`([^`<]+?)\s*<[^>]+>`__?", r"\1", text)
-    text = re.sub(r"``([^`]+)``", r"`\1`", text)
-    text = re.sub(r"(?<=\w)__?(?=[\s.,;:)]|$)", "", text)
-    return re.sub(r"(?:^|\s)\|[^|\s][^|]*\|_?(?=\s|$)", "", text).strip()
+    text = re.sub(r"`([^`]+)`__?", r"\1", text)
+    text = re.sub(r"(?<!\w)([A-Za-z][\w-]*?)__?(?=[\s.,;:)]|$)", r"\1", text)
+    text = re.sub(r"(?:^|\s)\|[^|\s][^|]*\|_?(?=\s|$)", "", text).replace("\0", "`")
+    return text.strip()
 
 
 def _indent_of(line: str) -> int:
@@ -333,7 +335,7 @@ def text_events(text: str) -> list[tuple]:
             h = (2 if indent == 0 else 3, first)  # under the document's title (its file name): level 1
         if h:
             flush()
-            events.append(("h", *h))
+            events.append(("h", h[0], _inline_rst(h[1])))
             lead_in = ""
             if not _heading(g, []) and len(g) > 1:
                 queue.append(g[1:])
@@ -365,20 +367,24 @@ def text_events(text: str) -> list[tuple]:
             if definition := " ".join(" ".join(rest).split()):
                 if items:
                     flush()
-                pairs.append((term, definition))
+                pairs.append((term, _inline_rst(definition)))
                 continue
         if tagged and not _SENTENCE_END.search(first) and not _LIST_ITEM.match(first):
             if items:
                 flush()
-            pairs.append((first, " ".join(" ".join(g[1:]).split())))
+            pairs.append((_inline_rst(first), _inline_rst(" ".join(" ".join(g[1:]).split()))))
             continue
         if m := _LIST_ITEM.match(first):
             if pairs:
                 flush()
-            items.append(" ".join([m[2], *(ln.strip() for ln in g[1:])]))
+            items.append(_inline_rst(" ".join([m[2], *(ln.strip() for ln in g[1:])])))
             continue
         flush()
-        paragraph = _inline_rst(" ".join(" ".join(g).split()))
+        # A reST line block ("| text") is its text; "::" alone introduces the literal block that follows it.
+        paragraph = _inline_rst(" ".join(" ".join(re.sub(r"^\s*\|\s", "", ln) for ln in g).split()))
+        if paragraph == "::":
+            lead_in = g[0]
+            continue
         if not paragraph.strip("| "):
             continue  # a row of substitutions (|build-status| |coverage|): badges, pictures in the rendered page
         if paragraph.endswith("::"):

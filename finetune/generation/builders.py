@@ -339,6 +339,8 @@ def _instruction_lead(lead: str, words: list[str]) -> str:
     one = " ".join(clean(lead).split())
     if not one or one[-1] not in _LEAD_IN or len(sentences(one)) > 1 or not _starts_with(one, words):
         return ""
+    if not one.split()[0].rstrip(",").isalpha():
+        return ""  # "Let's say …" is no instruction to let: the verb is a whole word
     return one.rstrip(_LEAD_IN).rstrip()
 
 
