@@ -108,3 +108,19 @@ def test_rest_references_line_blocks_and_a_lone_double_colon_read_as_their_text(
         "Use center() like str.center, see node-tool and `__init__`.",
     ]
     assert ("code", "tool run", "") in events  # "::" alone leads in to it and is no paragraph
+
+
+def test_a_man_pages_hyphenated_words_are_joined_and_its_code_keeps_its_blank_lines():
+    page = (
+        "NAME\n       tool - keep links\n\nDESCRIPTION\n       tool keeps links in one place and restores them suc\u2010\n"
+        "       cessfully on a new machine, like this:\n\n           int\n           main(void)\n\n"
+        "           {\n               return 0;\n           }\n\n       And that is all there is to it.\n"
+    )
+    events = text_events(page)
+    assert (
+        "para",
+        "tool keeps links in one place and restores them successfully on a new machine, like this:",
+        None,
+    ) in events
+    assert ("code", "int\nmain(void)\n\n{\n    return 0;\n}", "") in events  # one block: the blank line is in it
+    assert events[-1] == ("para", "And that is all there is to it.", None)

@@ -296,7 +296,8 @@ def text_events(text: str) -> list[tuple]:
     read paragraph by paragraph (readers.txt_blocks)."""
     from finetune.documents.markup import FLAGS
 
-    lines = text.splitlines()
+    # groff hyphenates a word at a line's end with U+2010 ("success‐" / "fully"): one word again
+    lines = re.sub(r"(?<=\w)\u2010\n[ \t]*(?=\w)", "", text).splitlines()
     filled = [n for n, ln in enumerate(lines) if ln.strip()]
     for n in filled[:1] + filled[-1:]:  # a rendered man page's running header and footer
         if _running_line(lines[n]):
@@ -346,7 +347,11 @@ def text_events(text: str) -> list[tuple]:
         deeper = indent > _indent_of(lead_in) if lead_in else False
         if (code_next or (lead_in.rstrip().endswith(":") and deeper)) and indent > 0:
             flush()
-            events.append(("code", textwrap.dedent("\n".join(g)).strip("\n"), ""))
+            # The paragraphs after it that are indented as deep or deeper are the same code, blank lines and all
+            block = list(g)
+            while queue and min(_indent_of(ln) for ln in queue[-1]) >= indent:
+                block += ["", *queue.pop()]
+            events.append(("code", textwrap.dedent("\n".join(block)).strip("\n"), ""))
             code_next, lead_in = False, ""
             continue
         code_next = False
