@@ -229,6 +229,7 @@ _LIST_ITEM = re.compile(r"^([-*+•]|\d{1,2}[.)])\s+(\S.*)$")
 _DIRECTIVE = re.compile(r"^\.\.\s+(?:([\w:-]+)::|_|\[|\|)")  # `.. code-block::`, a target `.. _x:`, a comment
 _SENTENCE_END = re.compile(r"[.!?,;:]$")  # a heading ends on none of these
 _MAX_HEADING_WORDS = 8
+_MAX_TERM_WORDS = 4  # a tagged paragraph's term: "ESC-7", "/etc/passwd", "generic name (or link)"
 
 
 def _inline_rst(text: str) -> str:
@@ -374,7 +375,9 @@ def text_events(text: str) -> list[tuple]:
                     flush()
                 pairs.append((term, _inline_rst(definition)))
                 continue
-        if tagged and not _SENTENCE_END.search(first) and not _LIST_ITEM.match(first):
+        # A term is a few words; a first line set in columns ("cp  CP  CPU usage in …") is a row of a table.
+        term_like = len(first.split()) <= _MAX_TERM_WORDS and not re.search(r"\S\s{2,}\S", first)
+        if tagged and term_like and not _SENTENCE_END.search(first) and not _LIST_ITEM.match(first):
             if items:
                 flush()
             pairs.append((_inline_rst(first), _inline_rst(" ".join(" ".join(g[1:]).split()))))
