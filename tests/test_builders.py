@@ -426,3 +426,18 @@ def test_changelog_people_and_version_sections_are_skipped_by_the_words_given_or
     assert not skipped(b("r.md#h=Changelogs", "section", ["tool", "Changelogs of others", "x"]), words)  # a word
     assert not skipped(b("r.md#h=Install", "section", ["tool", "Install", "Python 3.11 or later"]), words)
     assert not skipped(b("r.md#h=Install", "section", ["tool 2.0", "Install"]), words)  # a name with a version
+    log = "0.18.3 (2023-10-29):\n\n- fix a newline\n\n0.18.2 (2023-10-24):\n\n- fix a crash"
+    assert skipped(b("r.md#h=Breaking changes", "section", ["tool", "Breaking changes"], log), words)
+    steps = "Install it:\n\n1.0 is the first release. Then run it.\n\nDone."
+    assert not skipped(b("r.md#h=Use", "section", ["tool", "Use"], steps), words)  # one version: no changelog
+
+
+def test_a_one_word_definition_is_a_value_not_a_definition():
+    entries = [
+        {"term": "external_general_entities", "definition": "Ignored"},
+        {"term": "file", "definition": "<string>"},
+    ]
+    glossary = b("d.md#h=Options", "definitions", ["tool", "Options"], items=entries)
+    assert [i.fields["term"] for i in definitions(glossary, task("definitions"))] == []
+    entries.append({"term": "store", "definition": "the folder the files live in"})
+    assert [i.answer for i in definitions(glossary, task("definitions"))] == ["The folder the files live in."]

@@ -124,3 +124,10 @@ def test_a_man_pages_hyphenated_words_are_joined_and_its_code_keeps_its_blank_li
     ) in events
     assert ("code", "int\nmain(void)\n\n{\n    return 0;\n}", "") in events  # one block: the blank line is in it
     assert events[-1] == ("para", "And that is all there is to it.", None)
+
+
+def test_list_items_on_consecutive_lines_are_items_and_numbered_ones_a_numbered_list():
+    text = "Release\n=======\n\n1) Tag it with\n   the version.\n2) Push it.\n\nThen:\n\n- check PyPI\n- tell users\n"
+    events = text_events(text)
+    assert ("ol", ["Tag it with the version.", "Push it."], [None, None]) in events
+    assert ("ul", ["check PyPI", "tell users"], [None, None]) in events

@@ -312,14 +312,14 @@ def text_events(text: str) -> list[tuple]:
     styles: list[tuple] = []
     pairs: list[tuple[str, str]] = []
     items: list[str] = []
-    lead_in, code_next = "", False
+    lead_in, code_next, ordered = "", False, False
 
     def flush() -> None:
         if pairs:
             events.append(("dl", list(pairs)))
             pairs.clear()
         if items:
-            events.append(("ul", list(items), [None] * len(items)))
+            events.append(("ol" if ordered else "ul", list(items), [None] * len(items)))
             items.clear()
 
     queue = list(reversed(groups))
@@ -385,7 +385,13 @@ def text_events(text: str) -> list[tuple]:
         if m := _LIST_ITEM.match(first):
             if pairs:
                 flush()
-            items.append(_inline_rst(" ".join([m[2], *(ln.strip() for ln in g[1:])])))
+            ordered = items == [] and m[1][0].isdigit() or (bool(items) and ordered)
+            for ln in g:  # items on consecutive lines ("5) Tag it." / "6) Push it."), each with its wrapped lines
+                if (m := _LIST_ITEM.match(ln.strip())) and _indent_of(ln) <= indent:
+                    items.append(m[2])
+                else:
+                    items[-1] += " " + ln.strip()
+            items[-len(g) :] = [_inline_rst(i) for i in items[-len(g) :]]
             continue
         flush()
         # A reST line block ("| text") is its text; "::" alone introduces the literal block that follows it.

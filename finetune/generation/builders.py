@@ -98,11 +98,20 @@ def heading_fields(block: dict, sel: Select | None) -> dict | None:
 _VERSION = re.compile(r"^\[?v?\d+\.\d+(?:\.\d+)?(?:[-.+]?[A-Za-z0-9]+)*\]?(?:\s|$)")
 
 
+# A section whose paragraphs start with a version this often is a changelog whatever its heading ("0.18.3
+# (2023-10-29):" over the changes of a release, under a heading such as "breaking changes").
+CHANGELOG_SHARE = 0.3
+
+
 def skipped(block: dict, words: list[str]) -> bool:
     """Whether a block is in a section no task reads (generate.skip_sections): a heading of its path starts with
-    one of `words` as whole words (case ignored), or is a version number."""
+    one of `words` as whole words (case ignored), or is a version number, or its paragraphs are a changelog's."""
     starts = re.compile(rf"^(?:{'|'.join(map(re.escape, words))})(?!\w)", re.IGNORECASE) if words else None
-    return any(_VERSION.match(h) or (starts and starts.match(h)) for h in headings(block))
+    if any(_VERSION.match(h) or (starts and starts.match(h)) for h in headings(block)):
+        return True
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", block.get("text") or "") if p.strip()]
+    versions = sum(bool(_VERSION.match(p)) for p in paragraphs)
+    return versions >= 2 and versions >= CHANGELOG_SHARE * len(paragraphs)
 
 
 def _words(text: str) -> int:
@@ -277,6 +286,10 @@ def as_sentence(text: str) -> str:
     return text
 
 
+# One word, a <type> or a (number) alone; a link, a path or a number stays a value worth asking for.
+_LONE_WORD = re.compile(r"[^\W\d_][\w'-]*|<[^<>\s]*>|\(\w+\)")
+
+
 def definitions(block: dict, task: Task) -> list[Item]:
     """One item per entry whose term the task reads; a label ("NOTE") is no term, and the answer is a sentence."""
     fields = heading_fields(block, task.blocks)
@@ -290,6 +303,8 @@ def definitions(block: dict, task: Task) -> list[Item]:
         term, definition = clean(entry.get("term", "")), " ".join(str(entry.get("definition", "")).split())
         if not (term and definition) or term.rstrip(" :").casefold() in labels:
             continue
+        if _LONE_WORD.fullmatch(definition):
+            continue  # "Ignored", "<string>", "(13)": a setting's value or a type, no definition to answer with
         if task.terms is None or re.search(task.terms, term):
             sentence = as_sentence(definition)
             item_fields = {"term": term, "definition": definition, "sentence": sentence}
