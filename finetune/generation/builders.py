@@ -94,8 +94,10 @@ def heading_fields(block: dict, sel: Select | None) -> dict | None:
     return fields | {f"{k}_lc": lower_first(v) for k, v in fields.items() if isinstance(v, str)}
 
 
-# A heading that is a version number: a changelog's entry ("2.0.5 (2023-01-01)", "[1.2.0] - 2023", "v20.10.0").
-_VERSION = re.compile(r"^\[?v?\d+\.\d+(?:\.\d+)?(?:[-.+]?[A-Za-z0-9]+)*\]?(?:\s|$)")
+# A heading that is a version number: a changelog's entry ("2.0.5 (2023-01-01)", "[1.2.0] - 2023", "v20.10.0"):
+# the version alone, or followed by a date, a bracket, a dash or a colon. A numbered section ("6.1 Hash functions",
+# "2.3. DESCRIPTION") is followed by its title.
+_VERSION = re.compile(r"^\[?v?\d+\.\d+(?:\.\d+)*(?:[-+]?[A-Za-z]+\d*)?\]?\s*(?:$|[(\-–—:]|\d{4}-)")
 
 
 # A section whose paragraphs start with a version this often is a changelog whatever its heading ("0.18.3
