@@ -156,3 +156,12 @@ def test_a_version_history_is_asked_nothing():
     assert table(dated, SPEC) == []
     (spec,) = tables("| Parameter | Value |\n|-|-|\n| Firmware | v2.1.0 |\n| Depth | 40 cm |\n").values()
     assert len(table(spec, SPEC)) == 2  # versions as values are facts
+
+
+def test_two_marked_up_runs_side_by_side_are_two_words_of_a_term():
+    from finetune.documents.markup import term_of
+
+    item = ("li", {}, [("code", {}, ["5"]), ("strong", {}, ["Fatal Error"]), ": V8 failed."])
+    assert term_of(item) == ("5 Fatal Error", "V8 failed.")
+    flags = ("li", {}, [("code", {}, ["-f"]), ", ", ("code", {}, ["--force"]), " add anyway"])
+    assert term_of(flags) == ("-f, --force", "add anyway")

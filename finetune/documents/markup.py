@@ -180,7 +180,12 @@ def term_of(node, plain: bool = False) -> tuple[str, str] | None:
             break
         lead += 1
     if lead:
-        term = "".join(_raw(c) if isinstance(c, tuple) else c for c in kids[:lead])
+        # Two marked-up runs side by side are two words ("<code>5</code><strong>Fatal Error</strong>")
+        term = "".join(
+            (" " if n and isinstance(kids[n - 1], tuple) and isinstance(c, tuple) else "")
+            + (_raw(c) if isinstance(c, tuple) else c)
+            for n, c in enumerate(kids[:lead])
+        )
         rest = "".join(_inline(c) for c in kids[lead:])
         term, joined = (term[:-1], True) if term.rstrip().endswith(":") else (term, False)
         if not joined and (m := _JOINER.match(rest)) and m.group().strip():
