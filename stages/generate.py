@@ -15,7 +15,6 @@ from collections import Counter
 
 import click
 
-from finetune.generation.builders import skipped
 from finetune.generation.examples import (
     build,
     left_out_language,
@@ -24,6 +23,7 @@ from finetune.generation.examples import (
     unambiguous,
     unread_kinds,
 )
+from finetune.generation.history import skipped
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
 from finetune.params import load_params, params_option

@@ -16,11 +16,11 @@ from finetune.generation.builders import (
     definitions,
     row,
     section,
-    skipped,
     steps,
     table,
 )
 from finetune.generation.examples import run
+from finetune.generation.history import skipped
 from finetune.generation.taskfile import load, parse
 from finetune.io import InputError
 from tests.conftest import HEATING_TASKS, repo_params, typed

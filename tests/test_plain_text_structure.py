@@ -4,8 +4,8 @@ its headings like Markdown: no longer every paragraph a section of its own, aske
 
 from __future__ import annotations
 
+from finetune.documents.plaintext import text_events
 from finetune.documents.readers import txt_blocks
-from finetune.documents.textfiles import text_events
 
 MAN = """\
 TOOL(1)                        User Commands                        TOOL(1)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from finetune.documents.chatfiles import json_blocks, jsonl_blocks
 from finetune.documents.pages import NO_ROWS, RowLabels, page_section
+from finetune.documents.plaintext import text_events
 from finetune.documents.sections import (
     LEAD_IN,
     block,
@@ -28,7 +29,7 @@ from finetune.documents.sections import (
     section_block,
     section_blocks,
 )
-from finetune.documents.textfiles import read_text, text_events
+from finetune.documents.textfiles import read_text
 from finetune.io import InputError, log, warnings_named
 
 FORMATS = {f".{x}": x for x in ("md", "html", "pdf", "csv", "jsonl", "txt")} | {".htm": "html", ".markdown": "md"}
