@@ -23,6 +23,7 @@ from finetune.generation.examples import (
     unambiguous,
     unread_kinds,
 )
+from finetune.generation.history import skipped
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
 from finetune.params import load_params, params_option
@@ -43,7 +44,11 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
     params = load_params(params_path)
     gparams = params.generate
     taskfile = load(tasks_path)
-    blocks = load_records(input_path, ("id", "source", "kind", "title", "text"), "a block")
+    read = load_records(input_path, ("id", "source", "kind", "title", "text"), "a block")
+    # A project's changelog, its contributors and sponsors (generate.skip_sections): no task asks about them.
+    blocks = [b for b in read if not skipped(b, gparams.skip_sections)]
+    if len(blocks) < len(read):
+        log("generate", f"skipped {len(read) - len(blocks)} blocks under a heading of generate.skip_sections")
     # model.max_seq_len bounds an imported conversation's history: no example is longer than could be trained on.
     built, ambiguity = build(blocks, gparams, taskfile, str(params_path[-1]), params.model.max_seq_len)
     examples, merged = merge_duplicates(built)
@@ -97,7 +102,7 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
     per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
     record = {"examples": len(examples), "per_task": per_task, "duplicates_merged": merged}
-    record |= {"boilerplate_merged": boilerplate, **ambiguity}
+    record |= {"boilerplate_merged": boilerplate, **ambiguity, "skipped_sections": len(read) - len(blocks)}
     write_json(metrics_path, record | metrics)
     log("generate", f"{len(examples)} examples: " + ", ".join(f"{task} {n}" for task, n in per_task.items()))
     if quality_path or quality_examples:
@@ -105,6 +110,7 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
 
         rules = {**taskfile.quality.model_dump(), "max_tokens": params.model.max_seq_len}
         counts = measure(examples, blocks, rules)
+        counts |= {"skipped_sections": len(read) - len(blocks), "skipped_sections_of": len(read)}
         worst = counts.pop("worst")
         if quality_path:
             write_json(quality_path, counts)

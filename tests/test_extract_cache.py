@@ -79,7 +79,7 @@ def test_a_changed_param_rereads_only_the_formats_it_shapes(raw, tmp_path, reads
     extract(raw, tmp_path / "cache", ocr=OcrSettings(dpi=200))  # scanned pages only: the PDFs
     assert sorted(reads) == ["aquis.pdf", "aquis_copy.pdf"]
     reads.clear()
-    extract(raw, tmp_path / "cache", not_titles=("Overview",))  # a Markdown or HTML document's name
+    extract(raw, tmp_path / "cache", not_titles=("Overview",))  # a Markdown, HTML or text document's name
     assert reads == ["manual.md"]
     reads.clear()
     cached = extract(raw, tmp_path / "cache", min_chars=10)
@@ -128,3 +128,21 @@ def test_a_cache_entry_serves_both_on_error_modes(raw, tmp_path):
 
 def test_workers_auto_is_one_per_core():
     assert corpus.worker_count("auto") >= 1 and corpus.worker_count(3) == 3
+
+
+def test_every_module_a_reader_imports_is_in_some_formats_code_version():
+    """A reader module missing from blockcache.READER_MODULES would leave its edits out of the key: stale entries."""
+    import ast
+    from pathlib import Path
+
+    folder = Path(blockcache.__file__).parent
+    found, todo = set(), ["readers"]
+    while todo:
+        name = todo.pop()
+        found.add(name)
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("finetune.documents."):
+                module = node.module.rsplit(".", 1)[1]
+                todo += [module] if module not in found else []
+    keyed = {*blockcache._SHARED, *(m for modules in blockcache.READER_MODULES.values() for m in modules)}
+    assert found <= keyed, found - keyed

@@ -24,14 +24,14 @@ KEY_VERSION = "1"  # bump when an entry's layout changes
 _SHARED = ("readers", "sections", "markup", "tables", "textfiles")  # every reader runs through readers.file_blocks
 # The finetune.documents modules each format's reader runs, besides _SHARED, and the extract params it reads.
 READER_MODULES = {
-    "md": (), "html": (), "txt": (), "csv": (),
+    "md": (), "html": (), "txt": ("plaintext",), "csv": (),
     "json": ("chatfiles",), "jsonl": ("chatfiles",),
     "pdf": ("pdf", "pages", "ocr"), "image": ("pages", "ocr"),
 }  # fmt: skip
 _PAGE_PARAMS = ("min_chars", "max_chars", "rows")
 READER_PARAMS = {
-    "md": (*_PAGE_PARAMS, "not_titles"), "html": (*_PAGE_PARAMS, "not_titles"), "txt": ("min_chars", "max_chars"),
-    "csv": (), "json": (), "jsonl": (),
+    "md": (*_PAGE_PARAMS, "not_titles"), "html": (*_PAGE_PARAMS, "not_titles"),
+    "txt": ("min_chars", "max_chars", "not_titles"), "csv": (), "json": (), "jsonl": (),
     "pdf": (*_PAGE_PARAMS, "ocr"), "image": (*_PAGE_PARAMS, "ocr"),
 }  # fmt: skip
 

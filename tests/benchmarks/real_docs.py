@@ -176,7 +176,9 @@ def run_corpus(name: str, limit: int, work: Path, rules: Rules, languages: dict 
     if not ok:
         return result
     examples = [json.loads(ln) for ln in examples_path.open(encoding="utf-8")]
-    result["left_out_language"] = json.loads((domain / "generate.json").read_text()).get("left_out_language", "-")
+    generated = json.loads((domain / "generate.json").read_text())
+    result["left_out_language"] = generated.get("left_out_language", "-")
+    result["skipped_sections"] = generated.get("skipped_sections", "-")  # generate.skip_sections: changelogs …
     result["per_task"] = dict(sorted(Counter(e["task"] for e in examples).items()))
     start = time.perf_counter()
     result["quality"] = measure(examples, blocks, rules)
@@ -196,6 +198,7 @@ def table(results: list[dict]) -> str:
     rows.append(("examples", [str(r["quality"]["examples"]) if "quality" in r else "-" for r in results]))
     rows += [(f"  {t}", [str(r.get("per_task", {}).get(t, "-")) for r in results]) for t in tasks]
     rows.append(("left_out_language", [str(r.get("left_out_language", "-")) for r in results]))
+    rows.append(("skipped_sections (blocks)", [str(r.get("skipped_sections", "-")) for r in results]))
     for problem in (*PROBLEMS, "flagged"):
         cells = []
         for r in results:
