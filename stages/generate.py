@@ -67,8 +67,9 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
         blocks, built, ambiguity, fitted = fit(blocks, build_all, tokenizer, params.model.max_seq_len)
         if fitted["cut_to_fit"]:
             log("generate", f"cut {fitted['cut_to_fit']} blocks whose examples were over model.max_seq_len tokens")
-        if fitted["over_budget"]:
-            log("generate", f"warning: {fitted['over_budget']} examples are still over model.max_seq_len tokens")
+        if fitted["dropped_over_budget"]:
+            n = fitted["dropped_over_budget"]
+            log("generate", f"warning: left out {n} examples no cut could bring under model.max_seq_len tokens")
     else:
         built, ambiguity = build_all(blocks)
     examples, merged = merge_duplicates(built)

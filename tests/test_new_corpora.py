@@ -85,7 +85,7 @@ def test_no_example_is_over_the_base_models_token_budget(made, name, tokenizer_d
     _, examples, metrics, _ = made[name]
     lengths, _ = count_tokens(load_tokenizer(tokenizer_dir), [e["messages"] for e in examples])
     assert max(lengths) <= repo_params()["model"]["max_seq_len"]
-    assert metrics["over_budget"] == 0
+    assert metrics["dropped_over_budget"] == 0
 
 
 @pytest.mark.parametrize("name", CORPORA)

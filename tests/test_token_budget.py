@@ -76,7 +76,7 @@ def test_with_the_model_no_example_is_over_max_seq_len_and_nothing_is_lost(tmp_p
     examples, metrics, result = run_generate(tmp_path, [long_section(), long_code()], tokenizer_dir)
     max_seq_len = repo_params()["model"]["max_seq_len"]
     assert max(lengths(examples, tokenizer_dir)) <= max_seq_len
-    assert metrics["cut_to_fit"] >= 2 and metrics["over_budget"] == 0
+    assert metrics["cut_to_fit"] >= 2 and metrics["dropped_over_budget"] == 0
     assert "over model.max_seq_len" in result.output
     answers = "\n".join(e["messages"][-1]["content"] for e in examples)
     # Every prose sentence and every line of code is still answered somewhere: cut, not truncated.
@@ -114,7 +114,7 @@ def test_fit_stops_when_nothing_is_over_and_leaves_short_blocks_alone(tokenizer_
     blocks, examples, _, counts = fit(
         [short], lambda bs: build(bs, params, taskfile), load_tokenizer(tokenizer_dir), 4096
     )
-    assert blocks == [short] and counts == {"cut_to_fit": 0, "over_budget": 0} and examples
+    assert blocks == [short] and counts == {"cut_to_fit": 0, "dropped_over_budget": 0} and examples
 
 
 def test_a_part_is_named_by_its_bold_lead_else_its_first_clause_else_its_first_line_of_code():
@@ -147,3 +147,23 @@ def test_a_fence_over_budget_is_cut_between_its_lines_with_its_language_on_every
     assert all(p.count("```sh\n") == 1 and p.count("```") == 2 for p in pieces)
     assert "\n".join(re.search(r"```sh\n(.*?)\n```", p, re.DOTALL).group(1) for p in pieces) == CODE
     assert all(len(p) <= 400 for p in pieces)
+
+
+def test_what_no_cut_can_fit_is_left_out_and_counted_so_validate_does_not_stop(tmp_path, tokenizer_dir):
+    # One line of code is never cut inside: a line longer than the whole budget cannot be made to fit.
+    line = "tallow mirror " + " ".join(f"--remote=r{i}" for i in range(300))
+    one = block(f"{DOC}#h=Long line", "code", "Tallow sync reference / Long line", f"```sh\n{line}\n```", HEADINGS)
+    one |= {"code": line, "language": "sh", "lead": "Mirror three hundred remotes in one go:", "document": "Tallow"}
+    examples, metrics, result = run_generate(tmp_path, [long_section(), one], tokenizer_dir)
+    assert metrics["dropped_over_budget"] >= 1 and "left out" in result.output
+    assert not [e for e in examples if line in e["messages"][-1]["content"]]
+    assert max(lengths(examples, tokenizer_dir)) <= repo_params()["model"]["max_seq_len"]
+
+
+def test_a_part_cut_again_is_numbered_under_its_part_not_after_it(tokenizer_dir):
+    from finetune.generation.budget import cut_block
+
+    part = block(f"{DOC}#h=Mirroring#part=2", "section", "Mirroring", "\n\n".join(PROSE), HEADINGS, part="Remotes")
+    pieces = cut_block(part, 120, set())
+    assert [p["source"] for p in pieces] == [f"{DOC}#h=Mirroring#part=2.{n}" for n in range(1, len(pieces) + 1)]
+    assert pieces[0]["part"] == "Remotes" and len({p["part"] for p in pieces}) == len(pieces)

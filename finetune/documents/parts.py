@@ -79,20 +79,24 @@ def cut_lines(code: str, max_chars: int) -> list[str]:
 
 
 def cut_fence(text: str, max_chars: int) -> list[str]:
-    """A part that is over max_chars because of one long fence: the text before the fence goes with the first piece
-    of the code, the text after it with the last, and every piece is fenced again with the fence's own opening line
-    (its language) and closing marker."""
+    """A part over max_chars that holds a fence (cut_spans keeps a fence and its lead-in whole): the prose before it
+    cut as prose, its last paragraph (the lead) with the first piece of the code, the code cut between its lines
+    and every piece fenced again with the fence's own opening line (its language) and closing marker, and what
+    follows cut the same way."""
     m = FENCE.search(text)
     if m is None:
         return [text]
     fence = m.group(0)
     opening, _, rest = fence.lstrip(" \t").partition("\n")
     body, _, closing = rest.rpartition("\n")
-    before, after = text[: m.start()], text[m.end() :]
-    room = max(1, max_chars - len(opening) - len(closing) - 2 - max(len(before), len(after)))
+    head, _, lead = text[: m.start()].rstrip().rpartition("\n\n")
+    if not leads_in(lead):  # no lead-in: the paragraph before is prose like the rest, the code stands alone
+        head, lead = text[: m.start()], ""
+    room = max(1, max_chars - len(opening) - len(closing.strip()) - 2 - len(lead))
     pieces = [f"{opening}\n{p}\n{closing.strip()}" for p in cut_lines(body, room)] or [fence]
-    pieces[0], pieces[-1] = before + pieces[0], pieces[-1] + after
-    return [p.strip() for p in pieces]
+    pieces[0] = f"{lead}\n\n{pieces[0]}" if lead else pieces[0]
+    after = text[m.end() :].strip()
+    return [*cut_text(head, max_chars), *pieces, *cut_text(after, max_chars)]
 
 
 def cut_text(text: str, max_chars: int) -> list[str]:
@@ -100,8 +104,8 @@ def cut_text(text: str, max_chars: int) -> list[str]:
     out = []
     for a, b in cut_spans(text, max_chars):
         part = text[a:b].strip()
-        out += cut_fence(part, max_chars) if len(part) > max_chars else [part]
-    return [p for p in out if p]
+        out += cut_fence(part, max_chars) if len(part) > max_chars and FENCE.search(part) else [part]
+    return [p for p in out if p.strip()]
 
 
 # What names a part, tried in turn on its first line: a bold or emphasised lead ("**Proxies** …"), then its first

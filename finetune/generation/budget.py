@@ -44,8 +44,8 @@ def _unique(label: str, taken: set[str], n: int) -> str:
 def cut_block(block: dict, max_chars: int, taken: set[str]) -> list[dict]:
     """`block` (a section or a code block) as parts of at most max_chars characters, or [block] when it cannot be
     cut. `taken`: the labels already used by the parts of its section, which the new ones are kept apart from."""
-    source = block["source"]
-    at = source.split("#part=", 1)[1] + "." if "#part=" in source else ""
+    base, _, at = block["source"].partition("#part=")
+    source, at = base, f"{at}." if at else ""  # part 2 cut again gives 2.1, 2.2, …
     if block["kind"] == "code":
         pieces = cut_lines(block.get("code") or "", max_chars)
         if len(pieces) < 2:
@@ -135,8 +135,8 @@ def fit(
 ) -> tuple[list[dict], list[dict], dict, dict]:
     """(blocks, examples, build's counts, counts): `build` (blocks -> (examples, counts)) run until no example is
     over max_seq_len tokens or no block under one can be cut further. counts: `cut_to_fit` (blocks cut),
-    `over_budget` (examples still over, which validate will report)."""
-    cut_total, over = 0, {}
+    `dropped_over_budget` (examples still over, left out)."""
+    cut_total = 0
     for attempt in range(ROUNDS + 1):
         examples, counts = build(blocks)
         lengths, _ = count_tokens(tokenizer, [e["messages"] for e in examples])
@@ -150,5 +150,7 @@ def fit(
         if not cut:
             break
         cut_total += cut
-    n_over = sum(n is not None and n > max_seq_len for n in lengths)
-    return blocks, examples, counts, {"cut_to_fit": cut_total, "over_budget": n_over}
+    # What no cut could bring under the budget (one line of code longer than it, a table cell of a page, a lead and
+    # question that fill it alone) is left out and counted: validate would stop the whole run on it.
+    kept = [e for e, n in zip(examples, lengths, strict=True) if n is None or n <= max_seq_len]
+    return blocks, kept, counts, {"cut_to_fit": cut_total, "dropped_over_budget": len(examples) - len(kept)}
