@@ -122,6 +122,7 @@ def test_a_part_is_named_by_its_bold_lead_else_its_first_clause_else_its_first_l
     assert part_label("- Retries back off, twice as long each time.") == "Retries back off"
     assert part_label("```sh\n# copy one branch\ntallow mirror\n```") == "copy one branch"
     assert part_label("One two three four five six seven eight.") == "One two three four five six…"
+    assert part_label("Or, asynchronously:\n\n```python\nimport asyncio\n```") == "Or, asynchronously"
 
 
 def test_the_first_part_is_asked_as_the_section_and_later_parts_apart_from_each_other():

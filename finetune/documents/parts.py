@@ -113,6 +113,7 @@ def cut_text(text: str, max_chars: int) -> list[str]:
 _BOLD = re.compile(r"^(?:\*\*|__)(.+?)(?:\*\*|__)")
 _MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|#+)\s+")
 _COMMENT = re.compile(r"^\s*(?:#+|//+|--|;+|/\*+|<!--|%+|REM\b)\s*", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.:;!?。：；！？](?:\s|$)")
 _CLAUSE_END = re.compile(r"[.,;:!?。，；：！？](?:\s|$)|\s[-–—]\s|\(")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _MARKUP = re.compile(r"[*_`]+")
@@ -135,6 +136,9 @@ def part_label(text: str) -> str:
     else:
         end = _CLAUSE_END.search(first)
         label = first[: end.start()] if end and end.start() > 0 else first
+        if len(label.split()) < 2:  # "Or, asynchronously:": one word says nothing, the sentence up to its end does
+            end = _SENTENCE_END.search(first)
+            label = first[: end.start()] if end and end.start() > 0 else first
     words = _MARKUP.sub("", label).split()
     return " ".join(words[:LABEL_WORDS]) + ("…" if len(words) > LABEL_WORDS else "")
 
