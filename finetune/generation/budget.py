@@ -108,7 +108,8 @@ def recut(blocks: list[dict], excess: dict[str, int], tokenizer) -> tuple[list[d
             if len(pieces) == 1:  # small enough alone: an example of its own, asked by its first line
                 apart[b["source"]] += 1
                 label = _unique(part_label(b["text"]), labels, apart[b["source"]])
-                source = f"{b['source']}#part=c{apart[b['source']]}"
+                base, _, at = b["source"].partition("#part=")
+                source = f"{base}#part={at + '.' if at else ''}c{apart[b['source']]}"
                 pieces = [
                     b | {"source": source, "part": label, "id": content_id(source, "code", b["title"], b["text"])}
                 ]
