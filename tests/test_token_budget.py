@@ -123,6 +123,10 @@ def test_a_part_is_named_by_its_bold_lead_else_its_first_clause_else_its_first_l
     assert part_label("```sh\n# copy one branch\ntallow mirror\n```") == "copy one branch"
     assert part_label("One two three four five six seven eight.") == "One two three four five six…"
     assert part_label("Or, asynchronously:\n\n```python\nimport asyncio\n```") == "Or, asynchronously"
+    # A part cut between the wrapped lines of a sentence is named from its next whole sentence.
+    assert part_label("policy as well.\nThe mirror keeps\nevery branch.") == "The mirror keeps every branch"
+    assert part_label("```js\n]\n{'id'\nconsole.log(total, count)\n```") == "console.log(total, count)"
+    assert part_label("cmd)\n") == "cmd"
 
 
 def test_the_first_part_is_asked_as_the_section_and_later_parts_apart_from_each_other():

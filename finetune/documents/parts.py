@@ -108,8 +108,8 @@ def cut_text(text: str, max_chars: int) -> list[str]:
     return [p for p in out if p.strip()]
 
 
-# What names a part, tried in turn on its first line: a bold or emphasised lead ("**Proxies** …"), then its first
-# clause. Punctuation only, so it works in any language; the label is short, it is a question's "(…)" group.
+# What names a part, tried in turn on its first paragraph: a bold or emphasised lead ("**Proxies** …"), then its
+# first clause. Punctuation only, so it works in any language; the label is short, it is a question's "(…)" group.
 _BOLD = re.compile(r"^(?:\*\*|__)(.+?)(?:\*\*|__)")
 _MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|#+)\s+")
 _COMMENT = re.compile(r"^\s*(?:#+|//+|--|;+|/\*+|<!--|%+|REM\b)\s*", re.IGNORECASE)
@@ -117,20 +117,38 @@ _SENTENCE_END = re.compile(r"[.:;!?。：；！？](?:\s|$)")
 _CLAUSE_END = re.compile(r"[.,;:!?。，；：！？](?:\s|$)|\s[-–—]\s|\(")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _MARKUP = re.compile(r"[*_`]+")
+_WORDS = re.compile(r"\w{2,}")
+_ENDS = "<>\"'“”‘’«».,;:!?… "  # what a label neither starts nor ends on: it sits inside ("…") itself
 LABEL_WORDS = 6  # a label longer than this is cut to it and ends "…": enough to tell parts apart, short to ask
 
 
+def _opening(lines: list[str]) -> str:
+    """The first paragraph as one line (a man page wraps its sentences at 80 columns), and when a part starts
+    mid-sentence (cut between wrapped lines: a lower-case or punctuation first letter), from its next sentence."""
+    para = []
+    for ln in lines:
+        if not ln.strip() or (para and (_MARKER.match(ln) or ln.lstrip().startswith(("```", "~~~")))):
+            break
+        para.append(ln.strip())
+    text = " ".join(para)
+    if text[:1].islower() or (text[:1] and not text[:1].isalnum() and text[:1] not in "*_[`\"'“«"):
+        nxt = re.search(r"[.!?。！？]\s+(?=\S)", text)
+        text = text[nxt.end() :] if nxt and nxt.end() < len(text) else text
+    return text
+
+
 def part_label(text: str) -> str:
-    """What a part of a section is about, from its first line: a bold lead, else its first clause (a code piece:
-    its first comment or line), at most LABEL_WORDS words."""
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    if not lines:
+    """What a part of a section is about, from its first paragraph: a bold lead, else its first clause (a code
+    piece: its first comment or line of two words or more), at most LABEL_WORDS words."""
+    lines = text.strip().splitlines()
+    if not any(ln.strip() for ln in lines):
         return ""
-    first = lines[0]
-    if first.lstrip().startswith(("```", "~~~")):  # a piece of code: its first line of code says what it is
-        first = next((ln for ln in lines[1:] if ln.strip() and not ln.lstrip().startswith(("```", "~~~"))), "")
-        first = _COMMENT.sub("", first)
-    first = _LINK.sub(r"\1", _MARKER.sub("", first)).strip()
+    if lines[0].lstrip().startswith(("```", "~~~")):  # a piece of code: its first line of code says what it is
+        code = [_COMMENT.sub("", ln).strip() for ln in lines[1:] if not ln.lstrip().startswith(("```", "~~~"))]
+        first = next((ln for ln in code if len(_WORDS.findall(ln)) >= 2), next((ln for ln in code if ln), ""))
+    else:
+        first = _opening([_MARKER.sub("", lines[0]), *lines[1:]])
+    first = _LINK.sub(r"\1", first).strip()
     if bold := _BOLD.match(first):
         label = bold.group(1)
     else:
@@ -139,7 +157,11 @@ def part_label(text: str) -> str:
         if len(label.split()) < 2:  # "Or, asynchronously:": one word says nothing, the sentence up to its end does
             end = _SENTENCE_END.search(first)
             label = first[: end.start()] if end and end.start() > 0 else first
-    words = _MARKUP.sub("", label).split()
+    label = _MARKUP.sub("", label).strip(_ENDS)
+    for open_, close in ("()", "[]", "{}"):  # a bracket the cut left without its partner ("cmd)")
+        label = label.rstrip(close) if label.count(close) > label.count(open_) else label
+        label = label.lstrip(open_) if label.count(open_) > label.count(close) else label
+    words = label.strip(_ENDS).split()
     return " ".join(words[:LABEL_WORDS]) + ("…" if len(words) > LABEL_WORDS else "")
 
 
