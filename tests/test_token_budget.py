@@ -125,6 +125,10 @@ def test_a_part_is_named_by_its_bold_lead_else_its_first_clause_else_its_first_l
     assert part_label("Or, asynchronously:\n\n```python\nimport asyncio\n```") == "Or, asynchronously"
     # A part cut between the wrapped lines of a sentence is named from its next whole sentence.
     assert part_label("policy as well.\nThe mirror keeps\nevery branch.") == "The mirror keeps every branch"
+    assert part_label("zum Umspringen\n\nDer Spiegel hält\njeden Zweig.") == "Der Spiegel hält jeden Zweig"
+    assert (
+        part_label("bestimmt usw. sein). Die Variable\nCOLUMNS legt sie fest.") == "Die Variable COLUMNS legt sie fest"
+    )
     assert part_label("```js\n]\n{'id'\nconsole.log(total, count)\n```") == "console.log(total, count)"
     assert part_label("cmd)\n") == "cmd"
 

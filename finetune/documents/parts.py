@@ -122,19 +122,34 @@ _ENDS = "<>\"'“”‘’«».,;:!?… "  # what a label neither starts nor end
 LABEL_WORDS = 6  # a label longer than this is cut to it and ends "…": enough to tell parts apart, short to ask
 
 
-def _opening(lines: list[str]) -> str:
-    """The first paragraph as one line (a man page wraps its sentences at 80 columns), and when a part starts
-    mid-sentence (cut between wrapped lines: a lower-case or punctuation first letter), from its next sentence."""
-    para = []
-    for ln in lines:
+def _paragraphs(lines: list[str]) -> list[str]:
+    """Paragraphs as one line each (a man page wraps its sentences at 80 columns); a list item or fence ends one."""
+    out, para = [], []
+    for ln in [*lines, ""]:
         if not ln.strip() or (para and (_MARKER.match(ln) or ln.lstrip().startswith(("```", "~~~")))):
-            break
+            if para:
+                out.append(" ".join(para))
+            para = [ln.strip()] if ln.strip() else []
+            continue
         para.append(ln.strip())
-    text = " ".join(para)
-    if text[:1].islower() or (text[:1] and not text[:1].isalnum() and text[:1] not in "*_[`\"'“«"):
-        nxt = re.search(r"[.!?。！？]\s+(?=\S)", text)
-        text = text[nxt.end() :] if nxt and nxt.end() < len(text) else text
-    return text
+    return out
+
+
+def _continues(text: str) -> bool:
+    """A paragraph that starts mid-sentence (the cut fell between wrapped lines): lower case or punctuation first."""
+    return text[:1].islower() or bool(text[:1] and not text[:1].isalnum() and text[:1] not in "*_[`\"'“«")
+
+
+def _opening(lines: list[str]) -> str:
+    """The part's first paragraph; when it starts mid-sentence, from its next sentence, else the next paragraph."""
+    paras = _paragraphs(lines)
+    if not paras or not _continues(paras[0]):
+        return paras[0] if paras else ""
+    # The next sentence starts after an end mark with a capital or a digit ("usw. sein)" is no sentence start).
+    for nxt in re.finditer(r"[.!?。！？]\s+(?=\S)", paras[0]):
+        if paras[0][nxt.end()].isupper() or paras[0][nxt.end()].isdigit():
+            return paras[0][nxt.end() :]
+    return next((p for p in paras[1:] if not _continues(p)), paras[0])
 
 
 def part_label(text: str) -> str:
