@@ -191,6 +191,7 @@ def run_corpus(
     generated = json.loads((domain / "generate.json").read_text())
     result["left_out_language"] = generated.get("left_out_language", "-")
     result["cut_to_fit"] = generated.get("cut_to_fit", "-")
+    result["dropped_over_budget"] = generated.get("dropped_over_budget", "-")
     result["per_task"] = dict(sorted(Counter(e["task"] for e in examples).items()))
     start = time.perf_counter()
     result["quality"] = measure(examples, blocks, rules)
@@ -214,6 +215,7 @@ def table(results: list[dict]) -> str:
     rows += [(f"  {t}", [str(r.get("per_task", {}).get(t, "-")) for r in results]) for t in tasks]
     rows.append(("left_out_language", [str(r.get("left_out_language", "-")) for r in results]))
     rows.append(("blocks cut to fit (generate --model)", [str(r.get("cut_to_fit", "-")) for r in results]))
+    rows.append(("left out, no cut fits (generate)", [str(r.get("dropped_over_budget", "-")) for r in results]))
     rows.append(("over model.max_seq_len (validate)", [str(r.get("overlong", "-")) for r in results]))
     for problem in (*PROBLEMS, "flagged"):
         cells = []
