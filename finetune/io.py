@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -211,17 +212,21 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     dst = Path(path)
     dst.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(dst)
+    # Ctrl-C held off from the temporary's creation until the `try` that removes it: a KeyboardInterrupt raised in
+    # between (it lands between any two bytecodes) would leave the temporary behind.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     if is_dir:
         tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
     else:
         fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
         os.close(fd)
         tmp = Path(name)
-    # mkstemp/mkdtemp create owner-only files; give the output the permissions a plain open() would have.
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod((0o777 if is_dir else 0o666) & ~umask)
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        # mkstemp/mkdtemp create owner-only files; give the output the permissions a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod((0o777 if is_dir else 0o666) & ~umask)
         yield tmp
         if is_dir:
             if dst.exists():

@@ -90,6 +90,9 @@ class Generate(Section):
     # How a question names its document when its heading is shared by several documents or the same question has
     # another answer elsewhere: {question} without its closing mark, {document} the document's name.
     name_document: str = "{question} ({document})"
+    # Sections read by no task: a heading of the block's path starting with one of these words (case ignored), or a
+    # version number ("2.0.5 (2023-01-01)", "v20.10.0": a changelog's entries). Counted as skipped_sections.
+    skip_sections: list[str] = []
     teacher: Teacher
 
 
@@ -201,6 +204,22 @@ class Train(Section):
     gpu_hourly_cost: float | None = Field(ge=0)
 
 
+class Judge(Section):
+    # An OpenAI-compatible server grading each answer to the domain's questions (and to val with `val`) against its
+    # reference as correct, partly correct or wrong. Off (endpoint null) by default: the pipeline needs no server.
+    endpoint: str | None = None
+    model: str | None = None
+    val: bool = False  # grade val's answers too (a request per val example and model: many more requests)
+    max_tokens: int = Field(96, ge=1)  # {"verdict": "partly", "reason": "<one line>"}
+    max_passage_chars: int = Field(3000, ge=0)  # of the question's source document, shown to the judge
+    concurrency: int = Field(4, ge=1)
+    timeout_s: float = Field(60, gt=0)
+    max_retries: int = Field(4, ge=0)
+    backoff_s: float = Field(1.0, ge=0)
+    api_key_env: str = "OPENAI_API_KEY"
+    cache: str = "data/eval/judge_cache"
+
+
 class Eval(Section):
     batch_size: int = Field(ge=1)
     max_new_tokens: int = Field(ge=1)
@@ -210,6 +229,7 @@ class Eval(Section):
     max_retries: int = Field(ge=0)
     backoff_s: float = Field(ge=0)
     api_key_env: str
+    judge: Judge = Judge()
 
 
 class Compare(Section):

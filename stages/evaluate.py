@@ -54,6 +54,26 @@ from finetune.params import load_params, params_option
 @click.option("--report", "report_path")
 @click.option("--plot", "plot_path")
 @click.option("--tasks", "tasks_path", help="The task file (format checks), e.g. domains/heating/tasks.yaml.")
+@click.option(
+    "--questions",
+    "questions_path",
+    default=None,
+    help="The domain's own questions (domains/heating/questions.yaml): answered by the base and the fine-tuned model, "
+    "scored into the metrics' `questions` section (docs/questions.md).",
+)
+@click.option(
+    "--question-answers",
+    "question_answers",
+    default=None,
+    help="Where both models' answers to --questions go, e.g. data/eval/heating/questions.jsonl.",
+)
+@click.option(
+    "--blocks",
+    "blocks_path",
+    default=None,
+    help="The domain's blocks (data/interim/heating/blocks.jsonl): the passage a question's `source` names, shown "
+    "to the judge (eval.judge).",
+)
 @params_option
 @click.option(
     "--endpoint",
@@ -83,6 +103,9 @@ def cli(
     report_path,
     plot_path,
     tasks_path,
+    questions_path,
+    question_answers,
+    blocks_path,
     params_path,
     endpoint,
     cache_dir,
@@ -110,6 +133,8 @@ def cli(
     missing = [name for name, value in paths.items() if value is None]
     if missing:
         raise click.UsageError(f"missing {', '.join(missing)}: give them, or --domain NAME for a domain's files")
+    if questions_path and not question_answers and not endpoint:
+        raise click.UsageError("--questions needs --question-answers PATH: where both models' answers go")
 
     from finetune.evaluation.metrics import delta, score
     from finetune.evaluation.report import chart, markdown, plot_rows
@@ -119,22 +144,88 @@ def cli(
     tasks = load(tasks_path)
     examples = load_jsonl(val_path)
     refusal = params.generate.refusal
+    qexamples = None
+    if questions_path:
+        from finetune.evaluation import questions
+
+        # Loaded before any model: a bad entry stops at once, with its line.
+        qexamples = questions.examples(questions.load(questions_path), params.generate.system_prompt, refusal)
+    rewordings = []
+    if params.generate.teacher.endpoint and not endpoint:
+        from finetune.evaluation import reworded
+
+        # With a teacher: val's questions in words no training example has (finetune/evaluation/reworded.py).
+        prefixes = {name: task.prefix for name, task in tasks.tasks.items()}
+        originals, rewordings = reworded.reword(examples, params.generate, prefixes)
     if endpoint:
+        if qexamples:
+            log("evaluate", "--endpoint: the questions need the base model beside it; they are left out here")
+            qexamples = None
         if ctx.get_parameter_source("base_path") is click.core.ParameterSource.DEFAULT:
             raise click.UsageError("--endpoint needs --model NAME: the model name the server answers to")
         from finetune.evaluation.predict import endpoint_predict
 
         rows, timing = endpoint_predict(endpoint, base_path, examples, params.eval, refusal, cache_dir, tasks)
     else:
+        from peft import PeftModel
+
         from finetune.evaluation.predict import predict
-        from finetune.training.models import load_merged, load_tokenizer
+        from finetune.training.models import check_safetensors, load_base, load_tokenizer
 
         tokenizer = load_tokenizer(adapter, params.model.trust_remote_code)
-        model = load_merged(base_path, adapter, params.model)
+        # One load for both models: the base answers the questions (val's base answers come from the baseline
+        # stage, which must not depend on the question file), then the adapter is merged into it.
+        model = load_base(base_path, params.model)
+        if qexamples:
+            base_q = questions.answer(model, tokenizer, qexamples, params.eval, refusal, "base (questions)", tasks)
+        if rewordings:
+            base_r, _ = predict(model, tokenizer, rewordings, params.eval, refusal, "base (reworded val)", tasks)
+        # load_merged's merge, on the base already loaded (finetune/training/models.py is left alone: every
+        # training stage depends on it).
+        check_safetensors(adapter)
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         rows, timing = predict(model, tokenizer, examples, params.eval, refusal, "fine-tuned", tasks)
+        if rewordings:
+            tuned_r, _ = predict(
+                model, tokenizer, rewordings, params.eval, refusal, "fine-tuned (reworded val)", tasks
+            )
+        if qexamples:
+            tuned_q = questions.answer(
+                model, tokenizer, qexamples, params.eval, refusal, "fine-tuned (questions)", tasks
+            )
     baseline = json.loads(Path(baseline_scores).read_text(encoding="utf-8"))
     finetuned = score(rows)
     result = {"baseline": baseline, "finetuned": finetuned, "delta": delta(finetuned, baseline)}
+    if rewordings:
+        tuned_by_id = {r["id"]: r for r in rows}
+        result["reworded"] = reworded.section([tuned_by_id[o["id"]] for o in originals], base_r, tuned_r)
+        log(
+            "evaluate",
+            f"val reworded by the teacher ({len(rewordings)}): rouge_l "
+            f"{result['reworded']['finetuned']['rouge_l']:.3f}, {result['reworded']['gap']['rouge_l']:+.3f} below val's",
+        )
+    judge = params.eval.judge
+    if judge.endpoint and judge.val:
+        from finetune.evaluation.judge import grade
+
+        base_val = load_jsonl(baseline_predictions)
+        result["judge"] = {
+            "baseline": grade(base_val, judge, "evaluate", "val answers (base)"),
+            "finetuned": grade(rows, judge, "evaluate", "val answers (fine-tuned)"),
+        }
+    if qexamples:
+        judged = None
+        if judge.endpoint:
+            from finetune.evaluation.judge import grade, passages
+
+            sources = passages(load_jsonl(blocks_path), judge.max_passage_chars) if blocks_path else {}
+            judged = {
+                "baseline": grade(base_q, judge, "evaluate", "question answers (base)", sources),
+                "finetuned": grade(tuned_q, judge, "evaluate", "question answers (fine-tuned)", sources),
+            }
+        # First in the file: what a user asks before what our templates ask.
+        result = {"questions": questions.section(base_q, tuned_q, result, judged)} | result
+        write_jsonl(question_answers, questions.side_by_side(qexamples, base_q, tuned_q))
     # Latency differs on every run, so a DVC run keeps it out of every output (same inputs, same bytes, a clean
     # `git status`); a served model's metrics are no DVC output, and its latency is what they are read for.
     if endpoint:
@@ -153,6 +244,13 @@ def cli(
     write_text(
         report, markdown(result, load_jsonl(baseline_predictions), rows, params.eval.examples_per_task, png.name)
     )
+    if qexamples:
+        q = result["questions"]
+        log(
+            "evaluate",
+            f"questions ({q['n']}): rouge_l {q['finetuned']['rouge_l']:.3f} (base {q['baseline']['rouge_l']:.3f}), "
+            f"val's is {q['template_gap']['rouge_l']:+.3f} higher",
+        )
     o, d = finetuned["overall"], result["delta"]["overall"]
     log(
         "evaluate",

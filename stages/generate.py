@@ -27,6 +27,7 @@ from finetune.generation.examples import (
     unambiguous,
     unread_kinds,
 )
+from finetune.generation.history import skipped
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
 from finetune.params import load_params, params_option
@@ -52,7 +53,12 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
     params = load_params(params_path)
     gparams = params.generate
     taskfile = load(tasks_path)
-    blocks = load_records(input_path, ("id", "source", "kind", "title", "text"), "a block")
+    read = load_records(input_path, ("id", "source", "kind", "title", "text"), "a block")
+    # A project's changelog, its contributors and sponsors (generate.skip_sections): no task asks about them.
+    blocks = [b for b in read if not skipped(b, gparams.skip_sections)]
+    skipped_sections = len(read) - len(blocks)  # counted now: fitting below may cut blocks into more
+    if skipped_sections:
+        log("generate", f"skipped {skipped_sections} blocks under a heading of generate.skip_sections")
 
     # model.max_seq_len bounds an imported conversation's history: no example is longer than could be trained on.
     def build_all(some: list[dict]) -> tuple[list[dict], dict]:
@@ -123,7 +129,7 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
     per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
     record = {"examples": len(examples), "per_task": per_task, "duplicates_merged": merged}
-    record |= {"boilerplate_merged": boilerplate, **ambiguity, **fitted}
+    record |= {"boilerplate_merged": boilerplate, **ambiguity, **fitted, "skipped_sections": skipped_sections}
     write_json(metrics_path, record | metrics)
     log("generate", f"{len(examples)} examples: " + ", ".join(f"{task} {n}" for task, n in per_task.items()))
     if quality_path or quality_examples:
@@ -131,6 +137,7 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
 
         rules = {**taskfile.quality.model_dump(), "max_tokens": params.model.max_seq_len}
         counts = measure(examples, blocks, rules)
+        counts |= {"skipped_sections": len(read) - len(blocks), "skipped_sections_of": len(read)}
         worst = counts.pop("worst")
         if quality_path:
             write_json(quality_path, counts)

@@ -35,6 +35,9 @@ from finetune.params import load_params, params_option
 @click.option(
     "--quality-examples", default=None, help="Their worst examples, e.g. data/interim/heating/quality_examples.json"
 )
+@click.option(
+    "--questions", default=None, help="evaluate's answers to the domain's questions, e.g. data/questions/heating.jsonl"
+)
 @click.option("--output", required=True, help="e.g. reports/heating/index.html")
 @click.option("--name", default="", help="A title for the run, e.g. the domain.")
 @params_option
@@ -52,6 +55,7 @@ def cli(
     predictions,
     quality,
     quality_examples,
+    questions,
     output,
     name,
     params_path,
@@ -69,6 +73,7 @@ def cli(
         ),
         quality=Path(quality) if quality else None,
         quality_examples=Path(quality_examples) if quality_examples else None,
+        questions=Path(questions) if questions else None,
     )
     run = load_run(files, name)
     out = Path(output)

@@ -20,6 +20,7 @@ from finetune.generation.builders import (
     table,
 )
 from finetune.generation.examples import run
+from finetune.generation.history import skipped
 from finetune.generation.taskfile import load, parse
 from finetune.io import InputError
 from tests.conftest import HEATING_TASKS, repo_params, typed
@@ -396,3 +397,56 @@ def test_a_sections_later_code_blocks_join_its_code_answer_only_within_code_max_
     assert item.answer == "Link one file:\n```\nskein link a b\n```"  # the second would pass 200 characters
     (whole,) = code(merged, task("code"))
     assert whole.answer.endswith(f"Link many:\n```\n{long_code}\n```")  # 0: no limit
+
+
+def test_an_example_led_by_one_instruction_is_asked_as_that_goal_and_the_rest_from_the_heading():
+    section_code = [
+        b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="skein init", lead="Create a store:"),
+        b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="skein init --git", lead="Add git too:"),
+        b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="ls ~/s", lead="The store is a folder:"),
+        # two sentences, and a statement: no single goal, so it stays with the section's other examples
+        b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="skein init -f", lead="Run it. Twice:"),
+        b("docs/i.md#h=Examples", "code", ["skein init", "Examples"], code="skein x", lead="Let's say you run it:"),
+    ]
+    code_task = task("code", code={"lead": True, "instruction_words": ["create", "add", "run", "let"]})
+    (merged,) = code_sections(section_code)
+    items = code(merged, code_task)
+    assert [(i.fields["heading"], i.fields["howto_lc"], i.fields["parent"]) for i in items] == [
+        ("Create a store", "create a store", "skein init"),
+        ("Add git too", "add git too", "skein init"),
+        ("Examples", "", "skein init"),
+    ]
+    assert items[0].answer == "Create a store:\n```\nskein init\n```"
+    assert items[2].answer.startswith("The store is a folder:\n```\nls ~/s\n```\n\nRun it. Twice:\n```\nskein init -f")
+    assert items[2].answer.endswith("Let's say you run it:\n```\nskein x\n```")
+    assert len(code(merged, task("code", code={"lead": True}))) == 1  # no instruction words: one item, as before
+
+
+def test_changelog_people_and_version_sections_are_skipped_by_the_words_given_or_a_version_number():
+    words = ["Changelog", "Release notes", "Contributors"]
+    assert skipped(b("r.md#h=Changelog/Fixed", "section", ["tool", "Changelog", "Fixed"]), words)
+    assert skipped(b("r.md#h=Release notes 2", "section", ["tool", "release notes for 2.0"]), words)  # any case
+    assert skipped(b("r.md#h=2.0.5", "section", ["tool", "2.0.5 (2023-01-01)", "Removed"]), [])  # a version
+    assert skipped(b("r.md#h=v20", "table", ["node", "v20.10.0"]), [])
+    assert not skipped(b("r.md#h=Changelogs", "section", ["tool", "Changelogs of others", "x"]), words)  # a word
+    assert not skipped(b("r.md#h=Install", "section", ["tool", "Install", "Python 3.11 or later"]), words)
+    assert not skipped(b("r.md#h=Install", "section", ["tool 2.0", "Install"]), words)  # a name with a version
+    assert skipped(b("r.md#h=3.0", "section", ["tool", "3.0.0rc1 (2022-10-18)", "Removed"]), [])
+    assert skipped(b("r.md#h=1.2", "section", ["tool", "[1.2.0] - 2023-01-31"]), [])
+    for numbered in ("6.1 Hash functions", "2.3. DESCRIPTION", "1.2.3 Rated output"):  # numbered sections
+        assert not skipped(b("m.html#h=x", "section", ["manual", numbered]), []), numbered
+    log = "0.18.3 (2023-10-29):\n\n- fix a newline\n\n0.18.2 (2023-10-24):\n\n- fix a crash"
+    assert skipped(b("r.md#h=Breaking changes", "section", ["tool", "Breaking changes"], log), words)
+    steps = "Install it:\n\n1.0 is the first release. Then run it.\n\nDone."
+    assert not skipped(b("r.md#h=Use", "section", ["tool", "Use"], steps), words)  # one version: no changelog
+
+
+def test_a_one_word_definition_is_a_value_not_a_definition():
+    entries = [
+        {"term": "external_general_entities", "definition": "Ignored"},
+        {"term": "file", "definition": "<string>"},
+    ]
+    glossary = b("d.md#h=Options", "definitions", ["tool", "Options"], items=entries)
+    assert [i.fields["term"] for i in definitions(glossary, task("definitions"))] == []
+    entries.append({"term": "store", "definition": "the folder the files live in"})
+    assert [i.answer for i in definitions(glossary, task("definitions"))] == ["The folder the files live in."]

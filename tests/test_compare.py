@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from finetune.evaluation.compare import markdown, table
+from finetune.evaluation.compare import HEADLINE_KEYS, headline, markdown, table
 from finetune.evaluation.interference import draw, summarise
 from finetune.io import write_jsonl
 from finetune.params import Compare
@@ -112,9 +112,14 @@ def test_compare_puts_every_adapter_and_task_side_by_side_under_readable_keys(tm
         yaml.safe_dump({**repo_params(), "domains": {"a": {"init_from": "base"}, "b": {"init_from": "a"}}})
     )
     args = ["--eval-dir", tmp_path / "eval", "--interference-dir", tmp_path / "interference", "--params", params]
-    result = invoke(cli, [*args, "--metrics", tmp_path / "compare.json", "--report", tmp_path / "compare.md"])
+    outs = ["--metrics", tmp_path / "compare.json", "--headline", tmp_path / "headline.json"]
+    result = invoke(cli, [*args, *outs, "--report", tmp_path / "compare.md"])
     assert_ok(result)
     compared = json.loads((tmp_path / "compare.json").read_text())
+    # The headline, DVC's only metrics file, holds a few numbers of each domain and none of the per-task detail.
+    shown = json.loads((tmp_path / "headline.json").read_text())
+    assert shown["a.rouge_l"] == 0.4 and shown["b.rouge_l_base"] == 0.2
+    assert not any(".SPEC" in key or ".on." in key for key in shown)
     assert compared["a"]["rouge_l"] == 0.4 and compared["a"]["rouge_l_base"] == 0.1
     assert compared["b"]["SPEC"] == {"n": 4, "rouge_l": 0.3, "rouge_l_base": 0.2}
     assert compared["a"]["rouge_l_tasks"] == 0.4 and compared["a"]["rouge_l_tasks_base"] == 0.1  # SPEC alone
@@ -239,3 +244,32 @@ def test_the_mean_of_tasks_counts_each_task_once_and_leaves_refusals_out():
 
     row = table({"a": {"baseline": side(0.0, 0.2, 0.0), "finetuned": side(0.5, 0.3, 1.0)}}, {})["a"]
     assert row["rouge_l_tasks"] == pytest.approx(0.4) and row["rouge_l_tasks_base"] == pytest.approx(0.1)
+
+
+def test_the_headline_is_a_few_flat_keys_one_number_of_every_domain_at_a_time():
+    rows = {
+        "b": {"rouge_l": 0.3, "rouge_l_base": 0.2, "refusal_accuracy": 1.0, "SPEC": {"n": 4, "rouge_l": 0.3}},
+        "a": {"rouge_l": 0.4, "rouge_l_base": 0.1, "questions": {"rouge_l": 0.5, "rouge_l_base": 0.25}},
+    }
+    shown = headline(rows)
+    # Column order of `dvc exp show`: every domain's first headline number, then every domain's second, so the
+    # columns a 120-column terminal shows first hold one number of every domain. A key a domain lacks is left out,
+    # for that domain alone (b has no questions), and one no domain has gives no column (the judge's rate here).
+    assert list(shown) == [
+        "a.questions.rouge_l",
+        "a.questions.rouge_l_base",
+        "b.rouge_l",
+        "a.rouge_l",
+        "b.rouge_l_base",
+        "a.rouge_l_base",
+        "b.refusal_accuracy",
+    ]
+    assert shown["a.questions.rouge_l"] == 0.5 and shown["b.refusal_accuracy"] == 1.0
+    # The picked keys are the same for every domain, read from one list, never from a domain's name.
+    assert {key.split(".", 1)[1] for key in shown} <= set(HEADLINE_KEYS)
+
+
+def test_a_questions_key_written_flat_counts_as_its_nested_form():
+    # A row may hold the questions' scores nested ({"questions": {"rouge_l": …}}) or as a flat dotted key: the
+    # headline and `dvc exp show` name both `<domain>.questions.rouge_l`.
+    assert headline({"a": {"questions.judge_rate": 0.75}}) == {"a.questions.judge_rate": 0.75}

@@ -123,3 +123,45 @@ def test_a_header_cell_spanning_the_row_under_the_header_is_a_label_not_column_n
     )
     [block] = [b for b in html_blocks(html, "t.html", 0) if b["kind"] == "table"]
     assert block["columns"] == ["Pin", "Function"] and block["rows"] == [{"Pin": "1", "Function": "GND"}]
+
+
+def html_tables(body: str) -> list[dict]:
+    return [b for b in html_blocks(f"<h1>Tool</h1><h2>Facts</h2>{body}", "t.html", 0) if b["kind"] == "table"]
+
+
+def test_a_table_with_no_header_row_keeps_its_first_row_as_data():
+    (kv,) = html_tables("<table><tr><td>Voltage</td><td>230 V</td></tr><tr><td>Power</td><td>24 kW</td></tr></table>")
+    assert [list(r.values()) for r in kv["rows"]] == [["Voltage", "230 V"], ["Power", "24 kW"]]
+    assert [(i.fields["what"], i.answer) for i in table(kv, SPEC)] == [("voltage", "230 V"), ("power", "24 kW")]
+    # a first row of names is still the header when no <th> marks one
+    (named,) = html_tables("<table><tr><td>Name</td><td>Rating</td></tr><tr><td>Fuse</td><td>10 A</td></tr></table>")
+    assert named["columns"] == ["Name", "Rating"]
+    (empty,) = tables("| | |\n|-|-|\n| Depth | 40 cm |\n| Width | 60 cm |\n").values()  # Markdown: empty header
+    assert [r["Column 1"] for r in empty["rows"]] == ["Depth", "Width"]
+
+
+def test_a_grid_of_links_or_pictures_is_no_table():
+    cell = '<td><a href="https://x.invalid/{0}"><img src="{0}.png"><br><sub><b>{0}</b></sub></a><br><a>🐛</a></td>'
+    grid = "<table><tr>" + "".join(cell.format(n) for n in ("ann", "bo", "cy")) + "</tr></table>"
+    assert html_tables(grid) == []
+    links = "<table><tr><th>Page</th><th>About</th></tr><tr><td><a href=a>Install</a></td><td>Setup</td></tr></table>"
+    assert len(html_tables(links)) == 1  # half its cells linked: a table
+
+
+def test_a_version_history_is_asked_nothing():
+    history = "| Version | Changes |\n|-|-|\n| v20.10.0 | Added `--watch`. |\n| v18.0.0 | Added the flag. |\n"
+    (block,) = tables(history).values()
+    assert table(block, SPEC) == []
+    (dated,) = tables("| Date | Change |\n|-|-|\n| 2023-01-31 | New fuse |\n| 2022-12-01 | First |\n").values()
+    assert table(dated, SPEC) == []
+    (spec,) = tables("| Parameter | Value |\n|-|-|\n| Firmware | v2.1.0 |\n| Depth | 40 cm |\n").values()
+    assert len(table(spec, SPEC)) == 2  # versions as values are facts
+
+
+def test_two_marked_up_runs_side_by_side_are_two_words_of_a_term():
+    from finetune.documents.markup import term_of
+
+    item = ("li", {}, [("code", {}, ["5"]), ("strong", {}, ["Fatal Error"]), ": V8 failed."])
+    assert term_of(item) == ("5 Fatal Error", "V8 failed.")
+    flags = ("li", {}, [("code", {}, ["-f"]), ", ", ("code", {}, ["--force"]), " add anyway"])
+    assert term_of(flags) == ("-f, --force", "add anyway")

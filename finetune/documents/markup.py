@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from finetune.documents.tables import is_note, shape
+from finetune.documents.tables import is_header, is_note, shape
 
 # Elements open at once. The reader walks the tree recursively, up to 3 frames a level (inline markup in a list item),
 # so without a limit 10,000 nested <div>s end in a RecursionError; 200 levels take ~600 of Python's 1,000 frames,
@@ -180,7 +180,12 @@ def term_of(node, plain: bool = False) -> tuple[str, str] | None:
             break
         lead += 1
     if lead:
-        term = "".join(_raw(c) if isinstance(c, tuple) else c for c in kids[:lead])
+        # Two marked-up runs side by side are two words ("<code>5</code><strong>Fatal Error</strong>")
+        term = "".join(
+            (" " if n and isinstance(kids[n - 1], tuple) and isinstance(c, tuple) else "")
+            + (_raw(c) if isinstance(c, tuple) else c)
+            for n, c in enumerate(kids[:lead])
+        )
         rest = "".join(_inline(c) for c in kids[lead:])
         term, joined = (term[:-1], True) if term.rstrip().endswith(":") else (term, False)
         if not joined and (m := _JOINER.match(rest)) and m.group().strip():
@@ -216,11 +221,26 @@ def _unmarked(cell):
     return cell
 
 
+def _linked(cell) -> bool:
+    """A cell whose words are all inside links, or that holds a picture: an entry of a grid of people, badges or
+    pages (a README's contributors), not a value."""
+    if any(True for _ in _find(cell, {"img"})):
+        return True
+    outside = "".join(_inline(c) for c in cell[2] if not (isinstance(c, tuple) and c[0] == "a"))
+    return not re.sub(r"[\W_]+", "", outside) and any(True for _ in _find(cell, {"a"}))
+
+
+# A table with at least this share of its filled cells linked (_linked) is a grid of links: nothing to ask about.
+LINK_GRID_SHARE = 0.6
+
+
 def table_of(node) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of a <table>: cells spanning columns or rows repeated in each (a group name over its
     sub-columns, a parameter over its conditions), then read by tables.shape. The header is the leading rows that
-    are all <th>, or the first row of a table without any <th>."""
+    are all <th> (none when they are all empty), or the first row of a table without any <th> when it reads as
+    names, not values (tables.is_header). A grid of links or pictures (LINK_GRID_SHARE) is no table: ([], [])."""
     grid, th, below = [], [], {}  # below: column -> (text, rows left) of a cell spanning rows from above
+    filled = linked = 0
     for tr in _find(node, {"tr"}):
         cells = list(_find(tr, {"td", "th"}))
         if not cells:
@@ -235,15 +255,23 @@ def table_of(node) -> tuple[list[str], list[list[str]]]:
                 continue
             cell = queue.pop(0)
             text = tidy(_inline(_unmarked(cell)))
+            if text or any(True for _ in _find(cell, {"img"})):
+                filled, linked = filled + 1, linked + _linked(cell)
             for _ in range(_span(cell, "colspan")):
                 if _span(cell, "rowspan") > 1:
                     below[len(row)] = (text, _span(cell, "rowspan") - 1)
                 row.append(text)
         grid.append(row)
         th.append(all(cell[0] == "th" for cell in cells))
-    lead = min(next((n for n, t in enumerate(th) if not t), len(th)), 2) or (0 if any(th) else min(1, len(grid)))
+    if filled and linked >= LINK_GRID_SHARE * filled:
+        return [], []
+    lead = min(next((n for n, t in enumerate(th) if not t), len(th)), 2)
+    if not lead and not any(th):
+        lead = int(bool(grid) and is_header(grid[0]))
     if lead == 2 and is_note(grid[1]):
         lead = 1  # a <th> spanning the row under the header is a group label of the rows below, not column names
+    if lead and not any(c for r in grid[:lead] for c in r):
+        return shape([], grid[lead:])  # a Markdown table whose header cells are all empty has no header
     return shape(grid[:lead], grid[lead:])
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from finetune.documents.chatfiles import json_blocks, jsonl_blocks
 from finetune.documents.pages import NO_ROWS, RowLabels, page_section
+from finetune.documents.plaintext import text_events
 from finetune.documents.sections import (
     LEAD_IN,
     block,
@@ -206,9 +207,15 @@ def txt_paragraphs(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def txt_blocks(text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0) -> list[dict]:
-    """Each paragraph of a plain text file is a section of its own (a text file has no headings to group them)."""
+def txt_blocks(
+    text: str, rel: str, min_chars: int = DEFAULT_MIN_CHARS, max_chars: int = 0, not_titles: tuple[str, ...] = ()
+) -> list[dict]:
+    """A plain text file cut at the headings its layout marks (textfiles.text_events: underlined, or a man page's),
+    like Markdown; with none, each paragraph is a section of its own."""
     stem = Path(rel).stem
+    if events := text_events(text):
+        name = document_name("", events, stem, not_titles)
+        return [b | {"document": name} for b in heading_blocks(rel, events, min_chars, max_chars)]
     return [b for n, p in txt_paragraphs(text) if len(p) >= min_chars
             for b in section_block(f"{rel}#para={n}", stem, [stem], p, [], max_chars)]  # fmt: skip
 
@@ -244,5 +251,5 @@ def file_blocks(
     if fmt == "csv":
         return fmt, csv_blocks(text, rel, reject)
     if fmt == "txt":
-        return fmt, txt_blocks(text, rel, min_chars, max_chars)
+        return fmt, txt_blocks(text, rel, min_chars, max_chars, not_titles)
     return fmt, (markdown_blocks if fmt == "md" else html_blocks)(text, rel, min_chars, max_chars, rows, not_titles)

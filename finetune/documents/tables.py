@@ -58,6 +58,22 @@ def period(header: list[str]) -> int:
     return n
 
 
+# A column name is a few words: a longer cell, or one ending as a sentence does, is text of a row.
+_MAX_NAME_WORDS = 6
+
+
+def is_header(row: list[str]) -> bool:
+    """Whether the first row of a table that does not mark its header (HTML with no <th>) names its columns: no cell
+    is a value (a number, a sign and a number) or a sentence, and some cell is filled. A key-value table
+    ("Voltage | 230 V") starts with data, and its first row is then a row like the others."""
+    cells = [" ".join(c.split()) for c in row]
+    if not any(cells):
+        return False
+    return not any(
+        _VALUE.match(c) or len(c.split()) > _MAX_NAME_WORDS or c.endswith((".", "!", "?")) for c in cells if c
+    )
+
+
 def is_note(row: list[str]) -> bool:
     """A row that is a note, not values: one non-empty cell in a wider table, or one cell spanning them all."""
     filled = [c for c in row if c]

@@ -1,14 +1,32 @@
 """Every domain's adapter side by side: its evaluate results per task (baseline vs fine-tuned) and the interference
-check, as one flat-keyed metrics file (`dvc exp show` columns such as `heating.rouge_l`, `heating.SPEC.rouge_l`,
-`heating.on.cli_tool.rouge_l_delta`) and one Markdown page."""
+check, as one table (`heating.rouge_l`, `heating.SPEC.rouge_l`, `heating.on.cli_tool.rouge_l_delta`) and one Markdown
+page, and the few headline numbers of that table that DVC shows as metrics (`headline`)."""
 
 from __future__ import annotations
 
 import statistics
 
 from finetune.evaluation.interference import REFUSAL_TASK
+from finetune.evaluation.question_report import compare_keys
 
 HEADLINE = ("rouge_l", "exact_match", "format_valid", "refusal_accuracy")
+
+
+# The headline: the only numbers DVC treats as metrics (metrics/headline.json), so that `dvc exp show` and `dvc
+# metrics show` print a few readable columns instead of one per task, stage count and domain pair (over a thousand).
+# Keys of a domain's row in `table` (a nested key joined with "."; HEADLINE above is what the row copies from the
+# overall scores), in column order; one absent from every domain (the questions' and judge's, until a domain has
+# questions or a judge) gives no column.
+HEADLINE_KEYS = (
+    "questions.rouge_l",
+    "questions.rouge_l_base",
+    "questions.judge_rate",
+    "rouge_l",
+    "rouge_l_base",
+    "rouge_l_tasks",
+    "rouge_l_tasks_base",
+    "refusal_accuracy",
+)
 
 
 def _pair(baseline: dict, finetuned: dict, key: str) -> dict:
@@ -22,6 +40,12 @@ def table(evals: dict[str, dict], interference: dict[str, dict]) -> dict:
         result = evals[domain]
         base, tuned = result["baseline"], result["finetuned"]
         row: dict = {}
+        # First: what the users asked (domains/<name>/questions.yaml), before what our templates ask.
+        if questions := compare_keys(result):
+            row["questions"] = questions
+        if "judge" in result:  # eval.judge.val: the judge's rate on val too
+            row["judge_rate"] = result["judge"]["finetuned"]["semantic_match"]
+            row["judge_rate_base"] = result["judge"]["baseline"]["semantic_match"]
         for key in HEADLINE:
             if key in tuned["overall"]:
                 row.update(_pair(base["overall"], tuned["overall"], key))
@@ -37,6 +61,29 @@ def table(evals: dict[str, dict], interference: dict[str, dict]) -> dict:
             row["on"] = interference[domain]["on"]
         out[domain] = row
     return out
+
+
+def _flat(row: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def headline(compared: dict) -> dict:
+    """{"<domain>.<key>": value} for the HEADLINE_KEYS of `table`'s rows, key by key: every domain's first key, then
+    every domain's second, so the columns a terminal shows first are one number of every domain, not every number of
+    the first domain. Flat dotted keys, not nested: a nested file's columns would come domain by domain."""
+    rows = {domain: _flat(row) for domain, row in compared.items()}
+    return {
+        f"{domain}.{key}": row[key]
+        for key in HEADLINE_KEYS
+        for domain, row in rows.items()
+        if row.get(key) is not None
+    }
 
 
 def _num(value) -> str:
@@ -69,7 +116,7 @@ def markdown(compared: dict) -> str:
                 f"{_num(row['rouge_l_tasks'])} | {_num(row['rouge_l_tasks'] - row['rouge_l_tasks_base'])} |"
             )
         for task, t in row.items():
-            if isinstance(t, dict) and "rouge_l" in t and task != "on":
+            if isinstance(t, dict) and "rouge_l" in t and task not in ("on", "questions"):
                 delta = (t["rouge_l"] or 0) - (t["rouge_l_base"] or 0)
                 lines.append(
                     f"| {domain} | {task} | {t['n']} | {_num(t['rouge_l_base'])} | {_num(t['rouge_l'])} | "

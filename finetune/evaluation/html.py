@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from html import escape
 
+from finetune.evaluation.question_report import html_section
 from finetune.evaluation.runfiles import Run
 from finetune.evaluation.svg import bar_chart, line_chart
 
@@ -189,7 +190,7 @@ def quality_section(run: Run) -> str:
         for w in worst:
             parts.append(
                 f'<div class="ex"><div class="prompt">{escape(w.get("question", ""))}</div>'
-                f'<pre>{escape(w.get("answer", ""))}</pre></div>'
+                f"<pre>{escape(w.get('answer', ''))}</pre></div>"
             )
     return "\n".join(parts)
 
@@ -303,6 +304,8 @@ def page(runs: list[Run], out_dir: str | os.PathLike, per_task: int) -> str:
         if several:
             body.append(f'<section><h1 class="run">{escape(run.name)}</h1>')
         body += [
+            # First: the users' own questions, the page's answer to "does it answer what they ask?"
+            html_section(run.eval, run.questions),
             data_section(run, out_dir),
             quality_section(run),
             training_section(run),

@@ -27,6 +27,7 @@ class RunFiles:
     predictions: Path
     quality: Path | None = None  # generate's counts of bad examples (metrics/quality/<domain>.json)
     quality_examples: Path | None = None  # and the worst few of each problem
+    questions: Path | None = None  # evaluate's answers to the domain's own questions (data/questions/<domain>.jsonl)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Run:
     tuned_rows: list[dict]
     quality: dict = field(default_factory=dict)  # empty: the run has no quality counts
     quality_examples: dict = field(default_factory=dict)  # problem -> [{id, question, answer}], worst first
+    questions: list = field(default_factory=list)  # [{question, reference, base, finetuned}]: empty without them
 
 
 # DVCLive's file for each curve, below <live dir>/plots/metrics/. Train-side values at the top, val under eval/.
@@ -85,4 +87,5 @@ def load_run(files: RunFiles, name: str = "") -> Run:
         quality_examples=(
             read_json(files.quality_examples, "worst examples of generate") if files.quality_examples else {}
         ),
+        questions=load_jsonl(files.questions) if files.questions else [],
     )

@@ -175,6 +175,8 @@ def table(block: dict, task: Task) -> list[Item]:
     if unit_col and not all(_UNIT.match(u) for r in rows if (u := (r.get(unit_col) or "").strip())):
         unit_col = None  # a column named Unit that holds values or prose is a value column like the others
     key = _find(columns, o.key) or next(c for c in columns if c != unit_col)
+    if block.get("kind") == "table" and _history([row.get(key, "") for row in rows]):
+        return []  # a version history ("v20.10.0 | Added the flag"): what changed when, no property of anything
     aside = [c for c in (_find(columns, [a]) for a in o.aside) if c and c != key]
     skip = {c.casefold() for c in o.skip}
     values = [c for c in columns if c not in (key, unit_col, *aside) and c.casefold() not in skip]
@@ -213,6 +215,16 @@ def table(block: dict, task: Task) -> list[Item]:
             item_fields |= {"value": cell, "unit": unit, "what": what, "qualifier": qualifier or ""}
             out.append(Item(fields | item_fields, answer, {"unit": unit}))
     return out
+
+
+# A release as a table's key cell writes it: "v20.10.0", "2.0.5", "1.2.0-rc1", or a date ("2023-01-31", "31.01.2023").
+_RELEASE = re.compile(r"^(?:v\d+(?:\.\d+)*|\d+\.\d+\.\d+\S*|\d{4}-\d{2}(?:-\d{2})?|\d{1,2}[./]\d{1,2}[./]\d{4})\b")
+HISTORY_SHARE = 0.8  # of a table's key cells, releases: a version history (a stray "v2" key is no history)
+
+
+def _history(keys: list[str]) -> bool:
+    keys = [k.strip() for k in keys if k.strip()]
+    return bool(keys) and sum(bool(_RELEASE.match(k)) for k in keys) >= HISTORY_SHARE * len(keys)
 
 
 def _safe(name: str) -> str:
@@ -256,6 +268,10 @@ def as_sentence(text: str) -> str:
     return text
 
 
+# One word, a <type> or a (number) alone; a link, a path or a number stays a value worth asking for.
+_LONE_WORD = re.compile(r"[^\W\d_][\w'-]*|<[^<>\s]*>|\(\w+\)")
+
+
 def definitions(block: dict, task: Task) -> list[Item]:
     """One item per entry whose term the task reads; a label ("NOTE") is no term, and the answer is a sentence."""
     fields = heading_fields(block, task.blocks)
@@ -269,6 +285,8 @@ def definitions(block: dict, task: Task) -> list[Item]:
         term, definition = clean(entry.get("term", "")), " ".join(str(entry.get("definition", "")).split())
         if not (term and definition) or term.rstrip(" :").casefold() in labels:
             continue
+        if _LONE_WORD.fullmatch(definition):
+            continue  # "Ignored", "<string>", "(13)": a setting's value or a type, no definition to answer with
         if task.terms is None or re.search(task.terms, term):
             sentence = as_sentence(definition)
             item_fields = {"term": term, "definition": definition, "sentence": sentence}
@@ -290,14 +308,7 @@ def code_sections(blocks: list[dict]) -> list[dict]:
     return list(by_source.values())
 
 
-def code(block: dict, task: Task) -> list[Item]:
-    """A section's code examples, each fenced after its lead sentence: asked from the heading, never from the lead
-    (a lead pasted into a question reads "How do I let's suppose …?"). `howto` is the heading when it starts with
-    one of the task's instruction words ("Add a link": "How do I add a link?"), else ""."""
-    fields = heading_fields(block, task.blocks)
-    snippets = [s for s in block.get("snippets") or [block] if (s.get("code") or "").strip()]
-    if fields is None or not snippets:
-        return []
+def _code_item(fields: dict, snippets: list[dict], task: Task, howto: str) -> Item:
     leads = [(s.get("lead") or "").strip() for s in snippets]
     fenced = [f"```{s.get('language') or ''}\n{s['code'].rstrip()}\n```" for s in snippets]
     parts = [f"{lead}\n{f}" if lead else f for lead, f in zip(leads, fenced, strict=True)]
@@ -305,16 +316,55 @@ def code(block: dict, task: Task) -> list[Item]:
         if task.code.max_chars and len("\n\n".join(parts[: n + 1])) > task.code.max_chars:
             snippets, leads, fenced, parts = snippets[:n], leads[:n], fenced[:n], parts[:n]
             break
-    if task.code.lead and not any(leads):
-        return []
     answer = "\n\n".join(parts)
-    lead = next((lead for lead in leads if lead), "")
-    howto = fields["heading"] if _starts_with(fields["heading"], task.code.instruction_words) else ""
-    language = snippets[0].get("language") or ""
-    item_fields = {"code": "\n\n".join(s["code"].rstrip() for s in snippets), "language": language}
-    item_fields |= {"lead": lead, "fenced": "\n\n".join(fenced), "example": answer}
+    item_fields = {
+        "code": "\n\n".join(s["code"].rstrip() for s in snippets),
+        "language": snippets[0].get("language") or "",
+    }
+    item_fields |= {
+        "lead": next((lead for lead in leads if lead), ""),
+        "fenced": "\n\n".join(fenced),
+        "example": answer,
+    }
     item_fields |= {"howto": howto, "howto_lc": lower_first(howto)}
-    return [Item(fields | item_fields, answer)]
+    return Item(fields | item_fields, answer)
+
+
+def _instruction_lead(lead: str, words: list[str]) -> str:
+    """A lead that is one instruction ending on its lead-in mark ("Add your shell settings:") as a goal ("Add your
+    shell settings"); "" for any other lead (a statement, several sentences, no lead-in mark)."""
+    one = " ".join(clean(lead).split())
+    if not one or one[-1] not in _LEAD_IN or len(sentences(one)) > 1 or not _starts_with(one, words):
+        return ""
+    if not one.split()[0].rstrip(",").isalpha():
+        return ""  # "Let's say …" is no instruction to let: the verb is a whole word
+    return one.rstrip(_LEAD_IN).rstrip()
+
+
+def code(block: dict, task: Task) -> list[Item]:
+    """A section's code examples, each fenced after its lead sentence: asked from the heading, never from a lead
+    pasted into a template ("How do I let's suppose …?"). An example whose lead is one instruction ("Add your shell
+    settings:") is a goal of its own: its own item, its `heading` and `howto` that instruction ("How do I add your
+    shell settings?"). The rest of the section's examples are one item, `howto` the heading when it starts with one
+    of the task's instruction words ("Add a link": "How do I add a link?"), else "". Merged into one item, a
+    section's instruction-led examples were a weak question ("an example for Examples") and too few examples for
+    balance (cli_tool's CODE: 13 -> 4, which capped every other task at twice its upsampled count)."""
+    fields = heading_fields(block, task.blocks)
+    snippets = [s for s in block.get("snippets") or [block] if (s.get("code") or "").strip()]
+    if fields is None or not snippets:
+        return []
+    words = task.code.instruction_words
+    goals = [_instruction_lead(s.get("lead") or "", words) for s in snippets]
+    out = []
+    for snippet, goal in zip(snippets, goals, strict=True):
+        if goal:
+            own = fields | {"heading": goal, "heading_lc": lower_first(goal)}
+            out.append(_code_item(own, [snippet], task, goal))
+    rest = [s for s, goal in zip(snippets, goals, strict=True) if not goal]
+    if rest and not (task.code.lead and not any((s.get("lead") or "").strip() for s in rest)):
+        howto = fields["heading"] if _starts_with(fields["heading"], words) else ""
+        out.append(_code_item(fields, rest, task, howto))
+    return out
 
 
 # No tokenizer here (generate does not load the model), so a conversation's history is bounded in characters, at the

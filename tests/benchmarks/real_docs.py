@@ -192,6 +192,7 @@ def run_corpus(
     result["left_out_language"] = generated.get("left_out_language", "-")
     result["cut_to_fit"] = generated.get("cut_to_fit", "-")
     result["dropped_over_budget"] = generated.get("dropped_over_budget", "-")
+    result["skipped_sections"] = generated.get("skipped_sections", "-")  # generate.skip_sections: changelogs …
     result["per_task"] = dict(sorted(Counter(e["task"] for e in examples).items()))
     start = time.perf_counter()
     result["quality"] = measure(examples, blocks, rules)
@@ -217,6 +218,7 @@ def table(results: list[dict]) -> str:
     rows.append(("blocks cut to fit (generate --model)", [str(r.get("cut_to_fit", "-")) for r in results]))
     rows.append(("left out, no cut fits (generate)", [str(r.get("dropped_over_budget", "-")) for r in results]))
     rows.append(("over model.max_seq_len (validate)", [str(r.get("overlong", "-")) for r in results]))
+    rows.append(("skipped_sections (blocks)", [str(r.get("skipped_sections", "-")) for r in results]))
     for problem in (*PROBLEMS, "flagged"):
         cells = []
         for r in results:
