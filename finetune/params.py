@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -24,6 +24,14 @@ from finetune.io import InputError
 class Section(BaseModel):
     # extra="forbid": a typo (lora.rr) must fail, not silently train with the default.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExtractOcr(Section):
+    """How scanned pages are read (documents/ocr.py): an image file, or a PDF page without a text layer."""
+
+    languages: list[str] = Field(default_factory=lambda: ["eng"], min_length=1)  # Tesseract codes: eng, deu, ...
+    dpi: int = Field(300, ge=72, le=1200)  # a scanned PDF page is rendered at this resolution for OCR
+    psm: int = Field(3, ge=0, le=13)  # Tesseract's page segmentation mode (3: automatic; 4: one column)
 
 
 class Extract(Section):
@@ -37,6 +45,13 @@ class Extract(Section):
     key_value_headings: list[str] = Field(default_factory=list)  # page headings where any `Name: value` is a row
     # First headings that do not name their document ("Contents", "Description"): a corpus's words, in params.yaml.
     not_titles: list[str] = Field(default_factory=list)
+    ocr: ExtractOcr = ExtractOcr()
+    # A scanned page whose OCR confidence (Tesseract's, 0-100, averaged over its words) is lower is rejected.
+    min_ocr_confidence: float = Field(0.0, ge=0, le=100)
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = (
+        "auto"  # processes reading files at once; auto: one per core
+    )
+    cache: str = ""  # per-file results (documents/blockcache.py); "": none; params.yaml names one
 
     @field_validator("labelled_rows")
     @classmethod

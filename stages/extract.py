@@ -8,6 +8,10 @@ The readers are in finetune.documents. With `extract.on_error: fail` the first b
 with `skip` it is left out and listed in --rejects. Nothing is written before every file has been read, so a failed
 run leaves the previous blocks and metrics as they were; the rejects file is written however the run ends (with fail,
 it names what stopped it).
+
+Files are read extract.workers at a time (auto: one per core), and each file's result is kept in extract.cache
+(data/interim/extract_cache) under a key of its bytes, the params that shape it and its reader's code: when one
+scanned page of a thousand changes, DVC reruns the stage and it reads that page only, with the same output.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 import click
 
 from finetune.documents.corpus import reject_entry, run
+from finetune.documents.ocr import OcrSettings
 from finetune.documents.pages import RowLabels
 from finetune.io import InputError, log, write_json, write_jsonl
 from finetune.params import Extract, load_params, params_option
@@ -39,9 +44,9 @@ def cli(ctx, input_dir, output, metrics, rejects, params_path):
     rejected: list[dict] = []
     rows = RowLabels.from_lists(params.labelled_rows, params.key_value_columns, params.key_value_headings)
     try:
-        blocks, counts = run(
-            input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars, rows, params.not_titles
-        )
+        ocr = OcrSettings(tuple(params.ocr.languages), params.ocr.dpi, params.ocr.psm, params.min_ocr_confidence)
+        blocks, counts = run(input_dir, params.min_chars, True, params.on_error, rejected, params.max_chars, rows,
+                             params.not_titles, ocr, params.workers, params.cache or None)  # fmt: skip
     except InputError as e:
         # The rejects are written however extract ends: on_error: skip may end with no blocks at all, and then the
         # list says why; with fail it holds the file or record that stopped the run. Blocks and metrics stay as

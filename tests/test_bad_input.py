@@ -71,7 +71,7 @@ CASES = {
     "pdf_page_without_text.pdf": (
         " (page 2)",
         {"page": 2},
-        "no text layer (a scanned page?); run OCR on the PDF first",
+        "a blank page: no text layer, and nothing drawn to OCR",
         "record",
         2,
     ),

@@ -107,10 +107,10 @@ def test_split_value_unit_takes_the_unit_after_the_last_number(value, expected):
     assert split_value_unit(value) == expected
 
 
-def test_pdf_page_without_a_text_layer_is_an_error_naming_the_page(tmp_path, monkeypatch):
+def test_a_blank_pdf_page_is_an_error_naming_the_page(tmp_path, monkeypatch):
     result, blocks, _ = extract(tmp_path, monkeypatch, {"scan.pdf": [PDF_PAGES[0], []]})
     assert isinstance(result.exception, InputError)
-    assert str(result.exception).startswith("raw/scan.pdf (page 2): no text layer")
+    assert str(result.exception).startswith("raw/scan.pdf (page 2): a blank page: no text layer")
     assert blocks is None
 
 

@@ -4,7 +4,8 @@ same section elements and blocks as every other reader (documents.pages.page_ele
 
 Headings come from the outline (bookmarks) where there is one, plus any smaller headings below its deepest level;
 else from the type: lines bigger than the body text, or wholly bold at its size. A PDF with neither has one section
-per page, its first line the heading (as OCR'd pages). Ruled tables come from pdfplumber's table finder, other tables
+per page, its first line the heading (as OCR'd pages). A page without a text layer (a scan) is rendered and read by
+OCR (documents/ocr.py), page by page. Ruled tables come from pdfplumber's table finder, other tables
 from where their text stands (pages.pdf_lines). The document's name (metadata Title, the outline's one root, a title
 larger than any heading on page 1, the first part every heading shares, else the file name) leads each block's
 headings, as a Markdown file's H1 does. Why pdfplumber: it gives each character's font and size and finds ruled
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
+from finetune.documents.ocr import DEFAULT_OCR, OcrSettings, ocr_pdf_page, page_rows
 from finetune.documents.pages import RowLabels, page_elements, pdf_lines
 from finetune.documents.sections import one_line, section_blocks
 from finetune.documents.textfiles import MAX_LINE_BYTES
@@ -253,7 +255,7 @@ def _paragraphs(items: list) -> list[list]:
                 continue
             while at < len(run) - 1 and run[at].text != el:  # lines a layout table took
                 at += 1
-            line = run[at]
+            line = run[min(at, len(run) - 1)]  # a line pdf_lines joined to the one above: past the end
             gap = line.top - prev.top if prev is not None and prev.page == line.page else 0
             if prev is None or (pitch and gap > PARAGRAPH_GAP * pitch):
                 chunks.append([])
@@ -379,9 +381,10 @@ def _content_bytes(reader, n: int) -> int:
     return len(contents.get_data()) if contents is not None else 0
 
 
-def pdf_document_blocks(path: Path, rel: str, reader, min_chars: int, reject, max_chars: int, rows: RowLabels) -> list:
-    """Blocks of a PDF pypdf has opened (`reader`): its pages read by pdfplumber. A page that cannot be read, or has
-    no text layer, goes to `reject` naming it."""
+def pdf_document_blocks(path: Path, rel: str, reader, min_chars: int, reject, max_chars: int, rows: RowLabels,
+                        ocr: OcrSettings = DEFAULT_OCR) -> list:  # fmt: skip
+    """Blocks of a PDF pypdf has opened (`reader`): its pages read by pdfplumber, a page without a text layer by OCR
+    (`ocr`). A page that cannot be read goes to `reject` naming it."""
     import pdfplumber
 
     try:
@@ -389,7 +392,7 @@ def pdf_document_blocks(path: Path, rel: str, reader, min_chars: int, reject, ma
     except Exception:  # noqa: BLE001 - a damaged Info dictionary: the name comes from the text instead
         meta_title = ""
     outline = outline_entries(reader)
-    pages, tables = [], []
+    pages, tables, scanned = [], [], []
     try:
         pdf = pdfplumber.open(path)
     except Exception as e:  # noqa: BLE001 - pdfminer raises many types on damaged files, all one bad file to a user
@@ -406,13 +409,24 @@ def pdf_document_blocks(path: Path, rel: str, reader, min_chars: int, reject, ma
                 if oversized:
                     why = f"its drawing commands are over {MAX_PAGE_CONTENT:,} bytes: no page of a document is"
                     reject(InputError(rel, why, where=f"page {n}"))
-                elif not lines and not found:
-                    where = f"page {n}"
-                    reject(InputError(rel, "no text layer (a scanned page?); run OCR on the PDF first", where=where))
+                elif not lines and not found:  # a scanned page: rendered, read by OCR, its lines sized below
+                    try:
+                        found_rows = page_rows(ocr_pdf_page(path, n, rel, ocr))
+                        lines = [Line(n, r[0].top, max(o.bottom for o in r), 0.0, False, [(o.left, o.text) for o in r])
+                                 for r in found_rows]  # fmt: skip
+                    except InputError as e:
+                        reject(e)
+                    scanned += lines
                 elif any(len(line.text) > MAX_LINE_BYTES for line in lines):  # every format's line limit
                     why = f"a line longer than {MAX_LINE_BYTES:,} characters: generated data, not a document"
                     reject(InputError(rel, why, where=f"page {n}"))
                     lines, found = [], []
             pages.append(lines)
             tables += found
+    # OCR measures no type size: a scanned page's lines are body text, so a PDF of scanned pages alone has a section
+    # per page headed by its first line (as a scanned image), and a scanned page between text pages adds no heading.
+    ocr_lines = {id(line) for line in scanned}
+    sizes = Counter(line.size for lines in pages for line in lines if id(line) not in ocr_lines)
+    for line in scanned:
+        line.size = sizes.most_common(1)[0][0] if sizes else 10.0
     return document_blocks(pages, tables, outline, meta_title, rel, min_chars, max_chars, rows)

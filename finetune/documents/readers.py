@@ -1,5 +1,5 @@
 """One file -> blocks, per format: Markdown, HTML and PDF (documents/pdf.py) cut at headings, a scanned page
-(Tesseract OCR) as one page, a CSV row by row, a JSONL of training data line by line, plain text by paragraph.
+(Tesseract OCR, documents/ocr.py) as one page, a CSV row by row, a JSONL of training data line by line, plain text by paragraph.
 
 Bad input is an InputError naming the file and its line, row or page. A bad record (line, row, page) goes to the
 `reject` callback, which raises it unless the caller skips bad records (extract.on_error: skip).
@@ -11,13 +11,12 @@ import csv
 import io
 import os
 import re
-import shutil
-import subprocess
 import textwrap
 import time
 from pathlib import Path
 
 from finetune.documents.chatfiles import json_blocks, jsonl_blocks
+from finetune.documents.ocr import DEFAULT_OCR, OcrSettings, check_confidence, ocr_image
 from finetune.documents.pages import NO_ROWS, RowLabels, page_section
 from finetune.documents.plaintext import text_events
 from finetune.documents.sections import (
@@ -108,12 +107,14 @@ def page_blocks(source: str, lines: list[str], min_chars: int, max_chars: int, r
     return section_blocks(source, " / ".join(headings), headings, elements, min_chars, max_chars, rows.key_value)
 
 
-def pdf_blocks(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows: RowLabels) -> list[dict]:
+def pdf_blocks(
+    path: Path, rel: str, min_chars: int, reject, max_chars: int, rows: RowLabels, ocr: OcrSettings
+) -> list:
     with warnings_named("extract", rel, "pypdf"):
-        return read_pdf(path, rel, min_chars, reject, max_chars, rows)
+        return read_pdf(path, rel, min_chars, reject, max_chars, rows, ocr)
 
 
-def read_pdf(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows: RowLabels) -> list[dict]:
+def read_pdf(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows: RowLabels, ocr: OcrSettings) -> list:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -130,28 +131,18 @@ def read_pdf(path: Path, rel: str, min_chars: int, reject, max_chars: int, rows:
         raise InputError(rel, f"unreadable PDF ({type(e).__name__}: {e})") from None
     from finetune.documents.pdf import pdf_document_blocks
 
-    return pdf_document_blocks(path, rel, reader, min_chars, reject, max_chars, rows)
+    return pdf_document_blocks(path, rel, reader, min_chars, reject, max_chars, rows, ocr)
 
 
-def image_blocks(path: Path, rel: str, min_chars: int, max_chars: int, rows: RowLabels) -> list[dict]:
+def image_blocks(path: Path, rel: str, min_chars: int, max_chars: int, rows: RowLabels, ocr: OcrSettings) -> list:
     """A scanned page: Tesseract's text, cut like a PDF page (source `#page=1`, so both read the same downstream)."""
-    exe = shutil.which("tesseract")
-    if exe is None:
-        raise InputError(
-            rel, "a scanned page needs OCR, but `tesseract` is not installed: apt-get install tesseract-ocr"
-        )
     t0 = time.perf_counter()
-    # One OpenMP thread: on a page Tesseract's threads cost more than they save (0.7 s vs 2-3 s on 2 cores).
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-    proc = subprocess.run([exe, str(path), "stdout", "-l", "eng"], capture_output=True, env=env)
-    if proc.returncode != 0:
-        said = [ln for ln in proc.stderr.decode(errors="replace").splitlines() if ln.strip()]
-        raise InputError(rel, f"OCR failed: tesseract says {' / '.join(said[-2:]) or 'nothing'}")
-    lines = [one_line(ln) for ln in proc.stdout.decode("utf-8", errors="replace").splitlines() if ln.strip()]
-    log("extract", f"OCR {rel}: {len(lines)} lines in {time.perf_counter() - t0:.2f} s")
-    if not lines:
+    page = ocr_image(str(path), rel, ocr)
+    log("extract", f"OCR {rel}: {len(page.lines)} lines in {time.perf_counter() - t0:.2f} s")
+    if not page.lines:
         raise InputError(rel, "OCR found no text (a blank page, or a scan below ~200 dpi?)", where="page 1")
-    return page_blocks(f"{rel}#page=1", lines, min_chars, max_chars, rows)
+    check_confidence(page, rel, "page 1", ocr)
+    return page_blocks(f"{rel}#page=1", [line.text for line in page.lines], min_chars, max_chars, rows)
 
 
 def csv_blocks(text: str, rel: str, reject) -> list[dict]:
@@ -231,20 +222,21 @@ def file_blocks(
     max_chars: int = 0,
     rows: RowLabels = NO_ROWS,
     not_titles: tuple[str, ...] = (),
+    ocr: OcrSettings = DEFAULT_OCR,
 ) -> tuple[str, list]:
     """(format, blocks) of one file. A bad file raises InputError; a bad record (line, row, page) goes to `reject`,
     which raises it too unless the caller skips bad records. Sources are relative to the working directory.
     max_chars > 0 cuts a longer section into parts (0: never); `rows`: how the corpus writes table rows as lines;
-    `not_titles`: first headings that do not name a document (extract.not_titles)."""
+    `not_titles`: first headings that do not name a document (extract.not_titles); `ocr`: how scanned pages are read."""
     rel = Path(os.path.relpath(path)).as_posix()
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         supported = " ".join(sorted(FORMATS))
         raise InputError(rel, f"unsupported file type {path.suffix or '(none)'!r} (supported: {supported})")
     if fmt == "pdf":
-        return fmt, pdf_blocks(path, rel, min_chars, reject, max_chars, rows)
+        return fmt, pdf_blocks(path, rel, min_chars, reject, max_chars, rows, ocr)
     if fmt == "image":
-        return fmt, image_blocks(path, rel, min_chars, max_chars, rows)
+        return fmt, image_blocks(path, rel, min_chars, max_chars, rows, ocr)
     if fmt in ("jsonl", "json"):  # chat data: finetune.documents.chatfiles
         return fmt, (jsonl_blocks if fmt == "jsonl" else json_blocks)(path, rel, reject)
     text = read_text(path, rel, reject)
