@@ -5,7 +5,8 @@ is about (a spec, a fault, a product); the task file picks blocks by kind, headi
     id       content hash of (source, kind, title, text)
     source   path relative to the repo plus a location: `data/raw/manual.md#h=Calora/Specifications — CA-24C`,
              `data/raw/manual.pdf#page=3` (the page a section starts on), `data/raw/catalog.csv#row=14`, `data/raw/qa.jsonl#line=7`; a long section
-             cut into parts adds `#part=N` (N from 1)
+             cut into parts adds `#part=N` (N from 1), and generate cuts a block over the token budget the same way
+             (`#part=N.M`, finetune/generation/budget.py)
     kind     one of BLOCK_KINDS
     title    the heading path joined by " / " (a CSV row: the file's stem)
     headings the heading path as a list, the document's H1 first when it has one (a CSV row: [file stem]; a scanned
@@ -18,8 +19,10 @@ is about (a spec, a fault, a product); the task file picks blocks by kind, headi
              its indentation, inline code in backticks, links reduced to their text
   and per kind:
     section      the prose of one section (paragraphs, unordered lists, blockquotes), one block per section or per
-                 part when over extract.max_chars (cut at paragraph, list-item or sentence boundaries, never inside
-                 a fenced code block); `items` its bullet items in order (may be empty)
+                 part when over extract.max_chars (cut at paragraph, list-item or sentence boundaries, inside a
+                 fenced code block only between its lines, each piece fenced again: finetune/documents/parts.py);
+                 `items` its bullet items in order (may be empty); a part has `part`, what it is about (its bold
+                 lead or first clause, "" for the first part), which its questions ask by
     list         an ordered list; `items` (str, in order), `lead` (the paragraph just before it, "" if none)
     table        any table; `columns` (header cells, a repeated one numbered "Name (3)"), `rows` [{column: cell}]
     definitions  a definition list, glossary or option list: bullets whose every term is marked up (bold, code) or

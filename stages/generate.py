@@ -5,6 +5,10 @@ dangling lead-in, …) into a flat metrics file, and with --quality-examples wri
 validate checks the counts against validate.quality, the report shows both. The words the checks need come from the
 task file's `quality:` section, the token budget from model.max_seq_len.
 
+With --model (models/base) every example is measured as validate measures it, with the base model's tokenizer and
+chat template, and the blocks under one over model.max_seq_len are cut to fit (finetune.generation.budget), each
+new part asked by what it says: the first `dvc repro` of long real documents does not stop on overlong examples.
+
 Optionally a teacher LLM on any OpenAI-compatible endpoint adds paraphrased questions and question/answer pairs it
 writes from the blocks of the tasks that opt in (generate.teacher).
 """
@@ -38,8 +42,13 @@ from finetune.params import load_params, params_option
 @click.option(
     "--quality-examples", default=None, help="The worst examples of each problem, e.g. data/interim/D/quality.json."
 )
+@click.option(
+    "--model",
+    default=None,
+    help="The base model (models/base): its tokenizer measures each example, and blocks over budget are cut.",
+)
 @params_option
-def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_examples, params_path):
+def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_examples, model, params_path):
     """Generate chat examples for every task in generate.tasks."""
     params = load_params(params_path)
     gparams = params.generate
@@ -47,10 +56,28 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
     read = load_records(input_path, ("id", "source", "kind", "title", "text"), "a block")
     # A project's changelog, its contributors and sponsors (generate.skip_sections): no task asks about them.
     blocks = [b for b in read if not skipped(b, gparams.skip_sections)]
-    if len(blocks) < len(read):
-        log("generate", f"skipped {len(read) - len(blocks)} blocks under a heading of generate.skip_sections")
+    skipped_sections = len(read) - len(blocks)  # counted now: fitting below may cut blocks into more
+    if skipped_sections:
+        log("generate", f"skipped {skipped_sections} blocks under a heading of generate.skip_sections")
+
     # model.max_seq_len bounds an imported conversation's history: no example is longer than could be trained on.
-    built, ambiguity = build(blocks, gparams, taskfile, str(params_path[-1]), params.model.max_seq_len)
+    def build_all(some: list[dict]) -> tuple[list[dict], dict]:
+        return build(some, gparams, taskfile, str(params_path[-1]), params.model.max_seq_len)
+
+    fitted = {}
+    if model:  # measured with the base model's tokenizer: a block under an example over the budget is cut to fit
+        from finetune.generation.budget import fit
+        from finetune.training.models import load_tokenizer
+
+        tokenizer = load_tokenizer(model, params.model.trust_remote_code)
+        blocks, built, ambiguity, fitted = fit(blocks, build_all, tokenizer, params.model.max_seq_len)
+        if fitted["cut_to_fit"]:
+            log("generate", f"cut {fitted['cut_to_fit']} blocks whose examples were over model.max_seq_len tokens")
+        if fitted["dropped_over_budget"]:
+            n = fitted["dropped_over_budget"]
+            log("generate", f"warning: left out {n} examples no cut could bring under model.max_seq_len tokens")
+    else:
+        built, ambiguity = build_all(blocks)
     examples, merged = merge_duplicates(built)
     if ambiguity["dropped_ambiguous"]:
         n = ambiguity["dropped_ambiguous"]
@@ -102,7 +129,7 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
     per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
     record = {"examples": len(examples), "per_task": per_task, "duplicates_merged": merged}
-    record |= {"boilerplate_merged": boilerplate, **ambiguity, "skipped_sections": len(read) - len(blocks)}
+    record |= {"boilerplate_merged": boilerplate, **ambiguity, **fitted, "skipped_sections": skipped_sections}
     write_json(metrics_path, record | metrics)
     log("generate", f"{len(examples)} examples: " + ", ".join(f"{task} {n}" for task, n in per_task.items()))
     if quality_path or quality_examples:

@@ -326,15 +326,20 @@ def test_generic_tasks_leave_a_heading_path_that_a_specific_task_reads():
     assert {(e["task"], e["source"]) for e in examples} == {("PINS", PINS["source"]), ("TABLE", RATINGS["source"])}
 
 
-def test_the_parts_of_a_long_section_ask_distinct_questions(generated):
-    text = "Paths are resolved from the project root, and ignored files are skipped unless forced to be added."
+def test_the_parts_of_a_long_section_are_asked_by_what_they_say_not_by_number(generated):
+    texts = [
+        "Paths are resolved from the project root, and ignored files are skipped unless forced to be added.",
+        "Ignored files are listed with --ignored, so that a forced add is a choice and never an accident.",
+    ]
     parts = [
-        dict(b(f"docs/add.md#h=Usage#part={n}", "section", [*CLI, "Usage"], f"{text} ({n})"), items=[]) for n in (1, 2)
+        dict(b(f"docs/add.md#h=Usage#part={n}", "section", [*CLI, "Usage"], t), items=[], part=label)
+        for n, (t, label) in enumerate(zip(texts, ["", "Ignored files are listed with --ignored"]), 1)
     ]
     params = typed(repo_params()).generate.model_copy(update={"tasks": ["SECTION"], "phrasings_per_item": 3})
     questions = [e["messages"][1]["content"] for e in run(parts, params, TASKS)]
     assert len(questions) == len(set(questions)) == 6
-    assert all(q.endswith(("(part 1)?", "(part 2)?")) for q in questions)
+    assert sum(q.endswith('("Ignored files are listed with --ignored")?') for q in questions) == 3
+    assert not [q for q in questions if "part" in q or '("")' in q or "()" in q]
     assert not [e for e in generated if "part" in e["messages"][-2]["content"] and e["task"] == "SECTION"]
 
 

@@ -21,7 +21,7 @@ from finetune.documents.pages import NO_ROWS, RowLabels
 from finetune.io import write_text
 
 KEY_VERSION = "1"  # bump when an entry's layout changes
-_SHARED = ("readers", "sections", "markup", "tables", "textfiles")  # every reader runs through readers.file_blocks
+_SHARED = ("readers", "sections", "parts", "markup", "tables", "textfiles")  # every reader: readers.file_blocks
 # The finetune.documents modules each format's reader runs, besides _SHARED, and the extract params it reads.
 READER_MODULES = {
     "md": (), "html": (), "txt": ("plaintext",), "csv": (),

@@ -9,10 +9,10 @@ the same kind of block whatever file it came from. Kinds are structural; the blo
 from __future__ import annotations
 
 import re
-from itertools import pairwise
 from pathlib import Path
 
 from finetune.documents.markup import FLAGS
+from finetune.documents.parts import FENCE, LEAD_IN, cut_spans, leads_in, part_labels  # noqa: F401
 from finetune.io import content_id
 
 NO_UNIT = {"", "-", "–", "—"}  # a unit cell saying "dimensionless" (the COP rows); left out of the rendered text
@@ -55,79 +55,31 @@ def render_row(row: dict, key_value: tuple[str, ...] = ()) -> str:
     return "; ".join(f"{k}: {v}" for k, v in row.items() if v)
 
 
-LEAD_IN = ":："  # a paragraph ending on one leads in to what follows it (code, a list, a table)
-
-
-def _leads_in(prose: str | list) -> bool:
-    return isinstance(prose, str) and prose.rstrip()[-1:] in tuple(LEAD_IN)
-
-
-# Where a long section may be cut, best first: between paragraphs, between lines (list items), between sentences,
-# and as a last resort between words, so that no part is over budget unless one fenced code block alone is.
-_CUTS = [re.compile(r"\n[ \t]*\n\s*"), re.compile(r"\n\s*"), re.compile(r"(?<=[.!?])[\"')\]]*\s+"), re.compile(r"\s+")]
-_FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[ \t]*$", re.MULTILINE | re.DOTALL)
-
-
-def cut_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
-    """(start, end) of each part of `text` when it is cut to parts of at most max_chars, never inside a fence nor
-    right after a lead-in (a part ending "… as follows:" would answer with nothing after its colon)."""
-    # A fence is cut nowhere, and neither is the lead-in paragraph before it from it: a part of the lead alone would
-    # stop on its colon, a part of the code alone would show code with nothing to say what it is.
-    fences = []
-    for m in _FENCE.finditer(text):
-        blank = text.rfind("\n\n", 0, max(0, m.start() - 2))  # the blank line before the paragraph before it
-        lead_at = blank + 2 if blank >= 0 else 0
-        fences.append((lead_at, m.end()) if _leads_in(text[lead_at : m.start()]) else m.span())
-
-    def spans(lo: int, hi: int, level: int) -> list[tuple[int, int]]:
-        if hi - lo <= max_chars:
-            return [(lo, hi)]
-        for lvl in range(level, len(_CUTS)):
-            cuts = [
-                m
-                for m in _CUTS[lvl].finditer(text, lo, hi)
-                if lo < m.start() and m.end() < hi and not any(a < m.end() and m.start() < b for a, b in fences)
-                and not _leads_in(text[lo : m.start()])  # a part never ends on a lead-in: what it led to is next
-            ]
-            if not cuts:
-                continue
-            pieces = [
-                (lo, cuts[0].start()),
-                *((a.end(), b.start()) for a, b in pairwise(cuts)),
-                (cuts[-1].end(), hi),
-            ]
-            packed = [pieces[0]]
-            for start, end in pieces[1:]:  # greedy: as many whole pieces per part as fit
-                if end - packed[-1][0] <= max_chars and packed[-1][1] - packed[-1][0] <= max_chars:
-                    packed[-1] = (packed[-1][0], end)
-                else:
-                    packed.append((start, end))
-            return [s for a, b in packed for s in spans(a, b, lvl + 1)]
-        return [(lo, hi)]  # one fenced code block: kept whole whatever its length
-
-    return spans(0, len(text), 0)
-
-
 def section_block(
     source: str, title: str, headings: list[str], text: str, items: list[tuple[int, str]], max_chars: int
 ) -> list[dict]:
-    """The `section` block(s) of one section: one, or `#part=N` parts when its text is over max_chars. `items` are
-    (offset in text, bullet item); each part keeps the items that start in it."""
-    spans = cut_spans(text, max_chars) if max_chars else [(0, len(text))]
-    if len(spans) == 1:
+    """The `section` block(s) of one section: one, or `#part=N` parts when its text is over max_chars, each with
+    `part`, what it is about (documents.parts.part_labels: "" for the first). `items` are (offset in text, bullet
+    item); each part keeps the items it holds."""
+    # A fence stays whole here (cut_spans): the code is its own block too, and generate cuts whatever is still over
+    # the model's token budget, a fence between its lines (finetune/generation/budget.py).
+    parts = [text[a:b].strip() for a, b in cut_spans(text, max_chars)] if max_chars else [text]
+    if len(parts) == 1:
         return [block(source, "section", title, text, headings, items=[i for _, i in items])]
     # A part that is code alone is no section of its own: its code block is there for the code tasks.
-    spans = [(a, b) for a, b in spans if _FENCE.sub("", text[a:b]).strip()]
+    parts = [p for p in parts if FENCE.sub("", p).strip()]
+    bullets = [i for _, i in items]  # an item's first line is in the part that holds the item
     return [
         block(
             f"{source}#part={n}",
             "section",
             title,
-            text[a:b].strip(),
+            p,
             headings,
-            items=[i for at, i in items if a <= at < b],
+            items=[i for i in bullets if i.split("\n")[0] in p],
+            part=label,
         )
-        for n, (a, b) in enumerate(spans, 1)
+        for n, (p, label) in enumerate(zip(parts, part_labels(parts), strict=True), 1)
     ]
 
 
@@ -198,7 +150,7 @@ def section_blocks(
             prose_chars += len(prose[-1])
         # The prose keeps its code, fenced where it was, and what a lead-in ("… as follows:") led to: without them
         # an answer stops on the lead-in, or explains code it does not show. They stay blocks of their own too.
-        if prose and len(out) > made and (kind == "code" or _leads_in(prose[-1])):
+        if prose and len(out) > made and (kind == "code" or leads_in(prose[-1])):
             prose.append(out[-1]["text"])
     # The prose text, and where each bullet item starts in it (a part of a long section keeps its own items).
     text, items = "", []

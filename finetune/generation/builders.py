@@ -3,8 +3,8 @@
 An item holds the fields the task's question and answer templates fill in, the builder's own answer, its key points
 and meta. Every block item gets the heading fields: `heading` (the block's own heading), `parent` (the one above),
 `document` (the reader's document name, else the first heading), `section` (all below the first, " / "), `path`
-(all, " / "), `part` (N of a long section's `#part=N`, else ""), `_lc` variants with a lower-case first letter for mid-sentence use, and
-the named groups of the task's `heading`/`title` patterns. Which block is a procedure, which column is a row's key or
+(all, " / "), `part` (what a later part of a long section is about, else ""), `_lc` variants with a lower-case
+first letter for mid-sentence use, and the named groups of the task's `heading`/`title` patterns. Which block is a procedure, which column is a row's key or
 unit, what a column qualifies: decided by the block's structure and the task file's options, never by English words
 in this file.
 """
@@ -81,9 +81,11 @@ def heading_fields(block: dict, sel: Select | None) -> dict | None:
     fields = {"heading": hs[-1], "parent": hs[-2] if len(hs) > 1 else "", "document": document}
     fields |= {"section": " / ".join(hs[1:]), "path": " / ".join(hs)}
     # A long section cut into parts (source `…#part=2`): each part needs its own question, or two parts would ask
-    # the same thing with different answers (and the split could put them on both sides).
+    # the same thing with different answers (and the split could put them on both sides). It is asked by what it is
+    # about (the block's `part`: its bold lead or first clause, "" for the first part, documents/parts.py); blocks
+    # extracted before parts had one fall back to the part's number.
     part = _PART.search(block.get("source", ""))
-    fields["part"] = part.group(1) if part else ""
+    fields["part"] = clean(block["part"]) if "part" in block else part.group(1) if part else ""
     groups: dict = {}
     for pattern, text in ((sel.heading, hs[-1]), (sel.title, fields["path"])) if sel else ():
         found = _matches(pattern, text)

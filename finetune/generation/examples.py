@@ -46,7 +46,7 @@ def render(template: str, fields: dict, taskfile: TaskFile, where: str, source: 
     return _PLACEHOLDER.sub(sub, template)
 
 
-# A bracketed group with one placeholder, "({parent})" or "(part {part})", is optional: it vanishes when empty.
+# A bracketed group with one placeholder, "({parent})" or "(\"{part}\")", is optional: it vanishes when empty.
 _OPTIONAL = re.compile(r"\s*\([^(){}]*\{(\w+)\}[^(){}]*\)")
 
 

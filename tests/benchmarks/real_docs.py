@@ -136,7 +136,18 @@ def _finetune(work: Path, *args: str) -> tuple[bool, str, float]:
     return done.returncode == 0, (lines[-1] if lines else ""), time.perf_counter() - start
 
 
-def run_corpus(name: str, limit: int, work: Path, rules: Rules, languages: dict | None = None) -> dict:
+def overlong(examples: list[dict], model: Path, max_seq_len: int) -> int:
+    """How many examples validate would call overlong: over max_seq_len tokens under the base model's template."""
+    from finetune.training.models import load_tokenizer
+    from finetune.validation.frames import count_tokens
+
+    lengths, _ = count_tokens(load_tokenizer(model), [e["messages"] for e in examples])
+    return sum(n is not None and n > max_seq_len for n in lengths)
+
+
+def run_corpus(
+    name: str, limit: int, work: Path, rules: Rules, languages: dict | None = None, model: Path | None = None
+) -> dict:
     domain = work / name
     raw = domain / "raw"
     raw.mkdir(parents=True)
@@ -171,6 +182,7 @@ def run_corpus(name: str, limit: int, work: Path, rules: Rules, languages: dict 
     ok, line, secs = _finetune(
         work, "generate", "--input", str(blocks_path), "--output", str(examples_path),
         "--metrics", str(domain / "generate.json"), "--tasks", str(domain / "tasks.yaml"), *p,
+        *(["--model", str(model)] if model else []),
     )  # fmt: skip
     result |= {"generate": "passed" if ok else f"FAILED: {line}", "generate_s": round(secs, 1)}
     if not ok:
@@ -178,12 +190,17 @@ def run_corpus(name: str, limit: int, work: Path, rules: Rules, languages: dict 
     examples = [json.loads(ln) for ln in examples_path.open(encoding="utf-8")]
     generated = json.loads((domain / "generate.json").read_text())
     result["left_out_language"] = generated.get("left_out_language", "-")
+    result["cut_to_fit"] = generated.get("cut_to_fit", "-")
+    result["dropped_over_budget"] = generated.get("dropped_over_budget", "-")
     result["skipped_sections"] = generated.get("skipped_sections", "-")  # generate.skip_sections: changelogs …
     result["per_task"] = dict(sorted(Counter(e["task"] for e in examples).items()))
     start = time.perf_counter()
     result["quality"] = measure(examples, blocks, rules)
     result["measure_s"] = round(time.perf_counter() - start, 2)
     result["examples"] = examples
+    tokenizer_at = model or ROOT / "models/base"  # counted with the base model's tokenizer whether or not it cut
+    if tokenizer_at.is_dir():
+        result["overlong"] = overlong(examples, tokenizer_at, rules.max_tokens)
     return result
 
 
@@ -198,6 +215,9 @@ def table(results: list[dict]) -> str:
     rows.append(("examples", [str(r["quality"]["examples"]) if "quality" in r else "-" for r in results]))
     rows += [(f"  {t}", [str(r.get("per_task", {}).get(t, "-")) for r in results]) for t in tasks]
     rows.append(("left_out_language", [str(r.get("left_out_language", "-")) for r in results]))
+    rows.append(("blocks cut to fit (generate --model)", [str(r.get("cut_to_fit", "-")) for r in results]))
+    rows.append(("left out, no cut fits (generate)", [str(r.get("dropped_over_budget", "-")) for r in results]))
+    rows.append(("over model.max_seq_len (validate)", [str(r.get("overlong", "-")) for r in results]))
     rows.append(("skipped_sections (blocks)", [str(r.get("skipped_sections", "-")) for r in results]))
     for problem in (*PROBLEMS, "flagged"):
         cells = []
@@ -238,6 +258,12 @@ def main(argv: list[str] | None = None) -> None:
         default=Path(__file__).with_name("languages.yaml"),
         help="declare the task file's languages (words from --rules) and add these phrasings; '' for none",
     )
+    ap.add_argument(
+        "--model",
+        type=Path,
+        default=ROOT / "models/base",
+        help="generate --model: cut to this model's token budget, as the pipeline does; '' for the character guess",
+    )
     ap.add_argument("--sample", type=int, default=0, help="print this many random examples per corpus")
     ap.add_argument("--seed", type=int, default=19)
     ap.add_argument("--json", type=Path, help="write every result here, the worst examples too")
@@ -256,7 +282,8 @@ def main(argv: list[str] | None = None) -> None:
         results = []
         for name in names:
             print(f"[real_docs] {name} …", file=sys.stderr, flush=True)
-            results.append(run_corpus(name, args.limit or LIMITS[name], work, rules, languages))
+            model = args.model.resolve() if str(args.model) not in ("", ".") else None
+            results.append(run_corpus(name, args.limit or LIMITS[name], work, rules, languages, model))
         print(table(results))
         for r in results:
             if args.sample:
