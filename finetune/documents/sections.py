@@ -63,12 +63,12 @@ def section_block(
     item); each part keeps the items it holds."""
     # A fence stays whole here (cut_spans): the code is its own block too, and generate cuts whatever is still over
     # the model's token budget, a fence between its lines (finetune/generation/budget.py).
-    parts = [text[a:b].strip() for a, b in cut_spans(text, max_chars)] if max_chars else [text]
-    if len(parts) == 1:
+    spans = cut_spans(text, max_chars) if max_chars else [(0, len(text))]
+    if len(spans) == 1:
         return [block(source, "section", title, text, headings, items=[i for _, i in items])]
     # A part that is code alone is no section of its own: its code block is there for the code tasks.
-    parts = [p for p in parts if FENCE.sub("", p).strip()]
-    bullets = [i for _, i in items]  # an item's first line is in the part that holds the item
+    spans = [(a, b) for a, b in spans if FENCE.sub("", text[a:b]).strip()]
+    parts = [text[a:b].strip() for a, b in spans]
     return [
         block(
             f"{source}#part={n}",
@@ -76,10 +76,10 @@ def section_block(
             title,
             p,
             headings,
-            items=[i for i in bullets if i.split("\n")[0] in p],
+            items=[i for at, i in items if a <= at < b],  # by offset: an item's words may recur in another part
             part=label,
         )
-        for n, (p, label) in enumerate(zip(parts, part_labels(parts), strict=True), 1)
+        for n, ((a, b), p, label) in enumerate(zip(spans, parts, part_labels(parts), strict=True), 1)
     ]
 
 
