@@ -150,6 +150,8 @@ def cli(
 
         # Loaded before any model: a bad entry stops at once, with its line.
         qexamples = questions.examples(questions.load(questions_path), params.generate.system_prompt, refusal)
+        if not qexamples:
+            log("evaluate", f"{questions_path}: no questions yet; write your users' own (docs/questions.md)")
     rewordings = []
     if params.generate.teacher.endpoint and not endpoint:
         from finetune.evaluation import reworded
@@ -226,6 +228,8 @@ def cli(
         # First in the file: what a user asks before what our templates ask.
         result = {"questions": questions.section(base_q, tuned_q, result, judged)} | result
         write_jsonl(question_answers, questions.side_by_side(qexamples, base_q, tuned_q))
+    elif question_answers and qexamples is not None:
+        write_jsonl(question_answers, [])  # a DVC out: there, and empty, until the domain has questions
     # Latency differs on every run, so a DVC run keeps it out of every output (same inputs, same bytes, a clean
     # `git status`); a served model's metrics are no DVC output, and its latency is what they are read for.
     if endpoint:

@@ -47,8 +47,10 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     "mkdir -p domains/boards/raw && cp ~/board-notes/*.md domains/boards/raw/": [
         ("tests/test_domains.py", '(folder / "raw").mkdir(parents=True)')
     ],
-    "cp domains/cli_tool/tasks.yaml domains/cli_tool/params.yaml domains/boards/": [
-        ("tests/test_domains.py", 'for name in ("tasks.yaml", "params.yaml"):')
+    "cp domains/cli_tool/tasks.yaml domains/cli_tool/params.yaml domains/boards/ && echo questions: [] > "
+    "domains/boards/questions.yaml": [
+        ("tests/test_domains.py", 'for name in ("tasks.yaml", "params.yaml"):'),
+        ("tests/test_domains.py", '(folder / "questions.yaml").write_text("questions: []\\n")'),
     ],
     # docs/experiments.md
     "dvc exp show": [

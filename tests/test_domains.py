@@ -51,7 +51,7 @@ def set_domains(repo: Path, domains: dict) -> None:
 
 def new_domain(folder: Path) -> None:
     """A domain added as the README says: its documents (eight short sections of our own), then cli_tool's task
-    file and params to start from."""
+    file and params to start from, and no questions of its users yet."""
     (folder / "raw").mkdir(parents=True)
     sections = [
         f"## Board {n}\n\nBoard {n} carries {n + 2} connectors and runs from a {n + 3} volt supply. Its status light "
@@ -61,6 +61,7 @@ def new_domain(folder: Path) -> None:
     (folder / "raw" / "boards.md").write_text("# Board notes\n\n" + "\n".join(sections))
     for name in ("tasks.yaml", "params.yaml"):
         shutil.copy(folder.parents[1] / "domains/cli_tool" / name, folder / name)
+    (folder / "questions.yaml").write_text("questions: []\n")  # none yet: evaluate scores val alone
 
 
 def test_each_domain_gets_its_adapter_over_the_one_shared_base(domains_run):

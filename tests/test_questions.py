@@ -181,59 +181,40 @@ def test_no_sample_question_is_a_training_question_of_its_domain():
 # --- end to end on the tiny model ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("text", ["questions: []\n", "# our users' questions go here\n", ""])
+def test_a_new_domain_s_file_may_hold_no_questions_yet(tmp_path, text):
+    assert questions.load(write(tmp_path, text)) == []
+
+
+def evaluate_with(root: Path, trained, qfile: Path) -> Path:
+    """Run baseline, then evaluate with `qfile`, under root; the path of evaluate's answers to the questions."""
+    common = ["--val", trained.splits.val, "--tasks", HEATING_TASKS, "--params", trained.params_file]
+    base_pred, base_scores = root / "data/eval/heating/b.jsonl", root / "data/eval/heating/b.json"
+    timing = ["--timing", root / "timing.json"]
+    outs = ["--predictions", base_pred, "--scores", base_scores]
+    assert_ok(invoke(baseline_cli, ["--model", trained.base, *outs, *timing, *common]))
+    answers = root / "data/questions/heating.jsonl"
+    args = ["--model", trained.base, "--adapter", trained.adapter]
+    args += ["--baseline-predictions", base_pred, "--baseline-scores", base_scores]
+    args += ["--predictions", root / "data/eval/heating/p.jsonl", "--metrics", root / "metrics/eval/heating.json"]
+    args += ["--report", root / "reports/heating/eval.md", "--plot", root / "reports/heating/eval_tasks.csv"]
+    assert_ok(invoke(evaluate_cli, [*args, "--questions", qfile, "--question-answers", answers, *common]))
+    return answers
+
+
+def test_evaluate_with_no_questions_yet_scores_val_and_leaves_an_empty_answers_file(tmp_path, trained):
+    answers = evaluate_with(tmp_path, trained, write(tmp_path, "questions: []\n"))
+    assert answers.read_text() == ""  # a DVC out: there, so report and compare run, and empty
+    result = json.loads((tmp_path / "metrics/eval/heating.json").read_text())
+    assert "questions" not in result and result["finetuned"]["overall"]["n"] > 0
+
+
 @pytest.fixture(scope="module")
 def asked(tmp_path_factory, trained):
     root = tmp_path_factory.mktemp("questions")
     qfile = write(root, GOOD.replace("source: manual.md\n", "source: manual.md\n    task: QA\n"))
-    common = ["--val", trained.splits.val, "--tasks", HEATING_TASKS, "--params", trained.params_file]
-    base_pred, base_scores = root / "data/eval/heating/b.jsonl", root / "data/eval/heating/b.json"
-    assert_ok(
-        invoke(
-            baseline_cli,
-            [
-                "--model",
-                trained.base,
-                "--predictions",
-                base_pred,
-                "--scores",
-                base_scores,
-                "--timing",
-                root / "timing.json",
-                *common,
-            ],
-        )
-    )
-    answers = root / "data/questions/heating.jsonl"
-    metrics = root / "metrics/eval/heating.json"
-    assert_ok(
-        invoke(
-            evaluate_cli,
-            [
-                "--model",
-                trained.base,
-                "--adapter",
-                trained.adapter,
-                "--baseline-predictions",
-                base_pred,
-                "--baseline-scores",
-                base_scores,
-                "--predictions",
-                root / "data/eval/heating/p.jsonl",
-                "--metrics",
-                metrics,
-                "--report",
-                root / "reports/heating/eval.md",
-                "--plot",
-                root / "reports/heating/eval_tasks.csv",
-                "--questions",
-                qfile,
-                "--question-answers",
-                answers,
-                *common,
-            ],
-        )
-    )
-    return root, json.loads(metrics.read_text()), load_jsonl(answers)
+    answers = evaluate_with(root, trained, qfile)
+    return root, json.loads((root / "metrics/eval/heating.json").read_text()), load_jsonl(answers)
 
 
 def test_evaluate_scores_both_models_on_the_questions_first_in_the_metrics(asked):

@@ -31,6 +31,7 @@ def scanned_domain(folder, pages: int = 6) -> None:
     params["extract"] = EXTRACT
     params["generate"]["tasks"] = ["SECTION", "STEPS", "TABLE", "REFUSAL"]
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (folder / "questions.yaml").write_text("questions: []\n")
 
 
 @pytest.mark.slow  # the real dvc and Tesseract, in a fresh copy

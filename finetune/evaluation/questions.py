@@ -50,7 +50,8 @@ class Question(BaseModel):
 class QuestionFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    questions: list[Question] = Field(min_length=1)
+    # Empty at first: a new domain's file may say `questions: []` until its users' questions are written.
+    questions: list[Question] = Field(default_factory=list)
 
 
 def _error(e: ValidationError) -> tuple[tuple, str]:
@@ -85,6 +86,8 @@ def _load_yaml(p: Path, text: str) -> list[Question]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise InputError(p, f"not valid YAML: {getattr(e, 'problem', e)}", mark.line + 1 if mark else None) from None
+    if data is None:  # nothing but comments: no questions yet
+        return []
     if isinstance(data, list):  # a bare list of entries reads as the `questions:` list
         data, node = {"questions": data}, yaml.MappingNode("", [(yaml.ScalarNode("", "questions"), node)])
     if not isinstance(data, dict):
@@ -110,8 +113,6 @@ def _load_chat(p: Path) -> list[Question]:
         except (ValidationError, TypeError) as e:
             msg = _error(e)[1] if isinstance(e, ValidationError) else str(e)
             raise InputError(p, msg, lineno) from None
-    if not out:
-        raise InputError(p, "no questions in the file")
     return out
 
 
