@@ -62,6 +62,17 @@ def test_a_first_heading_names_the_document_unless_it_is_one_of_the_not_titles()
     assert [b["document"] for b in contents] == ["v2-guide"]
 
 
+def test_a_first_heading_with_others_at_its_level_is_a_section_not_the_document_s_title():
+    # A README that opens on a notice heading, then its real sections at the same level (#19: "CONTRIBUTIONS ONLY"
+    # named a whole package's README, and every question about it).
+    text = "The valve closes within two seconds of a power failure and stays closed until reset."
+    doc = f"# Maintainers wanted\n\n{text}\n\n# Valve V2 guide\n\n## Safety\n\n{text} Twice.\n"
+    assert {b["document"] for b in markdown_blocks(doc, "valve-v2.md", 0, not_titles=NOT_TITLES)} == {"valve-v2"}
+    # A title over sections one level down still names it.
+    doc = f"# Valve V2 guide\n\n## Safety\n\n{text}\n\n## Wiring\n\n{text} Twice.\n"
+    assert {b["document"] for b in markdown_blocks(doc, "valve-v2.md", 0, not_titles=NOT_TITLES)} == {"Valve V2 guide"}
+
+
 def test_a_title_element_that_is_one_of_the_not_titles_leaves_the_name_to_the_heading():
     html = "<title>Contents</title><h1>Pump P4</h1><p>The P4 starts the pump when the pressure falls too low.</p>"
     assert [b["document"] for b in html_blocks(html, "p4.html", 0, not_titles=NOT_TITLES)] == ["Pump P4"]
