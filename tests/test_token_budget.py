@@ -231,6 +231,11 @@ def test_a_numbered_label_is_never_one_an_earlier_cut_gave():
 def test_a_comment_on_a_piece_s_last_line_names_the_next_piece_not_this_one():
     label = part_label("```sh\n$ sacrebleu ref.txt -i out.txt\n# Option 2: pipe the output in\n```")
     assert label == "$ sacrebleu ref.txt -i out.txt"
+    # A piece that is one comment line is named by it, not by a number.
+    assert (
+        part_label("```bash\n# See ctypesgen --help for further options.\n```")
+        == "See ctypesgen --help for further options"
+    )
 
 
 def test_a_part_never_ends_on_a_sentence_cut_at_its_comma_before_its_code():
