@@ -441,6 +441,14 @@ def test_changelog_people_and_version_sections_are_skipped_by_the_words_given_or
     assert not skipped(b("r.md#h=Use", "section", ["tool", "Use"], steps), words)  # one version: no changelog
 
 
+def test_a_site_s_navigation_and_search_boxes_are_skipped_by_the_default_words():
+    # A Sphinx page's sidebar ("Navigation": two links to the manual's own index) was asked as a section (#19).
+    words = repo_params()["generate"]["skip_sections"]
+    for chrome in ("Navigation", "Quick search", "This Page"):
+        assert skipped(b("p.html#h=x", "section", ["Debian Python Policy", chrome]), words), chrome
+    assert not skipped(b("p.html#h=x", "section", ["Manual", "Navigating the tree"]), words)
+
+
 def test_a_one_word_definition_is_a_value_not_a_definition():
     entries = [
         {"term": "external_general_entities", "definition": "Ignored"},

@@ -62,6 +62,17 @@ def test_a_first_heading_names_the_document_unless_it_is_one_of_the_not_titles()
     assert [b["document"] for b in contents] == ["v2-guide"]
 
 
+def test_a_first_heading_with_others_at_its_level_is_a_section_not_the_document_s_title():
+    # A README that opens on a notice heading, then its real sections at the same level (#19: "CONTRIBUTIONS ONLY"
+    # named a whole package's README, and every question about it).
+    text = "The valve closes within two seconds of a power failure and stays closed until reset."
+    doc = f"# Maintainers wanted\n\n{text}\n\n# Valve V2 guide\n\n## Safety\n\n{text} Twice.\n"
+    assert {b["document"] for b in markdown_blocks(doc, "valve-v2.md", 0, not_titles=NOT_TITLES)} == {"valve-v2"}
+    # A title over sections one level down still names it.
+    doc = f"# Valve V2 guide\n\n## Safety\n\n{text}\n\n## Wiring\n\n{text} Twice.\n"
+    assert {b["document"] for b in markdown_blocks(doc, "valve-v2.md", 0, not_titles=NOT_TITLES)} == {"Valve V2 guide"}
+
+
 def test_a_title_element_that_is_one_of_the_not_titles_leaves_the_name_to_the_heading():
     html = "<title>Contents</title><h1>Pump P4</h1><p>The P4 starts the pump when the pressure falls too low.</p>"
     assert [b["document"] for b in html_blocks(html, "p4.html", 0, not_titles=NOT_TITLES)] == ["Pump P4"]
@@ -120,10 +131,23 @@ def test_the_naming_pattern_comes_from_params(tmp_path):
     assert all(q.endswith(("for the MB-10 motor board?", "for the MB-20 motor board?")) for q in questions)
 
 
-def test_a_heading_only_one_document_has_is_asked_without_its_document(tmp_path):
+def test_a_heading_only_one_document_has_is_asked_without_its_document_under_its_parent(tmp_path):
+    questions, _ = generate(tmp_path, markdown_blocks(board("MB-10", 5, "V+"), "raw/mb10.md", 0))
+    wiring = [q for q in questions if "Wiring" in q]
+    assert len(questions) == 2 and len(wiring) == 1 and "MB-10 motor board" not in wiring[0]
+
+
+def test_a_section_at_a_document_s_top_names_its_document(tmp_path):
+    # "Can you explain Abstract?" (#19, quality3's read of /usr/share/doc manuals): a top section has no parent to
+    # say whose it is, so its question names the document even when no other document has the heading.
     questions, metrics = generate(tmp_path, markdown_blocks(board("MB-10", 5, "V+"), "raw/mb10.md", 0))
-    assert len(questions) == 2 and not any("MB-10 motor board" in q for q in questions)
-    assert metrics["named_document"] == 0
+    description = [q for q in questions if "Description" in q and "Wiring" not in q]
+    assert len(description) == 1 and description[0].endswith("(MB-10 motor board)?")
+    assert metrics["named_document"] == 1
+    # A section that is the document's own title heading needs no name twice.
+    titled = "# Pump P4\n\nThe pump needs a 16 A fuse and a separate earth lead to start reliably.\n"
+    questions, metrics = generate(tmp_path, markdown_blocks(titled, "raw/p4.md", 0))
+    assert questions and metrics["named_document"] == 0
 
 
 def test_the_same_question_with_different_answers_is_dropped_and_counted(tmp_path):

@@ -176,3 +176,72 @@ def test_a_part_cut_again_is_numbered_under_its_part_not_after_it(tokenizer_dir)
     pieces = cut_block(part, 120, set())
     assert [p["source"] for p in pieces] == [f"{DOC}#h=Mirroring#part=2.{n}" for n in range(1, len(pieces) + 1)]
     assert pieces[0]["part"] == "Remotes" and len({p["part"] for p in pieces}) == len(pieces)
+
+
+def test_a_part_opening_on_a_code_span_is_named_by_that_term_not_by_its_sentence():
+    # An option or property list cut into parts: each part is about the option it opens on (#19, the quality3 read:
+    # 'http2session.state ("remoteWindowSize <number> The number of bytes…")').
+    item = "- `remoteWindowSize` <number> The number of bytes this session may send without an update."
+    assert part_label(item) == "remoteWindowSize"
+    assert part_label("`OPT_STRICT_INTEGER`: enforce a 53-bit limit on integers.") == "OPT_STRICT_INTEGER"
+    # A code span inside the sentence names nothing more than the sentence does.
+    assert part_label("Use `wcwidth` to measure a string.") == "Use wcwidth to measure a string"
+    # The underscores of a name are no emphasis ("controlcodes" was asked for `control_codes`).
+    said = "Use control_codes='strict' when input has sequences"
+    assert part_label("Use `control_codes='strict'` when input has sequences.") == said
+
+
+def test_a_piece_of_code_is_named_by_a_comment_before_any_line_of_code():
+    assert part_label("```js\nconst db = open(path);\n// add them up\nconsole.log(total)\n```") == "add them up"
+    assert part_label("```sh\ntallow init\n# copy one branch\ntallow mirror\n```") == "copy one branch"
+    # Without a comment, its first line of two words or more.
+    assert part_label("```js\n]\nconst vm = require('node:vm');\n```") == "const vm = require"
+
+
+def test_a_code_block_alone_in_its_section_keeps_its_question_on_its_first_piece(tokenizer_dir):
+    from finetune.generation.budget import cut_block
+
+    pieces = cut_block(long_code(), 400, set(), first_as_block=True)
+    assert len(pieces) > 2 and pieces[0]["part"] == ""  # asked as the whole example was, lead and start of the code
+    later = [p["part"] for p in pieces[1:]]
+    assert all(later) and len(set(later)) == len(later)
+    assert not [label for label in later if re.fullmatch(r"[\d.]+", label)]  # never by its number alone
+
+
+def test_a_code_block_split_from_its_section_s_others_is_asked_by_its_lead(tokenizer_dir):
+    from finetune.generation.budget import recut
+
+    short = block(f"{DOC}#h=Mirroring", "code", " / ".join(HEADINGS), "```sh\ntallow open r1\n```", HEADINGS)
+    short |= {"code": "tallow open r1", "language": "sh", "lead": "Open the remote before mirroring it:"}
+    long = long_code()
+    out, cut = recut([short, long], {short["id"]: 40}, load_tokenizer(tokenizer_dir))
+    assert cut >= 1
+    alone = [b for b in out if b["code"] == "tallow open r1"]
+    assert len(alone) == 1 and alone[0]["part"] == "Open the remote before mirroring it"
+
+
+def test_a_numbered_label_is_never_one_an_earlier_cut_gave():
+    from finetune.generation.budget import _unique
+
+    taken = {"2"}  # part 2 of a code block, and now part 1 is cut again and its second piece has no comment either
+    assert _unique("", taken, 2) not in {"2", ""} and len(taken) == 2
+    assert _unique("Proxies", taken, 3) == "Proxies" and _unique("Proxies", taken, 4) == "Proxies 4"
+
+
+def test_a_comment_on_a_piece_s_last_line_names_the_next_piece_not_this_one():
+    label = part_label("```sh\n$ sacrebleu ref.txt -i out.txt\n# Option 2: pipe the output in\n```")
+    assert label == "$ sacrebleu ref.txt -i out.txt"
+    # A piece that is one comment line is named by it, not by a number.
+    assert (
+        part_label("```bash\n# See ctypesgen --help for further options.\n```")
+        == "See ctypesgen --help for further options"
+    )
+
+
+def test_a_part_never_ends_on_a_sentence_cut_at_its_comma_before_its_code():
+    # "… by prefixing .with_raw_response. to any call, e.g.," then the code: the answer stopped on "e.g.,".
+    lead = "The raw response is read by prefixing a method call with a marker, e.g.,"
+    text = "\n\n".join([*PROSE, lead, f"```sh\n{CODE[:200]}\n```", *PROSE])
+    parts = cut_text(text, 300)
+    assert not [p for p in parts if p.rstrip().endswith(",")]
+    assert any(p.startswith(lead) or f"\n{lead}" in p for p in parts)

@@ -18,6 +18,12 @@ def leads_in(prose: str | list) -> bool:
     return isinstance(prose, str) and prose.rstrip()[-1:] in tuple(LEAD_IN)
 
 
+def _unfinished(prose: str) -> bool:
+    """Prose a part may not end on: a lead-in, or a sentence cut at its comma ("… call, e.g.," before its code):
+    the answer would stop on what it was about to show."""
+    return leads_in(prose) or prose.rstrip()[-1:] in (",", "，")
+
+
 # Where a long section may be cut, best first: between paragraphs, between lines (list items), between sentences,
 # and as a last resort between words, so that no part is over budget unless one fenced code block alone is.
 _CUTS = [re.compile(r"\n[ \t]*\n\s*"), re.compile(r"\n\s*"), re.compile(r"(?<=[.!?])[\"')\]]*\s+"), re.compile(r"\s+")]
@@ -33,7 +39,7 @@ def cut_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
     for m in FENCE.finditer(text):
         blank = text.rfind("\n\n", 0, max(0, m.start() - 2))  # the blank line before the paragraph before it
         lead_at = blank + 2 if blank >= 0 else 0
-        fences.append((lead_at, m.end()) if leads_in(text[lead_at : m.start()]) else m.span())
+        fences.append((lead_at, m.end()) if _unfinished(text[lead_at : m.start()]) else m.span())
 
     def spans(lo: int, hi: int, level: int) -> list[tuple[int, int]]:
         if hi - lo <= max_chars:
@@ -45,7 +51,7 @@ def cut_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
                 if lo < m.start()
                 and m.end() < hi
                 and not any(a < m.end() and m.start() < b for a, b in fences)
-                and not leads_in(text[lo : m.start()])  # a part never ends on a lead-in: what it led to is next
+                and not _unfinished(text[lo : m.start()])  # a part never ends on a lead-in: what it led to is next
             ]
             if not cuts:
                 continue
@@ -90,7 +96,7 @@ def cut_fence(text: str, max_chars: int) -> list[str]:
     opening, _, rest = fence.lstrip(" \t").partition("\n")
     body, _, closing = rest.rpartition("\n")
     head, _, lead = text[: m.start()].rstrip().rpartition("\n\n")
-    if not leads_in(lead):  # no lead-in: the paragraph before is prose like the rest, the code stands alone
+    if not _unfinished(lead):  # no lead-in: the paragraph before is prose like the rest, the code stands alone
         head, lead = text[: m.start()], ""
     room = max(1, max_chars - len(opening) - len(closing.strip()) - 2 - len(lead))
     pieces = [f"{opening}\n{p}\n{closing.strip()}" for p in cut_lines(body, room)] or [fence]
@@ -111,12 +117,16 @@ def cut_text(text: str, max_chars: int) -> list[str]:
 # What names a part, tried in turn on its first paragraph: a bold or emphasised lead ("**Proxies** …"), then its
 # first clause. Punctuation only, so it works in any language; the label is short, it is a question's "(…)" group.
 _BOLD = re.compile(r"^(?:\*\*|__)(.+?)(?:\*\*|__)")
+# A list item or paragraph that opens on a code span names it ("`remoteWindowSize` <number> The number of …"): an
+# option, a property, a method. That term is what the part is about; its first clause would quote a sentence.
+_TERM = re.compile(r"^`([^`\n]{1,60})`(?=[\s:,(<—–-]|$)")
 _MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)]|#+)\s+")
 _COMMENT = re.compile(r"^\s*(?:#+|//+|--|;+|/\*+|<!--|%+|REM\b)\s*", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.:;!?。：；！？](?:\s|$)")
 _CLAUSE_END = re.compile(r"[.,;:!?。，；：！？](?:\s|$)|\s[-–—]\s|\(")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_MARKUP = re.compile(r"[*_`]+")
+# Emphasis and code marks, but not the underscores inside a name (OPT_STRICT_INTEGER, control_codes).
+_MARKUP = re.compile(r"[*`]+|(?<![^\W_])_+|_+(?![^\W_])")
 _WORDS = re.compile(r"\w{2,}")
 _ENDS = "<>\"'“”‘’«».,;:!?… "  # what a label neither starts nor ends on: it sits inside ("…") itself
 LABEL_WORDS = 6  # a label longer than this is cut to it and ends "…": enough to tell parts apart, short to ask
@@ -153,18 +163,26 @@ def _opening(lines: list[str]) -> str:
 
 
 def part_label(text: str) -> str:
-    """What a part of a section is about, from its first paragraph: a bold lead, else its first clause (a code
-    piece: its first comment or line of two words or more), at most LABEL_WORDS words."""
+    """What a part of a section is about, from its first paragraph: a bold lead or a code span it opens on, else its
+    first clause (a code piece: its first comment, else line, of two words or more), at most LABEL_WORDS words."""
     lines = text.strip().splitlines()
     if not any(ln.strip() for ln in lines):
         return ""
-    if lines[0].lstrip().startswith(("```", "~~~")):  # a piece of code: its first line of code says what it is
-        code = [_COMMENT.sub("", ln).strip() for ln in lines[1:] if not ln.lstrip().startswith(("```", "~~~"))]
-        first = next((ln for ln in code if len(_WORDS.findall(ln)) >= 2), next((ln for ln in code if ln), ""))
+    if lines[0].lstrip().startswith(("```", "~~~")):  # a piece of code
+        # A comment says what code does better than any line of it ("} = require" named a piece before); one on
+        # the piece's last line is about the code after it, in the next piece ("# Option 2: …"), unless it is the
+        # piece's only line. Without one, its
+        # first line of two words or more: a part is never asked by its number alone.
+        code = [ln for ln in lines[1:] if not ln.lstrip().startswith(("```", "~~~"))]
+        comments = [_COMMENT.sub("", ln).strip() for ln in code[:-1] or code if _COMMENT.match(ln)]
+        said = [ln.strip() for ln in code if not _COMMENT.match(ln)]
+        first = next(
+            (ln for ln in [*comments, *said] if len(_WORDS.findall(ln)) >= 2), next((ln for ln in said if ln), "")
+        )
     else:
         first = _opening([_MARKER.sub("", lines[0]), *lines[1:]])
     first = _LINK.sub(r"\1", first).strip()
-    if bold := _BOLD.match(first):
+    if bold := _BOLD.match(first) or _TERM.match(first):
         label = bold.group(1)
     else:
         end = _CLAUSE_END.search(first)

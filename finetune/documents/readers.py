@@ -40,10 +40,14 @@ FRONT_MATTER = re.compile(r"\A\ufeff?(---|\+\+\+)[ \t]*\n.*?\n\1[ \t]*(\n|\Z)", 
 
 
 def document_name(own: str, events: list[tuple], stem: str, not_titles: tuple[str, ...] = ()) -> str:
-    """A document's name: its own metadata's (front matter `title:`, <title>), else its first heading, each when it
-    is a title (not one of extract.not_titles, such as "Contents"), else its file name."""
+    """A document's name: its own metadata's (front matter `title:`, <title>), else its first heading when that is
+    over every other heading, each when it is a title (not one of extract.not_titles, such as "Contents"), else its
+    file name."""
     skip = {t.casefold() for t in not_titles}
-    first = next((one_line(ev[2]) for ev in events if ev[0] == "h" and one_line(ev[2])), "")
+    heads = [(ev[1], one_line(ev[2])) for ev in events if ev[0] == "h" and one_line(ev[2])]
+    # A first heading with another at its level or above after it is one section among others ("# CONTRIBUTIONS
+    # ONLY" then "# Voluptuous is …"; "# Sponsors" then "# Installation"), not the title over them all.
+    first = heads[0][1] if heads and not any(level <= heads[0][0] for level, _ in heads[1:]) else ""
     # A <title> of "Contents" names no more than such a heading does.
     return next((n for n in (one_line(own), first) if n and n.strip(" .:").casefold() not in skip), stem)
 

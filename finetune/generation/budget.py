@@ -36,14 +36,21 @@ def _tokens(tokenizer, text: str) -> int:
 
 
 def _unique(label: str, taken: set[str], n: int) -> str:
-    label = label if label and label.casefold() not in taken else f"{label} {n}".strip()
-    taken.add(label.casefold())
-    return label
+    """`label`, else (empty or taken) it with the part's number `n`, then with a count, until no other part of
+    its section has it: a number alone ("2") may be one an earlier round gave already."""
+    out, k = (label if label and label.casefold() not in taken else f"{label} {n}".strip()), 1
+    while out.casefold() in taken:
+        k += 1
+        out = f"{label} {n}.{k}".strip()
+    taken.add(out.casefold())
+    return out
 
 
-def cut_block(block: dict, max_chars: int, taken: set[str]) -> list[dict]:
+def cut_block(block: dict, max_chars: int, taken: set[str], first_as_block: bool = False) -> list[dict]:
     """`block` (a section or a code block) as parts of at most max_chars characters, or [block] when it cannot be
-    cut. `taken`: the labels already used by the parts of its section, which the new ones are kept apart from."""
+    cut. `taken`: the labels already used by the parts of its section, which the new ones are kept apart from.
+    first_as_block: a code block alone in its section, whose first piece is asked as the whole block was (its start
+    and lead are what the question asked for); else every piece is asked by what it says."""
     base, _, at = block["source"].partition("#part=")
     source, at = base, f"{at}." if at else ""  # part 2 cut again gives 2.1, 2.2, …
     if block["kind"] == "code":
@@ -54,7 +61,9 @@ def cut_block(block: dict, max_chars: int, taken: set[str]) -> list[dict]:
         for n, code in enumerate(pieces, 1):
             # Every piece keeps the lead: it says what the whole code does, and a code task may need one.
             text = f"```{block.get('language') or ''}\n{code}\n```"
-            label = _unique(part_label(text), taken, n)
+            # A later piece goes by a comment it holds, else its number: a line of code names nothing a user asks.
+            keep = n == 1 and first_as_block
+            label = block.get("part", "") if keep else _unique(part_label(text), taken, n)
             new = block | {"source": f"{source}#part={at}{n}", "code": code, "text": text, "part": label}
             out.append(new | {"id": content_id(new["source"], "code", new["title"], text)})
         return out
@@ -98,16 +107,19 @@ def recut(blocks: list[dict], excess: dict[str, int], tokenizer) -> tuple[list[d
         if kind == "code" and b["source"] in code_room:
             room, tokens = code_room[b["source"]], size[b["id"]]
             pieces = (
-                cut_block(b, max(1, math.floor(len(b["code"]) / math.ceil(tokens / room))), labels)
+                cut_block(
+                    b, max(1, math.floor(len(b["code"]) / math.ceil(tokens / room))), labels, shared[b["source"]] == 1
+                )
                 if 0 < room < tokens
                 else [b]
             )
             if len(pieces) == 1 and shared[b["source"]] == 1:  # alone and uncuttable (one long line): as it is
                 out.append(b)
                 continue
-            if len(pieces) == 1:  # small enough alone: an example of its own, asked by its first line
+            if len(pieces) == 1:  # small enough alone: an example of its own, asked by what its lead says
                 apart[b["source"]] += 1
-                label = _unique(part_label(b["text"]), labels, apart[b["source"]])
+                said = part_label(b["lead"]) if (b.get("lead") or "").strip() else part_label(b["text"])
+                label = _unique(said, labels, apart[b["source"]])
                 base, _, at = b["source"].partition("#part=")
                 source = f"{base}#part={at + '.' if at else ''}c{apart[b['source']]}"
                 pieces = [

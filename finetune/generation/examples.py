@@ -278,14 +278,17 @@ def _named(e: dict, document: str, pattern: str) -> dict:
 
 
 def unambiguous(examples: list[dict], blocks: list[dict], pattern: str) -> tuple[list[dict], dict]:
-    """(examples, counts). A question about a heading several documents share names its document (`pattern`:
-    generate.name_document); then the same question with different answers names its document too; what is still
+    """(examples, counts). A question about a heading several documents share, or about a section at a document's
+    top that is not its title, names its document (`pattern`: generate.name_document); then the same question with different answers names its document too; what is still
     the same question with different answers (two sections of one document, two documents of one name) is dropped,
     every copy of it, so neither train nor val learns a guess. Refusals and imported conversations' system
     prompts aside, the question is every turn before the answer."""
     by_id = {b["id"]: b for b in blocks}
     document = {i: heading_fields(b, None)["document"] for i, b in by_id.items()}
-    shared = shared_headings(blocks)
+    # A section at a document's top with a heading of its own ("Abstract", a man page's "OPTIONS") has no parent
+    # to say whose it is: its question names the document as a shared heading's does.
+    top = {i for i, b in by_id.items() if len(hs := headings(b)) == 1 and hs[0].casefold() != document[i].casefold()}
+    shared = shared_headings(blocks) | top
     named: set[str] = set()  # ids of the examples whose question now names its document
 
     def name(e: dict) -> dict:
