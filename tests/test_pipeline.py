@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.dvcrepo import PER_DOMAIN, STAGES, at, copy_run, ran_stages, sh
 
@@ -58,7 +59,10 @@ def test_repro_runs_every_stage_and_writes_every_output(pipeline_run):
 def test_eval_metrics_have_baseline_finetuned_and_delta_per_task(pipeline_run):
     repo = pipeline_run.repo
     result = json.loads((repo / "metrics/eval/heating.json").read_text())
-    assert set(result) == {"baseline", "finetuned", "delta"}
+    # The domain's own questions first (domains/heating/questions.yaml), then val's three sides.
+    assert list(result) == ["questions", "baseline", "finetuned", "delta"]
+    asked = yaml.safe_load((repo / "domains/heating/questions.yaml").read_text())["questions"]
+    assert result["questions"]["n"] == len(asked)
     val_tasks = {
         json.loads(line)["task"] for line in (repo / "data/processed/heating/val.jsonl").read_text().splitlines()
     }
