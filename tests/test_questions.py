@@ -186,19 +186,25 @@ def test_a_new_domain_s_file_may_hold_no_questions_yet(tmp_path, text):
     assert questions.load(write(tmp_path, text)) == []
 
 
+def evaluate_args(trained, root: Path, out: Path, params) -> list:
+    """evaluate's arguments over the baseline outputs under `root` (evaluate_with's), writing under `out`."""
+    args = ["--model", trained.base, "--adapter", trained.adapter, "--val", trained.splits.val]
+    args += ["--baseline-predictions", root / "data/eval/heating/b.jsonl"]
+    args += ["--baseline-scores", root / "data/eval/heating/b.json"]
+    args += ["--predictions", out / "data/eval/heating/p.jsonl", "--metrics", out / "metrics/eval/heating.json"]
+    args += ["--report", out / "reports/heating/eval.md", "--plot", out / "reports/heating/eval_tasks.csv"]
+    return [*args, "--tasks", HEATING_TASKS, "--params", params]
+
+
 def evaluate_with(root: Path, trained, qfile: Path) -> Path:
     """Run baseline, then evaluate with `qfile`, under root; the path of evaluate's answers to the questions."""
     common = ["--val", trained.splits.val, "--tasks", HEATING_TASKS, "--params", trained.params_file]
-    base_pred, base_scores = root / "data/eval/heating/b.jsonl", root / "data/eval/heating/b.json"
+    outs = ["--predictions", root / "data/eval/heating/b.jsonl", "--scores", root / "data/eval/heating/b.json"]
     timing = ["--timing", root / "timing.json"]
-    outs = ["--predictions", base_pred, "--scores", base_scores]
     assert_ok(invoke(baseline_cli, ["--model", trained.base, *outs, *timing, *common]))
     answers = root / "data/questions/heating.jsonl"
-    args = ["--model", trained.base, "--adapter", trained.adapter]
-    args += ["--baseline-predictions", base_pred, "--baseline-scores", base_scores]
-    args += ["--predictions", root / "data/eval/heating/p.jsonl", "--metrics", root / "metrics/eval/heating.json"]
-    args += ["--report", root / "reports/heating/eval.md", "--plot", root / "reports/heating/eval_tasks.csv"]
-    assert_ok(invoke(evaluate_cli, [*args, "--questions", qfile, "--question-answers", answers, *common]))
+    args = evaluate_args(trained, root, root, trained.params_file)
+    assert_ok(invoke(evaluate_cli, [*args, "--questions", qfile, "--question-answers", answers]))
     return answers
 
 
@@ -298,37 +304,16 @@ def test_with_a_judge_evaluate_grades_both_models_on_the_questions_and_on_val_an
             "max_retries": 0,
         }
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-        metrics = tmp_path / "m.json"
+        metrics = tmp_path / "metrics/eval/heating.json"
         assert_ok(
             invoke(
                 evaluate_cli,
                 [
-                    "--model",
-                    trained.base,
-                    "--adapter",
-                    trained.adapter,
-                    "--val",
-                    trained.splits.val,
-                    "--baseline-predictions",
-                    root / "data/eval/heating/b.jsonl",
-                    "--baseline-scores",
-                    root / "data/eval/heating/b.json",
-                    "--predictions",
-                    tmp_path / "p.jsonl",
-                    "--metrics",
-                    metrics,
-                    "--report",
-                    tmp_path / "r.md",
-                    "--plot",
-                    tmp_path / "e.csv",
-                    "--tasks",
-                    HEATING_TASKS,
+                    *evaluate_args(trained, root, tmp_path, tmp_path / "params.yaml"),
                     "--questions",
                     qfile,
                     "--question-answers",
                     tmp_path / "q.jsonl",
-                    "--params",
-                    tmp_path / "params.yaml",
                 ],
             )
         )
@@ -368,36 +353,8 @@ def test_with_a_teacher_evaluate_scores_val_reworded_in_words_no_training_exampl
             endpoint=server.url, model="teacher", cache=str(tmp_path / "cache"), max_retries=0
         )
         (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-        metrics = tmp_path / "m.json"
-        assert_ok(
-            invoke(
-                evaluate_cli,
-                [
-                    "--model",
-                    trained.base,
-                    "--adapter",
-                    trained.adapter,
-                    "--val",
-                    trained.splits.val,
-                    "--baseline-predictions",
-                    root / "data/eval/heating/b.jsonl",
-                    "--baseline-scores",
-                    root / "data/eval/heating/b.json",
-                    "--predictions",
-                    tmp_path / "p.jsonl",
-                    "--metrics",
-                    metrics,
-                    "--report",
-                    tmp_path / "r.md",
-                    "--plot",
-                    tmp_path / "e.csv",
-                    "--tasks",
-                    HEATING_TASKS,
-                    "--params",
-                    tmp_path / "params.yaml",
-                ],
-            )
-        )
+        metrics = tmp_path / "metrics/eval/heating.json"
+        assert_ok(invoke(evaluate_cli, [*evaluate_args(trained, root, tmp_path, tmp_path / "params.yaml")]))
         seeds = {b["seed"] for b in server.bodies}
     r = json.loads(metrics.read_text())["reworded"]
     assert r["n"] == len(val) == len(server.bodies)  # one rewording per val question

@@ -153,15 +153,7 @@ def compare_keys(result: dict) -> dict:
     if not q:
         return {}
     out: dict = {"n": q["n"]}
-    for key in (
-        "rouge_l",
-        "rouge_l_answered",
-        "chrf",
-        "exact_match",
-        "keypoint_coverage",
-        "refusal_accuracy",
-        "format_valid",
-    ):
+    for key in (k for k in SCORES if k != "false_refusal"):  # answerable questions refused: on the pages only
         if key in q["finetuned"]:
             out[key], out[f"{key}_base"] = q["finetuned"][key], q["baseline"].get(key)
     if "judge" in q:

@@ -74,18 +74,10 @@ def _error(e: ValidationError) -> tuple[tuple, str]:
 
 
 def _load_yaml(p: Path, text: str) -> list[Question]:
-    from finetune.generation.taskfile import _line  # the task file's YAML line finder: one way to locate an error
+    # The task file's YAML reader and line finder: one way to locate an error.
+    from finetune.generation.taskfile import _line, read_yaml
 
-    try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise InputError(p, f"not valid YAML: {getattr(e, 'problem', e)}", mark.line + 1 if mark else None) from None
+    data, node = read_yaml(p, text)
     if data is None:  # nothing but comments: no questions yet
         return []
     if isinstance(data, list):  # a bare list of entries reads as the `questions:` list

@@ -304,8 +304,15 @@ def load(path: str | os.PathLike) -> TaskFile:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(p, "task file not found (run from the repository root or pass --tasks)") from None
+    data, node = read_yaml(p, text)
+    return parse(data, p, node)
+
+
+def read_yaml(p: Path, text: str) -> tuple[object, yaml.Node | None]:
+    """(data, its root node) of a YAML file in one parse: the nodes give each error its line (`_line`). A file of
+    nothing but comments is (None, None); bad YAML stops with one line naming the file and line."""
     try:
-        loader = yaml.SafeLoader(text)  # one parse: the nodes (for line numbers) and the data built from them
+        loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
@@ -314,7 +321,7 @@ def load(path: str | os.PathLike) -> TaskFile:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise InputError(p, f"not valid YAML: {getattr(e, 'problem', e)}", mark.line + 1 if mark else None) from None
-    return parse(data, p, node)
+    return data, node
 
 
 def enabled(taskfile: TaskFile, names: list[str], params_source: str = "params.yaml") -> dict[str, Task]:
