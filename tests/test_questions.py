@@ -270,6 +270,8 @@ def test_compare_puts_flat_question_keys_and_every_question_first_on_its_page(as
                 root / "data/questions",
                 "--metrics",
                 out,
+                "--headline",  # given, like every out: the default is the repository's own metrics/headline.json
+                tmp_path / "headline.json",
                 "--report",
                 page,
                 "--params",
