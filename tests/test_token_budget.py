@@ -245,3 +245,21 @@ def test_a_part_never_ends_on_a_sentence_cut_at_its_comma_before_its_code():
     parts = cut_text(text, 300)
     assert not [p for p in parts if p.rstrip().endswith(",")]
     assert any(p.startswith(lead) or f"\n{lead}" in p for p in parts)
+
+
+def test_a_cut_section_gives_each_bullet_item_to_the_one_part_that_lists_it():
+    from finetune.generation.budget import share_items
+
+    pieces = [
+        "Fill the tank before you start. Check the filter too.",
+        "- Check the filter\n- Open the valve",
+        "- Open the valve\n- Start the pump",
+    ]
+    items = ["Check the filter", "Open the valve", "Open the valve", "Start the pump"]
+    # "Check the filter" is in the first piece's prose, but listed in the second; a repeated item goes once to each
+    # list that shows it, in order; no part lists another's steps.
+    assert share_items(items, pieces) == [
+        [],
+        ["Check the filter", "Open the valve"],
+        ["Open the valve", "Start the pump"],
+    ]

@@ -14,6 +14,7 @@ to cut.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 
@@ -46,6 +47,33 @@ def _unique(label: str, taken: set[str], n: int) -> str:
     return out
 
 
+def share_items(items: list, pieces: list[str]) -> list[list[str]]:
+    """Each bullet item of a cut section to the one piece that holds it: the first piece, from the previous item's
+    on, with a list line that starts with the item's first line (else the first that holds that line at all).
+
+    In order and once each: an item's words may recur in the prose of an earlier piece, or another item may say
+    the same, and a part must not list the steps another part shows."""
+    out: list[list[str]] = [[] for _ in pieces]
+    at = 0
+    seen = [0] * len(pieces)  # where each piece's next list line is looked for: a line lists one item
+    for item in items:
+        if not isinstance(item, str):
+            continue
+        head = item.split("\n")[0]
+        listed = re.compile(rf"^[ \t]*(?:[-*+•]|\d+[.)])[ \t]+{re.escape(head)}", re.MULTILINE)
+        found = None
+        for j in range(at, len(pieces)):
+            if m := listed.search(pieces[j], seen[j]):
+                found, seen[j] = j, m.end()
+                break
+        if found is None:
+            found = next((j for j in range(at, len(pieces)) if head in pieces[j]), None)
+        if found is not None:
+            out[found].append(item)
+            at = found
+    return out
+
+
 def cut_block(block: dict, max_chars: int, taken: set[str], first_as_block: bool = False) -> list[dict]:
     """`block` (a section or a code block) as parts of at most max_chars characters, or [block] when it cannot be
     cut. `taken`: the labels already used by the parts of its section, which the new ones are kept apart from.
@@ -74,10 +102,10 @@ def cut_block(block: dict, max_chars: int, taken: set[str], first_as_block: bool
     # which the code tasks read (and cut the same way when it is over).
     pieces = [p for p in pieces if FENCE.sub("", p).strip()]
     out = []
-    for n, text in enumerate(pieces, 1):
+    shared = share_items(block.get("items") or [], pieces)
+    for n, (text, items) in enumerate(zip(pieces, shared, strict=True), 1):
         # The first piece is still what the block was asked as; the others are asked by what they say.
         label = block.get("part", "") if n == 1 else _unique(part_label(text), taken, n)
-        items = [i for i in block.get("items") or [] if isinstance(i, str) and i.split("\n")[0] in text]
         new = block | {"source": f"{source}#part={at}{n}", "text": text, "items": items, "part": label}
         out.append(new | {"id": content_id(new["source"], "section", new["title"], text)})
     return out
