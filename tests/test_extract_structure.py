@@ -51,6 +51,10 @@ def test_heading_anchors_are_not_part_of_titles_or_locations():
     assert section["source"] == "t.md#h=Add a link"
     html = '<h2 id="x">Remove<a class="headerlink" href="#x">¶</a></h2><p>Removes the link again.</p>'
     assert [b["title"] for b in html_blocks(html, "t.html", 0)] == ["Remove"]
+    # A term's permalink too (texinfo and Sphinx put one after each definition's term)
+    html = '<h2>Types</h2><dl><dt><code>u8</code><a class="copiable-link" href="#u8"> ¶</a></dt><dd>An 8-bit one.</dd></dl>'
+    [definitions] = [b for b in html_blocks(html, "t.html", 0) if b["kind"] == "definitions"]
+    assert [item["term"] for item in definitions["items"]] == ["`u8`"]
 
 
 def test_front_matter_is_dropped():

@@ -307,7 +307,7 @@ def html_events(node, events: list | None = None) -> list[tuple]:
             pairs, term = [], None
             for d in _find(c, {"dt", "dd"}):
                 if d[0] == "dt":
-                    term = tidy(_inline(d))
+                    term = _ANCHOR.sub("", tidy(_inline(d)))  # a term's permalink mark too, as a heading's
                 elif term and (definition := render(d)):
                     pairs.append((term, definition))
             events.append(("dl", pairs))
