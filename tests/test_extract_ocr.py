@@ -24,6 +24,19 @@ def scanned_pdf(path, pages: int = 1) -> None:
     page.save(path, save_all=True, append_images=[page] * (pages - 1), resolution=200)
 
 
+def mixed_pdf(tmp_path, text_pages: int) -> None:
+    """raw/mixed.pdf: `text_pages` pages with a text layer, then one scanned page (an image, no text layer)."""
+    from pypdf import PdfWriter
+
+    write_pdf(tmp_path / "text.pdf", PDF_PAGES[:text_pages])
+    scanned_pdf(tmp_path / "scan.pdf")
+    writer = PdfWriter()
+    for part in ("text.pdf", "scan.pdf"):
+        writer.append(tmp_path / part)
+    (tmp_path / "raw").mkdir()
+    writer.write(tmp_path / "raw" / "mixed.pdf")
+
+
 def test_tesseract_tsv_makes_lines_in_reading_order_and_a_length_weighted_confidence():
     header = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext"
     rows = [
@@ -55,15 +68,7 @@ def test_an_image_only_pdf_is_read_by_ocr_page_by_page(tmp_path, monkeypatch):
 
 @needs_tesseract
 def test_a_pdf_of_text_pages_and_a_scanned_page_reads_each_its_own_way(tmp_path, monkeypatch):
-    from pypdf import PdfWriter
-
-    write_pdf(tmp_path / "text.pdf", PDF_PAGES[:2])
-    scanned_pdf(tmp_path / "scan.pdf")
-    writer = PdfWriter()
-    for part in ("text.pdf", "scan.pdf"):
-        writer.append(tmp_path / part)
-    (tmp_path / "raw").mkdir()
-    writer.write(tmp_path / "raw" / "mixed.pdf")
+    mixed_pdf(tmp_path, text_pages=2)
     result, blocks, _ = extract(tmp_path, monkeypatch, {})
     assert result.exit_code == 0, result.output
     pages = [(b["source"].split("#")[1], b["title"], b["text"]) for b in blocks]
@@ -76,15 +81,7 @@ def test_a_pdf_of_text_pages_and_a_scanned_page_reads_each_its_own_way(tmp_path,
 @pytest.mark.parametrize("on_error", ["skip", "fail"])
 def test_a_page_read_with_too_little_confidence_is_rejected_naming_file_and_page(tmp_path, monkeypatch, on_error):
     params_file(tmp_path / "params.yaml", {"extract": {"min_ocr_confidence": 99.5, "on_error": on_error}})
-    write_pdf(tmp_path / "text.pdf", PDF_PAGES[:1])
-    scanned_pdf(tmp_path / "scan.pdf")
-    from pypdf import PdfWriter
-
-    writer = PdfWriter()
-    for part in ("text.pdf", "scan.pdf"):
-        writer.append(tmp_path / part)
-    (tmp_path / "raw").mkdir()
-    writer.write(tmp_path / "raw" / "mixed.pdf")
+    mixed_pdf(tmp_path, text_pages=1)
     (tmp_path / "raw" / "scan.png").write_bytes(SCAN.read_bytes())
     result, blocks, _ = extract(tmp_path, monkeypatch, {})
     rejects = json.loads((tmp_path / "out" / "rejects.json").read_text())
