@@ -106,17 +106,26 @@ class FaultServer:
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.end_headers()
+                # Out of flight before the body leaves: a client may send its next request the moment it has this
+                # one's answer, before this thread would get back to count it done (max_in_flight one too many).
+                self._done()
                 self.wfile.write(payload)
+
+            def _done(self) -> None:
+                with server._lock:
+                    if self._counted:
+                        server.in_flight -= 1
+                        self._counted = False
 
             def do_POST(self):
                 with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    self._counted = True
                 try:
                     self._answer()
                 finally:
-                    with server._lock:
-                        server.in_flight -= 1
+                    self._done()
 
             def _answer(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
