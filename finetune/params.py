@@ -105,6 +105,9 @@ class Generate(Section):
     # How a question names its document when its heading is shared by several documents or the same question has
     # another answer elsewhere: {question} without its closing mark, {document} the document's name.
     name_document: str = "{question} ({document})"
+    # all: in a domain of two or more documents every question names its document (a question about "Types" or
+    # "Handling errors" says nothing of which of 30 READMEs it means, shared heading or not); shared: only those above.
+    name_documents: Literal["all", "shared"] = "all"
     # Sections read by no task: a heading of the block's path starting with one of these words (case ignored), or a
     # version number ("2.0.5 (2023-01-01)", "v20.10.0": a changelog's entries). Counted as skipped_sections.
     skip_sections: list[str] = []

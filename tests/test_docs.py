@@ -151,7 +151,7 @@ RUN_BY: dict[str, list[tuple[str, str]]] = {
     ],
     # docs/your-own-data.md
     "finetune verify data my_chats.jsonl": [("tests/test_verify.py", '["verify", "data", *[str(a) for a in args]]')],
-    "finetune verify data data/processed/heating/train.jsonl --model models/base --max-seq-len 384": [
+    "finetune verify data data/processed/heating/train.jsonl --model models/base --max-seq-len 1024": [
         ("tests/test_verify.py", 'verify(path, "--model", model, "--max-seq-len", 128)')
     ],
 }

@@ -2,7 +2,7 @@
 
     finetune verify data my_chats.jsonl
     finetune verify data alpaca_data.json --max-answer-chars 2000
-    finetune verify data data/processed/train.jsonl --model models/base --max-seq-len 384
+    finetune verify data data/processed/train.jsonl --model models/base --max-seq-len 1024
 
 Each problem is one `PATH:LINE: what is wrong` line on stdout (`PATH:LINE: element N: …` in a JSON array), so
 editors and grep can jump to it; the count goes to stderr and the exit code is 1 when anything is wrong.

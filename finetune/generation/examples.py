@@ -237,7 +237,7 @@ def build(
         if e["id"] not in seen:
             seen.add(e["id"])
             unique.append(e)
-    return unambiguous(unique, blocks, gparams.name_document)
+    return unambiguous(unique, blocks, gparams.name_document, gparams.name_documents == "all")
 
 
 def _norm(text: str) -> str:
@@ -264,12 +264,13 @@ def _ask(e: dict) -> tuple:
     return tuple(_norm(m["content"]) for m in e["messages"][:-1] if m["role"] != "system")
 
 
-def _named(e: dict, document: str, pattern: str) -> dict:
+def _named(e: dict, document: str, pattern: str, product: str = "") -> dict:
     """The example with its question naming its document by `pattern` ({question}, {document}); the question's
-    closing mark stays at its end. A question that names it already is left as it is."""
+    closing mark stays at its end. A question that names it already, or says `product` as a word, is left as it is."""
     *turns, question, answer = e["messages"]
     text = question["content"]
-    if not document or document.casefold() in text.casefold():
+    said = product and re.search(rf"(?<!\w){re.escape(product)}(?!\w)", text, re.IGNORECASE)
+    if not document or document.casefold() in text.casefold() or said:
         return e
     body = text.rstrip(" ?!.:;。？！")
     text = pattern.replace("{question}", body).replace("{document}", document) + text[len(body) :].strip()
@@ -277,9 +278,13 @@ def _named(e: dict, document: str, pattern: str) -> dict:
     return example(e["task"], e["source"], e["block_id"], messages, e["meta"])
 
 
-def unambiguous(examples: list[dict], blocks: list[dict], pattern: str) -> tuple[list[dict], dict]:
+def unambiguous(
+    examples: list[dict], blocks: list[dict], pattern: str, every: bool = False
+) -> tuple[list[dict], dict]:
     """(examples, counts). A question about a heading several documents share, or about a section at a document's
-    top that is not its title, names its document (`pattern`: generate.name_document); then the same question with different answers names its document too; what is still
+    top that is not its title (every: any question of a domain of two or more documents), names its document
+    (`pattern`: generate.name_document); then the same question with different answers names its document too;
+    what is still
     the same question with different answers (two sections of one document, two documents of one name) is dropped,
     every copy of it, so neither train nor val learns a guess. Refusals and imported conversations' system
     prompts aside, the question is every turn before the answer."""
@@ -289,10 +294,21 @@ def unambiguous(examples: list[dict], blocks: list[dict], pattern: str) -> tuple
     # to say whose it is: its question names the document as a shared heading's does.
     top = {i for i, b in by_id.items() if len(hs := headings(b)) == 1 and hs[0].casefold() != document[i].casefold()}
     shared = shared_headings(blocks) | top
+    product: dict[str, str] = {}  # block id -> its document's product word, where it has one
+    if every and len({_file(b.get("source", "")) for b in by_id.values() if b.get("kind") != "qa"}) > 1:
+        # A user's own words in an imported conversation (kind qa) stay as they were written.
+        every_id = {i for i, b in by_id.items() if b.get("kind") != "qa"}
+        # "What does the --force option of `quarry add` do?" says which of "Quarry CLI reference" and "MB-10 motor
+        # board" it means: a document name's first word that no other document's name starts with is its product.
+        # Only here: a shared heading's question needs the whole name ("Talvik TB-210 …" and "Talvik TB-330 …").
+        first = {i: (document[i].split() or [""])[0] for i in every_id}
+        starts = Counter(w.casefold() for w in {document[i]: first[i] for i in every_id}.values())
+        product = {i: w for i, w in first.items() if len(w) >= 3 and starts[w.casefold()] == 1 and i not in shared}
+        shared |= every_id
     named: set[str] = set()  # ids of the examples whose question now names its document
 
     def name(e: dict) -> dict:
-        renamed = _named(e, document.get(e["block_id"], ""), pattern)
+        renamed = _named(e, document.get(e["block_id"], ""), pattern, product.get(e["block_id"], ""))
         if renamed is not e:
             named.add(renamed["id"])
         return renamed
