@@ -159,3 +159,30 @@ def test_the_same_question_with_different_answers_is_dropped_and_counted(tmp_pat
     assert questions and not any("Setup" in q for q in questions)
     assert all("Care" in q for q in questions)
     assert metrics["dropped_ambiguous"] == 6
+
+
+def three_documents() -> list[dict]:
+    docs = {
+        "raw/quarry.md": "---\ntitle: Quarry CLI reference\n---\n# Commands\n\n## Staging\n\n"
+        "Stage a file with the add command; it is sent on the next push to every remote.\n\n"
+        "## quarry add\n\nAdds a file to the stage, which the next push sends to every remote it knows.\n",
+        "raw/mb10.md": "---\ntitle: MB-10 motor board\n---\n# Power\n\n## Wiring\n\n"
+        "Connect the supply to V+ and ground; the board takes five volts at most on its input.\n",
+    }
+    return [b for path, text in docs.items() for b in markdown_blocks(text, path, 0)]
+
+
+def test_with_name_documents_all_every_question_of_several_documents_names_its_document(tmp_path):
+    # "Can you explain Staging (Commands)?" says not which of the domain's documents it means, shared heading or not.
+    questions, metrics = generate(tmp_path, three_documents(), name_documents="all")
+    assert next(q for q in questions if "Staging" in q).endswith("(Quarry CLI reference)?")
+    assert next(q for q in questions if "Wiring" in q).endswith("(MB-10 motor board)?")
+    # The product's own word (its name's first word, which no other document's name starts with) names it already.
+    assert "Quarry CLI reference" not in next(q for q in questions if "quarry add" in q)
+    assert metrics["named_document"] == 2
+
+
+def test_with_name_documents_shared_only_shared_headings_name_their_document(tmp_path):
+    questions, metrics = generate(tmp_path, three_documents(), name_documents="shared")
+    assert not [q for q in questions if "Quarry CLI reference" in q or "MB-10 motor board" in q]
+    assert metrics["named_document"] == 0

@@ -383,3 +383,18 @@ def test_a_bad_quality_section_is_one_line_naming_the_file_line_and_key(tmp_path
     message = str(result.exception)
     assert "tasks.yaml:" in message and "quality.stopword: not a key here (did you mean stopwords?)" in message
     assert "\n" not in message
+
+
+def test_an_optional_group_vanishes_when_empty_or_when_the_phrasing_says_its_value_already():
+    from finetune.generation.builders import Item
+    from finetune.generation.examples import question_text
+
+    def ask(fields: dict) -> str:
+        return question_text("What is {term} in {document} ({heading})?", Item(fields, ""), None, "here", "src")
+
+    assert (
+        ask({"term": "snapshot", "document": "skein", "heading": "Glossary"})
+        == "What is snapshot in skein (Glossary)?"
+    )
+    assert ask({"term": "snapshot", "document": "skein", "heading": "Skein"}) == "What is snapshot in skein?"
+    assert ask({"term": "snapshot", "document": "skein", "heading": ""}) == "What is snapshot in skein?"

@@ -90,7 +90,9 @@ def test_no_example_is_over_the_base_models_token_budget(made, name, tokenizer_d
     _, examples, metrics, _ = made[name]
     lengths, _ = count_tokens(load_tokenizer(tokenizer_dir), [e["messages"] for e in examples])
     assert max(lengths) <= TIGHT["model"]["max_seq_len"]
-    assert metrics["dropped_over_budget"] == 0
+    # The listing's flush() is one statement of 229 tokens at this tokenizer: with its lead and question it is over
+    # 384, and a program is cut only where a statement starts, so it is left out and counted, not taught by halves.
+    assert metrics["dropped_over_budget"] == {"orrin_catalog": 0, "quillsync_reference": 1}[name]
 
 
 @pytest.mark.parametrize("name", CORPORA)

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from finetune.documents.parts import cut_text, part_label, part_labels
+from finetune.documents.parts import cut_lines, cut_text, part_label, part_labels
 from finetune.documents.sections import block, section_block
 from finetune.generation.budget import fit
 from finetune.generation.examples import build
@@ -263,3 +263,23 @@ def test_a_cut_section_gives_each_bullet_item_to_the_one_part_that_lists_it():
         ["Check the filter", "Open the valve"],
         ["Open the valve", "Start the pump"],
     ]
+
+
+def test_a_program_is_cut_only_where_a_statement_starts_with_its_comment():
+    program = "import os\n\n\ndef walk(path):\n    for f in os.listdir(path):\n        print(f)\n\n\n"
+    program += "# Walk the current folder.\nwalk('.')\nif True:\n    pass\nelse:\n    walk('/')\n"
+    pieces = cut_lines(program, 40)
+    assert pieces[0] == "import os"
+    assert pieces[1].startswith("def walk(path):") and pieces[1].endswith("print(f)")  # never inside a function
+    assert pieces[2] == "# Walk the current folder.\nwalk('.')"  # a comment goes with the code after it
+    assert pieces[3].startswith("if True:") and pieces[3].endswith("walk('/')")  # else continues its if
+
+
+def test_a_session_is_cut_at_its_prompts_and_an_object_not_at_all():
+    session = ">>> x = f(\n...     1)\n>>> x\n2\n>>> y = 3\n"
+    assert cut_lines(session, 12) == [">>> x = f(\n...     1)", ">>> x\n2", ">>> y = 3"]
+    shell = "$ quarry add a.txt\nstaged a.txt\n$ quarry push\nsent 1 file\n"
+    assert cut_lines(shell, 30) == ["$ quarry add a.txt\nstaged a.txt", "$ quarry push\nsent 1 file"]
+    # Only its outer braces are at the margin: cut anywhere else it would be no JSON; over budget, it is left out.
+    obj = '{\n  "a": 1,\n  "b": [\n    2\n  ]\n}'
+    assert cut_lines(obj, 10) == [obj]

@@ -72,16 +72,52 @@ def cut_spans(text: str, max_chars: int) -> list[tuple[int, int]]:
     return spans(0, len(text), 0)
 
 
+# A program may be cut only where a statement starts: a line at the code's own margin that neither closes nor
+# continues the one before. Punctuation and a few keywords that exist in many languages, not any document's words.
+_CLOSES = re.compile(r"^[)\]}>]|^(?:else|elif|except|finally|catch)\b|^\.\.\.")
+_CONTINUED = ("\\", ",", "(", "[", "{", "=", "+", "&&", "||", "|")
+# An interactive session (Python's REPL, IPython, a shell): a new command starts only at a prompt; the lines after
+# one are its continuation or its output, which belong to it.
+_PROMPT = re.compile(r"^(?:>>>|In \[\d+\]:|\$ )")
+
+
+def _starts(lines: list[str]) -> list[int]:
+    """Indexes of the lines a piece of this code may start at (0 always)."""
+    margin = min((len(ln) - len(ln.lstrip()) for ln in lines if ln.strip()), default=0)
+    prompted = any(_PROMPT.match(ln.strip()) for ln in lines)
+    out = [0]
+    for i in range(1, len(lines)):
+        line, before = lines[i], next((ln for ln in reversed(lines[:i]) if ln.strip()), "")
+        if not line.strip() or len(line) - len(line.lstrip()) > margin:
+            continue
+        if prompted:
+            ok = bool(_PROMPT.match(line.strip()))
+        else:
+            ok = not _CLOSES.match(line.strip()) and not before.rstrip().endswith(_CONTINUED)
+        if ok:
+            # A statement's own comment and the blank lines before it go with it: start at the first of them.
+            j = i
+            while j - 1 > out[-1] and (not lines[j - 1].strip() or _COMMENT.match(lines[j - 1])):
+                j -= 1
+            out.append(j)
+    return sorted(set(out))
+
+
 def cut_lines(code: str, max_chars: int) -> list[str]:
-    """Code cut between lines into pieces of at most max_chars (a single longer line stays whole): never mid-line,
-    so every piece is code as written."""
+    """Code cut into pieces of at most max_chars where a statement starts (_starts): never mid-line, never inside a
+    function, a JSON object or a command's output, so every piece is whole code as written. A statement longer than
+    max_chars stays whole, and the piece holding it is over: generate leaves it out and counts it, rather than teach
+    half a program."""
+    lines = code.splitlines(keepends=True)
+    starts = _starts(lines)
+    chunks = ["".join(lines[a:b]) for a, b in zip(starts, [*starts[1:], len(lines)], strict=True)]
     pieces, piece = [], ""
-    for line in code.splitlines(keepends=True):
-        if piece and len(piece) + len(line) > max_chars:
+    for chunk in chunks:
+        if piece and len(piece) + len(chunk) > max_chars:
             pieces.append(piece)
             piece = ""
-        piece += line
-    return [p.rstrip("\n") for p in [*pieces, piece] if p.strip()]
+        piece += chunk
+    return [p.strip("\n") for p in [*pieces, piece] if p.strip()]
 
 
 def cut_fence(text: str, max_chars: int) -> list[str]:

@@ -47,6 +47,11 @@ def _unique(label: str, taken: set[str], n: int) -> str:
     return out
 
 
+def _first_sentence(text: str) -> str:
+    m = re.search(r"(?<=[.!?:。！？：])\s", text.strip())
+    return text.strip()[: m.start()] if m else text.strip()
+
+
 def share_items(items: list, pieces: list[str]) -> list[list[str]]:
     """Each bullet item of a cut section to the one piece that holds it: the first piece, from the previous item's
     on, with a list line that starts with the item's first line (else the first that holds that line at all).
@@ -86,13 +91,18 @@ def cut_block(block: dict, max_chars: int, taken: set[str], first_as_block: bool
         if len(pieces) < 2:
             return [block]
         out = []
+        lead = block.get("lead") or ""
         for n, code in enumerate(pieces, 1):
-            # Every piece keeps the lead: it says what the whole code does, and a code task may need one.
+            # Every piece keeps the lead: it says what the whole code does, and a code task may need one. A later
+            # piece keeps its first sentence ("A long-running program can watch the folder …"): the details of
+            # the rest describe the whole program, and would leave a piece of it no room.
             text = f"```{block.get('language') or ''}\n{code}\n```"
             # A later piece goes by a comment it holds, else its number: a line of code names nothing a user asks.
             keep = n == 1 and first_as_block
             label = block.get("part", "") if keep else _unique(part_label(text), taken, n)
             new = block | {"source": f"{source}#part={at}{n}", "code": code, "text": text, "part": label}
+            if n > 1 and lead:
+                new["lead"] = _first_sentence(lead)
             out.append(new | {"id": content_id(new["source"], "code", new["title"], text)})
         return out
     pieces = cut_text(block["text"], max_chars)

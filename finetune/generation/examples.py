@@ -54,7 +54,15 @@ def question_text(template: str, item: Item, taskfile: TaskFile, where: str, sou
     """A question from its phrasing: a cell ending a sentence loses its full stop mid-question, and an empty
     optional group leaves no double space or empty brackets behind."""
     fields = {k: v.rstrip(" .:;") if isinstance(v, str) else v for k, v in item.fields.items()}
-    template = _OPTIONAL.sub(lambda m: "" if fields.get(m.group(1)) == "" else m.group(0), template)
+    # A group whose value another placeholder of the phrasing says already vanishes too: "What is X in {document}
+    # ({heading})?" of a glossary that is the document's own title section.
+    said = {str(fields.get(n, "")).casefold() for n in re.findall(r"\{(\w+)\}", _OPTIONAL.sub("", template))}
+
+    def optional(m: re.Match) -> str:
+        value = fields.get(m.group(1))
+        return "" if value == "" or (isinstance(value, str) and value.casefold() in said) else m.group(0)
+
+    template = _OPTIONAL.sub(optional, template)
     text = " ".join(render(template, fields, taskfile, where, source).split())
     return _SPACE_BEFORE.sub(r"\1", text)
 
