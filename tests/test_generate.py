@@ -398,3 +398,4 @@ def test_an_optional_group_vanishes_when_empty_or_when_the_phrasing_says_its_val
     )
     assert ask({"term": "snapshot", "document": "skein", "heading": "Skein"}) == "What is snapshot in skein?"
     assert ask({"term": "snapshot", "document": "skein", "heading": ""}) == "What is snapshot in skein?"
+    assert ask({"term": "it", "document": "Do I need it?", "heading": "FAQ"}) == "What is it in Do I need it (FAQ)?"

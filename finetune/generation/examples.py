@@ -53,7 +53,8 @@ _OPTIONAL = re.compile(r"\s*\([^(){}]*\{(\w+)\}[^(){}]*\)")
 def question_text(template: str, item: Item, taskfile: TaskFile, where: str, source: str) -> str:
     """A question from its phrasing: a cell ending a sentence loses its full stop mid-question, and an empty
     optional group leaves no double space or empty brackets behind."""
-    fields = {k: v.rstrip(" .:;") if isinstance(v, str) else v for k, v in item.fields.items()}
+    # A heading that is a question itself ("What do I need?") loses its mark too: the phrasing ends the question.
+    fields = {k: v.rstrip(" .:;?？") if isinstance(v, str) else v for k, v in item.fields.items()}
     # A group whose value another placeholder of the phrasing says already vanishes too: "What is X in {document}
     # ({heading})?" of a glossary that is the document's own title section.
     said = {str(fields.get(n, "")).casefold() for n in re.findall(r"\{(\w+)\}", _OPTIONAL.sub("", template))}
