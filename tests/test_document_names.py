@@ -186,3 +186,12 @@ def test_with_name_documents_shared_only_shared_headings_name_their_document(tmp
     questions, metrics = generate(tmp_path, three_documents(), name_documents="shared")
     assert not [q for q in questions if "Quarry CLI reference" in q or "MB-10 motor board" in q]
     assert metrics["named_document"] == 0
+
+
+def test_a_short_document_name_inside_another_word_does_not_count_as_naming_it(tmp_path):
+    # "What should I know about DESCRIPTION?" holds "ul" inside "should": the man page ul was never named.
+    text = "---\ntitle: {0}\n---\n# DESCRIPTION\n\nThe {0} command reads the named files and writes them to the terminal.\n"
+    blocks = [b for name in ("ul", "ca") for b in markdown_blocks(text.format(name), f"raw/{name}.md", 0)]
+    questions, metrics = generate(tmp_path, blocks, phrasings_per_item=3)  # every phrasing, "should" and "Can" too
+    assert sorted(q[q.rindex("(") :] for q in questions) == ["(ca)?"] * 3 + ["(ul)?"] * 3
+    assert metrics["named_document"] == 6

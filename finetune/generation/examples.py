@@ -278,8 +278,9 @@ def _named(e: dict, document: str, pattern: str, product: str = "") -> dict:
     closing mark stays at its end. A question that names it already, or says `product` as a word, is left as it is."""
     *turns, question, answer = e["messages"]
     text = question["content"]
-    said = product and re.search(rf"(?<!\w){re.escape(product)}(?!\w)", text, re.IGNORECASE)
-    if not document or document.casefold() in text.casefold() or said:
+    # As words: the man page "ul" is not named by "should", nor "ca" by "Can you explain OPTIONS?".
+    said = [re.search(rf"(?<!\w){re.escape(w)}(?!\w)", text, re.IGNORECASE) for w in (document, product) if w]
+    if not document or any(said):
         return e
     body = text.rstrip(" ?!.:;。？！")
     text = pattern.replace("{question}", body).replace("{document}", document) + text[len(body) :].strip()
