@@ -21,7 +21,17 @@ from finetune.generation.pair_requests import passage, read_pairs, read_verdict
 from finetune.io import InputError, load_jsonl, write_jsonl
 from finetune.serving.endpoint import EndpointError
 from stages.generate import cli as generate_cli
-from tests.conftest import HEATING_TASKS, REPO, assert_ok, invoke, slow_fixture, write_params
+from tests.conftest import (
+    HEATING_TASKS,
+    REPO,
+    assert_ok,
+    invoke,
+    merge,
+    repo_params,
+    shrink,
+    slow_fixture,
+    write_params,
+)
 from tests.dvcrepo import sh
 from tests.serving import FaultServer, free_port, transformers_serve
 
@@ -427,19 +437,30 @@ def test_only_a_task_that_reads_passages_can_opt_in_to_the_teacher(tmp_path):
 
 
 @slow_fixture(scope="module")
-def base_server(tiny_base, tmp_path_factory):
-    with transformers_serve(tiny_base, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+def short_base(tmp_path_factory, tiny_blocks_file) -> Path:
+    """The tiny test base with a 384-token window (the default takes 1024): a server that refuses every prompt."""
+    from stages.base import cli
+
+    root = tmp_path_factory.mktemp("short")
+    params = write_params(root / "params.yaml", merge(shrink(repo_params()), {"model": {"max_seq_len": 384}}))
+    assert_ok(invoke(cli, ["--blocks", tiny_blocks_file, "--output", root / "base", "--params", params]))
+    return root / "base"
+
+
+@slow_fixture(scope="module")
+def base_server(short_base, tmp_path_factory):
+    with transformers_serve(short_base, tmp_path_factory.mktemp("serve") / "serve.log") as url:
         yield url
 
 
 def test_a_real_server_that_refuses_every_pairs_prompt_as_too_long_has_each_dropped_with_its_reason(
-    tmp_path, small_params, tiny_base, base_server
+    tmp_path, small_params, short_base, base_server
 ):
-    # The tiny base takes 384 tokens, prompt and answer; its tokenizer makes ~1 token of a character, so the pairs
+    # This base takes 384 tokens, prompt and answer; its tokenizer makes ~1 token of a character, so the pairs
     # instructions and seeds (~1,040 characters) alone are over it: `transformers serve` refuses every pairs request
     # (HTTP 400), and generate drops each as rejected instead of stopping.
     params = pairs_params(small_params, base_server, tmp_path / "cache", pairs_max_tokens=8, on_empty="rules")
-    params["generate"]["teacher"]["model"] = str(tiny_base)
+    params["generate"]["teacher"]["model"] = str(short_base)
     result, examples, metrics = generate(tmp_path, [FILTER, STORAGE, VALVE], params, "rules")
     assert_ok(result)
     t = metrics["teacher"]
