@@ -19,6 +19,7 @@ from collections import Counter
 
 import click
 
+from finetune.generation.builders import HISTORY_CHARS_PER_TOKEN
 from finetune.generation.examples import (
     build,
     left_out_language,
@@ -27,6 +28,7 @@ from finetune.generation.examples import (
     unambiguous,
     unread_kinds,
 )
+from finetune.generation.followups import ask_in_turn
 from finetune.generation.history import skipped
 from finetune.generation.taskfile import load
 from finetune.io import InputError, load_records, log, write_json, write_jsonl
@@ -78,6 +80,21 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
             log("generate", f"warning: left out {n} examples no cut could bring under model.max_seq_len tokens")
     else:
         built, ambiguity = build_all(blocks)
+    # A later part of a cut section: the next turn after the part before it, where the task has follow_up phrasings.
+    if model:
+        from finetune.validation.frames import count_tokens
+
+        def fits(messages: list[dict]) -> bool:
+            n = count_tokens(tokenizer, [messages])[0][0]
+            return n is not None and n <= params.model.max_seq_len
+    else:
+
+        def fits(messages: list[dict]) -> bool:  # no tokenizer: the characters a conversation's history may take
+            return sum(len(m["content"]) for m in messages) <= params.model.max_seq_len * HISTORY_CHARS_PER_TOKEN
+
+    built, in_turn = ask_in_turn(built, blocks, taskfile, gparams.seed, gparams.name_document, fits)
+    if in_turn["asked_in_turn"]:
+        log("generate", f"asked {in_turn['asked_in_turn']} later parts of cut sections as the next turn")
     examples, merged = merge_duplicates(built)
     if ambiguity["dropped_ambiguous"]:
         n = ambiguity["dropped_ambiguous"]
@@ -123,13 +140,19 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
             examples += pairs
         metrics["teacher"] = section
         # The teacher's questions and paraphrases pass the same rule: named where shared, none with two answers.
-        examples, again = unambiguous(examples, blocks, gparams.name_document)
+        examples, again = unambiguous(examples, blocks, gparams.name_document, gparams.name_documents == "all")
         ambiguity = {k: n + again[k] for k, n in ambiguity.items()}
         counts = Counter(e["task"] for e in examples)
     per_task = {name: counts[name] for name in sorted(set(gparams.tasks) | set(counts))}
     write_jsonl(output, examples)
     record = {"examples": len(examples), "per_task": per_task, "duplicates_merged": merged}
-    record |= {"boilerplate_merged": boilerplate, **ambiguity, **fitted, "skipped_sections": skipped_sections}
+    record |= {
+        "boilerplate_merged": boilerplate,
+        **ambiguity,
+        **fitted,
+        **in_turn,
+        "skipped_sections": skipped_sections,
+    }
     write_json(metrics_path, record | metrics)
     log("generate", f"{len(examples)} examples: " + ", ".join(f"{task} {n}" for task, n in per_task.items()))
     if quality_path or quality_examples:

@@ -55,7 +55,7 @@ CASES = {
         0,  # that line was the section's only text
     ),
     # A NUL byte far past the 8 KiB binary sniff: found on its line, not passed on as text.
-    "late_nul.md": (":75", {"line": 75}, "binary data (a NUL byte) in the line", "record", 7),
+    "late_nul.md": (":75", {"line": 75}, "binary data (a NUL byte) in the line", "record", 13),
     "empty.md": ("", {}, "empty file", "file", 0),
     "binary.md": (":3", {"line": 3}, "binary data (a NUL byte), not text: is the file type right?", "file", 0),
     "csv_duplicate_header.csv": (

@@ -27,7 +27,7 @@ CORPORA = {
         "TERMINOLOGY": 255, "SPEC": 137, "PROCEDURE": 18, "EXPLANATION": 12, "WIRING": 6, "TROUBLESHOOTING": 38,
         "QA": 40, "SECTION": 7, "REFUSAL": 148,
     },
-    "cli_tool": {"OPTION": 16, "DEFINITION": 14, "CODE": 8, "SECTION": 18, "REFUSAL": 148},
+    "cli_tool": {"OPTION": 16, "DEFINITION": 14, "CODE": 8, "SECTION": 19, "REFUSAL": 148},
     "datasheets": {"TABLE": 184, "SECTION": 14, "REFUSAL": 148},
 }  # fmt: skip
 NAMING = re.compile(r"[^\W_]{3,}|\d+")  # words that can name a subject: not "of", "a", "on"

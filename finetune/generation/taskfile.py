@@ -146,6 +146,9 @@ class Task(Model):
     # The phrasings in other languages than the task file's `language`, e.g. {de: ["Was ist …?"]}: a block written
     # in one of them (detected by the file's `languages:` words) is asked in it; in a language with none, not at all.
     phrasings: dict[str, list[str]] = {}
+    # A later part of a cut section, asked as the next turn after the part before it ("What else should I know
+    # about {heading}?"): in the task file's language. Empty: each part is asked alone, by what it says.
+    follow_up: list[str] = []
     answer: str | None = None  # template over the item's fields; None: the builder's own answer
     keypoints: Literal["none", "sentences", "items"] = "none"  # what evaluate's key-point coverage checks
     check: Check

@@ -192,6 +192,7 @@ def run_corpus(
     result["left_out_language"] = generated.get("left_out_language", "-")
     result["cut_to_fit"] = generated.get("cut_to_fit", "-")
     result["dropped_over_budget"] = generated.get("dropped_over_budget", "-")
+    result["asked_in_turn"] = generated.get("asked_in_turn", "-")
     result["skipped_sections"] = generated.get("skipped_sections", "-")  # generate.skip_sections: changelogs …
     result["per_task"] = dict(sorted(Counter(e["task"] for e in examples).items()))
     start = time.perf_counter()
@@ -216,6 +217,7 @@ def table(results: list[dict]) -> str:
     rows += [(f"  {t}", [str(r.get("per_task", {}).get(t, "-")) for r in results]) for t in tasks]
     rows.append(("left_out_language", [str(r.get("left_out_language", "-")) for r in results]))
     rows.append(("blocks cut to fit (generate --model)", [str(r.get("cut_to_fit", "-")) for r in results]))
+    rows.append(("later parts asked in turn", [str(r.get("asked_in_turn", "-")) for r in results]))
     rows.append(("left out, no cut fits (generate)", [str(r.get("dropped_over_budget", "-")) for r in results]))
     rows.append(("over model.max_seq_len (validate)", [str(r.get("overlong", "-")) for r in results]))
     rows.append(("skipped_sections (blocks)", [str(r.get("skipped_sections", "-")) for r in results]))
@@ -243,7 +245,11 @@ def sample(result: dict, n: int, seed: int) -> str:
     out = [f"--- {result['corpus']}: {len(picked)} random examples of {len(pool)} (refusals left out)"]
     for i, e in enumerate(picked, start=1):
         q, a = e["messages"][-2]["content"], e["messages"][-1]["content"]
-        out.append(f"[{i}] {e['task']} {e['source']}\n  Q: {q}\n  A: {a[:600]}{'…' if len(a) > 600 else ''}")
+        out.append(f"[{i}] {e['task']} {e['source']}")
+        for m in e["messages"][1:-2]:  # the conversation so far: a later part asked in turn, an imported chat
+            said = " ".join(m["content"].split())
+            out.append(f"  ({m['role']}: {said[:160]}{'…' if len(said) > 160 else ''})")
+        out.append(f"  Q: {q}\n  A: {a[:600]}{'…' if len(a) > 600 else ''}")
     return "\n".join(out)
 
 
