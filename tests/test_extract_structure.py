@@ -57,6 +57,21 @@ def test_heading_anchors_are_not_part_of_titles_or_locations():
     assert [item["term"] for item in definitions["items"]] == ["`u8`"]
 
 
+def test_a_pages_navigation_is_no_text_of_its_sections():
+    # A Texinfo manual opens every node with one: "Next: …, Previous: …, Up: … [Contents]", links typed by rel.
+    nav = '<p>Next: <a href="#b" rel="next">Limits</a>, Up: <a href="#top" rel="up">Top</a> [<a rel="contents">C</a>]</p>'
+    html = (
+        f'<div class="header">{nav}</div><h2>Limits</h2><p>The following limits are in place for this processor.</p>'
+    )
+    html += '<nav><a href="#a">Home</a> <a href="#b">Index</a></nav>'
+    html += '<div role="navigation"><p>Back to the top of the manual</p></div>'
+    [section] = html_blocks(f"<body>{html}</body>", "m.html", 0)
+    assert section["text"] == "The following limits are in place for this processor."
+    # A block that holds the page and a next link too is still read: only a paragraph with such a link is navigation.
+    body = '<div><p>Limits are set when the processor is built, and cannot grow.</p><a rel="next" href="#n">Next</a></div>'
+    assert "cannot grow" in html_blocks(f"<body><h2>Limits</h2>{body}</body>", "m.html", 0)[0]["text"]
+
+
 def test_front_matter_is_dropped():
     md = "---\ntitle: Tool reference\nweight: 3\n---\n# Tool\n\nTool links files into place and keeps a record.\n"
     blocks = markdown_blocks(md, "t.md", 0)

@@ -399,3 +399,5 @@ def test_an_optional_group_vanishes_when_empty_or_when_the_phrasing_says_its_val
     assert ask({"term": "snapshot", "document": "skein", "heading": "Skein"}) == "What is snapshot in skein?"
     assert ask({"term": "snapshot", "document": "skein", "heading": ""}) == "What is snapshot in skein?"
     assert ask({"term": "it", "document": "Do I need it?", "heading": "FAQ"}) == "What is it in Do I need it (FAQ)?"
+    # A name that starts with a mark keeps the space before it: "the .width", not "the.width".
+    assert ask({"term": ".width", "document": "Page", "heading": ""}) == "What is .width in Page?"

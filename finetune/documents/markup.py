@@ -275,6 +275,24 @@ def table_of(node) -> tuple[list[str], list[list[str]]]:
     return shape(grid[:lead], grid[lead:])
 
 
+# HTML's own link types for moving between the pages of a document: a block holding such a link is the page's
+# navigation ("Next: Introduction, Previous: Top, Up: Top [Contents]" above every node of a Texinfo manual).
+_NAVIGATION_RELS = {"next", "prev", "previous", "up", "contents", "index", "start", "first", "last"}
+
+
+def is_navigation(node) -> bool:
+    """A <nav>, an element with role="navigation", or a paragraph holding a next/prev/up link (not a <div>: one
+    may hold the whole page as well as its links)."""
+    if not isinstance(node, tuple):
+        return False
+    tag, attrs, _ = node
+    if tag == "nav" or (attrs.get("role") or "") == "navigation":
+        return True
+    if tag != "p":
+        return False
+    return any(set((a[1].get("rel") or "").lower().split()) & _NAVIGATION_RELS for a in _find(node, {"a"}))
+
+
 def html_events(node, events: list | None = None) -> list[tuple]:
     """Events in document order: ("h", level, text), ("para", text, term), ("ul"|"ol", items, terms),
     ("table", header, rows), ("code", code, language), ("dl", [(term, definition)]), ("details", summary) and
@@ -283,7 +301,7 @@ def html_events(node, events: list | None = None) -> list[tuple]:
     para: list[str] = []
     for c in [*node[2], None]:  # None: the end, flushing the last paragraph
         tag = c[0] if isinstance(c, tuple) else ""
-        if tag in _SKIP:
+        if tag in _SKIP or is_navigation(c):
             continue
         heading = re.fullmatch(r"h([1-6])", tag)
         if c is not None and not (heading or tag in _BLOCK or tag in ("table", "ol", "ul")):

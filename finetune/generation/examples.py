@@ -31,7 +31,8 @@ from finetune.io import InputError, content_id
 from finetune.params import Generate
 
 _PLACEHOLDER = re.compile(r"\{(\w*)\}|\{\{|\}\}")
-_SPACE_BEFORE = re.compile(r"\s+([?.,:;!)])")
+# A space left before a closing mark by an empty field; not before a name that starts with one (".width").
+_SPACE_BEFORE = re.compile(r"\s+([?.,:;!)])(?![\w(])")
 
 
 def render(template: str, fields: dict, taskfile: TaskFile, where: str, source: str) -> str:
