@@ -435,6 +435,7 @@ def test_changelog_people_and_version_sections_are_skipped_by_the_words_given_or
     assert skipped(b("r.md#h=1.2", "section", ["tool", "[1.2.0] - 2023-01-31"]), [])
     for numbered in ("6.1 Hash functions", "2.3. DESCRIPTION", "1.2.3 Rated output"):  # numbered sections
         assert not skipped(b("m.html#h=x", "section", ["manual", numbered]), []), numbered
+    assert skipped(b("m.html#h=x", "section", ["manual", "2.9. CONTRIBUTORS"]), words)  # its number is no word
     log = "0.18.3 (2023-10-29):\n\n- fix a newline\n\n0.18.2 (2023-10-24):\n\n- fix a crash"
     assert skipped(b("r.md#h=Breaking changes", "section", ["tool", "Breaking changes"], log), words)
     steps = "Install it:\n\n1.0 is the first release. Then run it.\n\nDone."

@@ -18,11 +18,15 @@ _VERSION = re.compile(r"^\[?v?\d+\.\d+(?:\.\d+)*(?:[-+]?[A-Za-z]+\d*)?\]?\s*(?:$
 CHANGELOG_SHARE = 0.3
 
 
+_NUMBERED = re.compile(r"^(?:\d+\.)*\d+\.?\s+")
+
+
 def skipped(block: dict, words: list[str]) -> bool:
     """Whether a block is in a section no task reads (generate.skip_sections): a heading of its path starts with
     one of `words` as whole words (case ignored), or is a version number, or its paragraphs are a changelog's."""
     starts = re.compile(rf"^(?:{'|'.join(map(re.escape, words))})(?!\w)", re.IGNORECASE) if words else None
-    if any(_VERSION.match(h) or (starts and starts.match(h)) for h in headings(block)):
+    # A manual numbers its sections: "2.9. AUTHOR" is an Authors section.
+    if any(_VERSION.match(h) or (starts and starts.match(_NUMBERED.sub("", h))) for h in headings(block)):
         return True
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", block.get("text") or "") if p.strip()]
     versions = sum(bool(_VERSION.match(p)) for p in paragraphs)
