@@ -252,6 +252,23 @@ def test_table_options_choose_key_aside_unit_and_qualifiers():
     assert {i.meta["unit"] for i in items} == {"V", "mA", ""}
 
 
+def test_a_bracket_naming_what_another_column_measures_is_no_unit():
+    columns = ["Library", "Median latency (milliseconds)", "Relative (latency)"]
+    rows = [{"Library": "json", "Median latency (milliseconds)": "18", "Relative (latency)": "11.8"}]
+    grid = b("r.md#h=Latency", "table", ["orjson", "Latency"], columns=columns, rows=rows)
+    assert {i.fields["column"]: i.answer for i in table(grid, task("table"))} == {
+        "median latency": "18 milliseconds",
+        "relative (latency)": "11.8",
+    }
+
+
+def test_a_column_named_by_no_word_is_not_asked():
+    # A PDF's aligned figures taken for a header: "what is the 0 of 168?" asks nothing.
+    rows = [{"Field": "curB", "0": "528", "168": "41", "Total": "770"}]
+    grid = b("m.pdf#page=43", "table", ["Manual", "Trees"], columns=["Field", "0", "168", "Total"], rows=rows)
+    assert [i.fields["what"] for i in table(grid, task("table"))] == ["curB"]
+
+
 def test_a_row_template_fans_out_over_a_separated_column_and_skips_rows_missing_a_required_cell():
     catalog = b(
         "data/catalog.csv#row=2",

@@ -23,6 +23,7 @@ _EMPHASIS = re.compile(r"(\*\*|__|`)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _HEADER_UNIT = re.compile(r"^(?P<name>.*?)\s*[(\[](?P<unit>[^()\[\]]{1,12})[)\]]\s*$")
 _WORD = re.compile(r"\w+")
+_LETTER = re.compile(r"[^\W\d_]")
 _SENTENCE_ENDS = ".!?。！？"
 _LEAD_IN = ":："
 _CLOSERS = "\"'”’»)]}*_`"
@@ -180,7 +181,13 @@ def table(block: dict, task: Task) -> list[Item]:
     aside = [c for c in (_find(columns, [a]) for a in o.aside) if c and c != key]
     skip = {c.casefold() for c in o.skip}
     values = [c for c in columns if c not in (key, unit_col, *aside) and c.casefold() not in skip]
+    # A column named by no word ("0", "168", "–": a PDF's aligned numbers read as a header) names nothing to ask.
+    values = [c for c in values if _LETTER.search(clean(c))]
     qualifiers = {k.casefold(): v for k, v in o.qualifiers.items()}
+    # A bracket holding a word another column is named by qualifies, it measures nothing: "Relative (latency)"
+    # beside "Median latency (milliseconds)" is no count of latencies.
+    heads = [(m["name"] if (m := _HEADER_UNIT.match(c)) and m["name"] else c) for c in columns]
+    named = {w.casefold() for h in heads for w in _WORD.findall(h)}
     notes = re.compile(rf"^(?:{'|'.join(map(re.escape, o.notes))})\b", re.IGNORECASE) if o.notes else None
     out = []
     for row in rows:
@@ -194,7 +201,9 @@ def table(block: dict, task: Task) -> list[Item]:
             if cell.casefold() in _EMPTY_CELL:
                 continue
             m = _HEADER_UNIT.match(col)
-            col_name, header_unit = (m["name"], m["unit"]) if m and m["name"] else (col, "")
+            col_name, header_unit = (
+                (m["name"], m["unit"]) if m and m["name"] and m["unit"].casefold() not in named else (col, "")
+            )
             unit = (row.get(unit_col) or "").strip() if unit_col else header_unit
             # "VDD = 3.3 V" in a Conditions column is no value in mA, and a "–" unit is none
             unit = unit if _NUMERIC.match(cell) and unit.casefold() not in _EMPTY_CELL else ""
