@@ -101,15 +101,20 @@ def test_a_list_of_a_few_headings_words_among_prose_is_still_content():
     assert "Parts" in [b["headings"][-1] for b in markdown_blocks(text, "m.md", 0)]
 
 
-def generate(tmp_path, blocks, **changes):
+def generate_examples(tmp_path, blocks, **changes) -> tuple[list[dict], dict]:
+    """(examples, generate's metrics) of the SECTION task of the generic task file, one phrasing an item."""
     params = repo_params()
     params["generate"] |= {"tasks": ["SECTION"], "phrasings_per_item": 1, **changes}
     write_jsonl(tmp_path / "blocks.jsonl", blocks)
     args = ["--input", tmp_path / "blocks.jsonl", "--output", tmp_path / "examples.jsonl", "--tasks", GENERIC_TASKS]
     args += ["--metrics", tmp_path / "generate.json", "--params", write_params(tmp_path / "params.yaml", params)]
     assert_ok(invoke(cli, args))
-    questions = [e["messages"][-2]["content"] for e in load_jsonl(tmp_path / "examples.jsonl")]
-    return questions, json.loads((tmp_path / "generate.json").read_text())
+    return load_jsonl(tmp_path / "examples.jsonl"), json.loads((tmp_path / "generate.json").read_text())
+
+
+def generate(tmp_path, blocks, **changes) -> tuple[list[str], dict]:
+    examples, metrics = generate_examples(tmp_path, blocks, **changes)
+    return [e["messages"][-2]["content"] for e in examples], metrics
 
 
 def two_boards():

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 from finetune.documents.readers import markdown_blocks
 from finetune.generation.followups import ask_in_turn, previous_parts
 from finetune.generation.taskfile import load
-from finetune.io import load_jsonl, write_jsonl
-from stages.generate import cli
-from tests.conftest import REPO, assert_ok, invoke, repo_params, write_params
+from tests.conftest import REPO
+from tests.test_document_names import generate_examples
 
-CLI_TASKS = REPO / "domains/cli_tool/tasks.yaml"  # SECTION and CODE have follow_up phrasings
+CLI_TASKS = REPO / "domains/cli_tool/tasks.yaml"  # the generic task file: SECTION and CODE have follow_up phrasings
 PARAGRAPHS = [
     "Remotes are named once and used by name everywhere after; a remote holds a URL and the key that signs pushes.",
     "The mirror walks every branch in order and copies what the remote lacks, the newest commits first of all.",
@@ -26,20 +23,10 @@ def parts() -> list[dict]:
     return markdown_blocks(GUIDE, "raw/guide.md", 0, max_chars=240)
 
 
-def generate(tmp_path, blocks, **changes) -> tuple[list[dict], dict]:
-    params = repo_params()
-    params["generate"] |= {"tasks": ["SECTION"], "phrasings_per_item": 1, **changes}
-    write_jsonl(tmp_path / "blocks.jsonl", blocks)
-    args = ["--input", tmp_path / "blocks.jsonl", "--output", tmp_path / "examples.jsonl", "--tasks", CLI_TASKS]
-    args += ["--metrics", tmp_path / "generate.json", "--params", write_params(tmp_path / "params.yaml", params)]
-    assert_ok(invoke(cli, args))
-    return load_jsonl(tmp_path / "examples.jsonl"), json.loads((tmp_path / "generate.json").read_text())
-
-
 def test_a_later_part_is_asked_after_the_part_before_it_and_answered_with_its_own_text(tmp_path):
     blocks = [b for b in parts() if b["kind"] == "section"]
     assert len(blocks) == 2 and blocks[1]["part"]  # the second part would be asked by a clause of its own
-    examples, metrics = generate(tmp_path, blocks)
+    examples, metrics = generate_examples(tmp_path, blocks)
     first, second = sorted(examples, key=lambda e: len(e["messages"]))
     assert len(first["messages"]) == 3 and len(second["messages"]) == 5
     # The conversation so far is the first part's own example: its question and its answer, word for word.
