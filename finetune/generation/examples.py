@@ -274,7 +274,7 @@ def _ask(e: dict) -> tuple:
     return tuple(_norm(m["content"]) for m in e["messages"][:-1] if m["role"] != "system")
 
 
-def _named(e: dict, document: str, pattern: str, product: str = "") -> dict:
+def name_in_question(e: dict, document: str, pattern: str, product: str = "") -> dict:
     """The example with its question naming its document by `pattern` ({question}, {document}); the question's
     closing mark stays at its end. A question that names it already, or says `product` as a word, is left as it is."""
     *turns, question, answer = e["messages"]
@@ -319,7 +319,7 @@ def unambiguous(
     named: set[str] = set()  # ids of the examples whose question now names its document
 
     def name(e: dict) -> dict:
-        renamed = _named(e, document.get(e["block_id"], ""), pattern, product.get(e["block_id"], ""))
+        renamed = name_in_question(e, document.get(e["block_id"], ""), pattern, product.get(e["block_id"], ""))
         if renamed is not e:
             named.add(renamed["id"])
         return renamed

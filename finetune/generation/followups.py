@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 
 from finetune.generation.builders import Item, heading_fields
-from finetune.generation.examples import _named, example, phrasings, question_text
+from finetune.generation.examples import example, name_in_question, phrasings, question_text
 from finetune.generation.taskfile import TaskFile
 
 
@@ -82,7 +82,7 @@ def ask_in_turn(
         messages = [system, prev_question, prev_answer, {"role": "user", "content": f"{task.prefix} {question}"}]
         new = example(e["task"], e["source"], e["block_id"], [*messages, e["messages"][-1]], e["meta"])
         if re.search(rf"(?<!\w){re.escape(fields['document'])}(?!\w)", e["messages"][-2]["content"], re.IGNORECASE):
-            new = _named(new, fields["document"], pattern)  # named alone, so named in turn
+            new = name_in_question(new, fields["document"], pattern)  # named alone, so named in turn
         if not fits(new["messages"]):
             over += 1
             keep(e)
