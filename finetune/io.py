@@ -215,12 +215,18 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
     # Ctrl-C held off from the temporary's creation until the `try` that removes it: a KeyboardInterrupt raised in
     # between (it lands between any two bytecodes) would leave the temporary behind.
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-        os.close(fd)
-        tmp = Path(name)
+    try:
+        if is_dir:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except BaseException:
+        # A folder that cannot be written: Ctrl-C must not stay blocked for the rest of the process, nor for every
+        # process it starts after (a blocked mask is inherited: CI's Ctrl-C test ran `finetune` deaf to SIGINT).
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
     try:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         # mkstemp/mkdtemp create owner-only files; give the output the permissions a plain open() would have.

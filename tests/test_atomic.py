@@ -41,33 +41,38 @@ def temporaries(folder: Path, name: str) -> list[Path]:
     return sorted(folder.glob(f".{name}.*.tmp"))
 
 
-def interrupt_while_writing(args: list[str], cwd: Path, out: Path, sig: int, tries: int = 3) -> subprocess.Popen:
+def interrupt_while_writing(args: list[str], cwd: Path, out: Path, sig: int) -> subprocess.Popen:
     """Start `args`, wait until the temporary of `out` appears (the write has begun), send `sig` to the process group.
 
     Watching for the temporary instead of sleeping a fixed time makes the signal land inside the write on a fast or
-    a loaded machine alike; the write takes ~0.8 s and the poll wakes every millisecond. On a loaded machine this
-    test can still be held back past the whole write (CI once saw the run end with 0: the signal reached a process
-    that had finished): such a try tested nothing, so `out` is put back and the run tried again.
+    a loaded machine alike; the write takes ~0.8 s and the poll wakes every millisecond.
     """
-    before = out.read_bytes()
-    for attempt in range(1, tries + 1):
-        proc = subprocess.Popen(
-            args, cwd=cwd, env=env_for(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-        )
-        deadline = time.monotonic() + 120
-        while not temporaries(out.parent, out.name):
-            if proc.poll() is not None:
-                raise AssertionError(f"{args} ended before writing: {proc.communicate()}")
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                raise AssertionError(f"{args} never started writing {out}")
-            time.sleep(0.001)
-        os.killpg(proc.pid, sig)
-        proc.wait(timeout=60)
-        if proc.returncode != 0 or attempt == tries:
-            return proc
-        out.write_bytes(before)
-    raise AssertionError("unreachable")
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env_for(cwd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while not temporaries(out.parent, out.name):
+        if proc.poll() is not None:
+            raise AssertionError(f"{args} ended before writing: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"{args} never started writing {out}")
+        time.sleep(0.001)
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=60)
+    return proc
+
+
+def test_a_temporary_that_cannot_be_made_leaves_ctrl_c_unblocked(tmp_path, monkeypatch):
+    # The mask is inherited: a stage that once failed to make its temporary in this process left every `finetune`
+    # it started after deaf to Ctrl-C (CI: the test above saw exit 0 under an xdist worker that ran such a test).
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("tempfile.mkstemp", full)
+    with pytest.raises(OSError, match="No space"), atomic_path(tmp_path / "out.jsonl"):
+        pass
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
 
 
 @pytest.fixture
