@@ -224,7 +224,7 @@ def atomic_path(path: str | os.PathLike, is_dir: bool = False) -> Iterator[Path]
             tmp = Path(name)
     except BaseException:
         # A folder that cannot be written: Ctrl-C must not stay blocked for the rest of the process, nor for every
-        # process it starts after (a blocked mask is inherited: CI's Ctrl-C test ran `finetune` deaf to SIGINT).
+        # process it starts after (a blocked mask is inherited).
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         raise
     try:
