@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,16 +48,19 @@ def interrupt_while_writing(args: list[str], cwd: Path, out: Path, sig: int) -> 
     Watching for the temporary instead of sleeping a fixed time makes the signal land inside the write on a fast or
     a loaded machine alike; the write takes ~0.8 s and the poll wakes every millisecond.
     """
+    # A suite started in the background (`bash .ci/run &`, nohup in a script) ignores SIGINT, and Python keeps an
+    # inherited "ignore": the stage would never see this Ctrl-C. It starts as from a terminal, SIGINT at its default
+    # (set, then exec: a default survives exec; preexec_fn is unsafe in a process with threads).
+    default_int = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+    )
     proc = subprocess.Popen(
-        args,
+        [sys.executable, "-c", default_int, *args],
         cwd=cwd,
         env=env_for(cwd),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
-        # A suite started in the background (`bash .ci/run &`, nohup in a script) ignores SIGINT, and Python keeps
-        # an inherited "ignore": the stage would never see this Ctrl-C. A terminal's Ctrl-C reaches a default one.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not temporaries(out.parent, out.name):
