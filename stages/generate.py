@@ -70,6 +70,7 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
     if model:  # measured with the base model's tokenizer: a block under an example over the budget is cut to fit
         from finetune.generation.budget import fit
         from finetune.training.models import load_tokenizer
+        from finetune.validation.frames import count_tokens
 
         tokenizer = load_tokenizer(model, params.model.trust_remote_code)
         blocks, built, ambiguity, fitted = fit(blocks, build_all, tokenizer, params.model.max_seq_len)
@@ -78,20 +79,17 @@ def cli(input_path, output, metrics_path, tasks_path, quality_path, quality_exam
         if fitted["dropped_over_budget"]:
             n = fitted["dropped_over_budget"]
             log("generate", f"warning: left out {n} examples no cut could bring under model.max_seq_len tokens")
-    else:
-        built, ambiguity = build_all(blocks)
-    # A later part of a cut section: the next turn after the part before it, where the task has follow_up phrasings.
-    if model:
-        from finetune.validation.frames import count_tokens
 
         def fits(messages: list[dict]) -> bool:
             n = count_tokens(tokenizer, [messages])[0][0]
             return n is not None and n <= params.model.max_seq_len
     else:
+        built, ambiguity = build_all(blocks)
 
         def fits(messages: list[dict]) -> bool:  # no tokenizer: the characters a conversation's history may take
             return sum(len(m["content"]) for m in messages) <= params.model.max_seq_len * HISTORY_CHARS_PER_TOKEN
 
+    # A later part of a cut section: the next turn after the part before it, where the task has follow_up phrasings.
     built, in_turn = ask_in_turn(built, blocks, taskfile, gparams.seed, gparams.name_document, fits)
     if in_turn["asked_in_turn"]:
         log("generate", f"asked {in_turn['asked_in_turn']} later parts of cut sections as the next turn")

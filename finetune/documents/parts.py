@@ -207,8 +207,8 @@ def part_label(text: str) -> str:
     if lines[0].lstrip().startswith(("```", "~~~")):  # a piece of code
         # A comment says what code does better than any line of it ("} = require" named a piece before); one on
         # the piece's last line is about the code after it, in the next piece ("# Option 2: …"), unless it is the
-        # piece's only line. Without one, its
-        # first line of two words or more: a part is never asked by its number alone.
+        # piece's only line. Without one, its first line of two words or more: a part is never asked by its number
+        # alone.
         code = [ln for ln in lines[1:] if not ln.lstrip().startswith(("```", "~~~"))]
         comments = [_COMMENT.sub("", ln).strip() for ln in code[:-1] or code if _COMMENT.match(ln)]
         said = [ln.strip() for ln in code if not _COMMENT.match(ln)]

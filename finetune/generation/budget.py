@@ -28,7 +28,8 @@ ROUNDS = 4  # a cut is sized from the measured excess, so one round nearly alway
 QUESTION_ROOM = 24
 
 
-def _base(source: str) -> str:
+def section_source(source: str) -> str:
+    """The source of the whole section a part was cut from: "raw/a.md#h=X#part=2.1" -> "raw/a.md#h=X"."""
     return source.split("#part=", 1)[0]
 
 
@@ -97,7 +98,7 @@ def cut_block(block: dict, max_chars: int, taken: set[str], first_as_block: bool
             # piece keeps its first sentence ("A long-running program can watch the folder …"): the details of
             # the rest describe the whole program, and would leave a piece of it no room.
             text = f"```{block.get('language') or ''}\n{code}\n```"
-            # A later piece goes by a comment it holds, else its number: a line of code names nothing a user asks.
+            # A later piece goes by what it says (documents.parts.part_label: a comment it holds, else a line).
             keep = n == 1 and first_as_block
             label = block.get("part", "") if keep else _unique(part_label(text), taken, n)
             new = block | {"source": f"{source}#part={at}{n}", "code": code, "text": text, "part": label}
@@ -129,7 +130,7 @@ def recut(blocks: list[dict], excess: dict[str, int], tokenizer) -> tuple[list[d
     taken: dict[tuple, set[str]] = {}  # per section and kind: a code task never asks a section task's question
     for b in blocks:
         if b.get("part"):
-            taken.setdefault((_base(b["source"]), b.get("kind")), set()).add(b["part"].casefold())
+            taken.setdefault((section_source(b["source"]), b.get("kind")), set()).add(b["part"].casefold())
     size = {b["id"]: _tokens(tokenizer, (b.get("code") if b["kind"] == "code" else b.get("text")) or "")
             for b in blocks if b["id"] in excess or b.get("kind") == "code"}  # fmt: skip
     # A code example's room: its snippets' tokens less the excess, shared by every code block of its source.
@@ -141,7 +142,7 @@ def recut(blocks: list[dict], excess: dict[str, int], tokenizer) -> tuple[list[d
     shared = Counter(b["source"] for b in blocks if b.get("kind") == "code")
     out, cut, apart = [], 0, Counter()
     for b in blocks:
-        kind, labels = b.get("kind"), taken.setdefault((_base(b["source"]), b.get("kind")), set())
+        kind, labels = b.get("kind"), taken.setdefault((section_source(b["source"]), b.get("kind")), set())
         if kind == "code" and b["source"] in code_room:
             room, tokens = code_room[b["source"]], size[b["id"]]
             pieces = (

@@ -274,14 +274,18 @@ def _ask(e: dict) -> tuple:
     return tuple(_norm(m["content"]) for m in e["messages"][:-1] if m["role"] != "system")
 
 
+def says(text: str, name: str) -> bool:
+    """Whether `text` says `name` as words (any case): the man page "ul" is not named by "should", nor "ca" by
+    "Can you explain OPTIONS?"."""
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
+
+
 def name_in_question(e: dict, document: str, pattern: str, product: str = "") -> dict:
     """The example with its question naming its document by `pattern` ({question}, {document}); the question's
     closing mark stays at its end. A question that names it already, or says `product` as a word, is left as it is."""
     *turns, question, answer = e["messages"]
     text = question["content"]
-    # As words: the man page "ul" is not named by "should", nor "ca" by "Can you explain OPTIONS?".
-    said = [re.search(rf"(?<!\w){re.escape(w)}(?!\w)", text, re.IGNORECASE) for w in (document, product) if w]
-    if not document or any(said):
+    if not document or says(text, document) or (product and says(text, product)):
         return e
     body = text.rstrip(" ?!.:;。？！")
     text = pattern.replace("{question}", body).replace("{document}", document) + text[len(body) :].strip()

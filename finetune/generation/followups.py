@@ -12,23 +12,19 @@ keeps its own question.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
 
+from finetune.generation.budget import section_source
 from finetune.generation.builders import Item, heading_fields
-from finetune.generation.examples import example, name_in_question, phrasings, question_text
+from finetune.generation.examples import example, name_in_question, phrasings, question_text, says
 from finetune.generation.taskfile import TaskFile
-
-
-def _base(source: str) -> str:
-    return source.split("#part=", 1)[0]
 
 
 def _program(source: str) -> str:
     """The code block a piece of code was cut from: "…#part=c1.2" of "…#part=c1". The pieces of one program go on
     from each other; a section's code blocks asked apart ("c1", "c2") are different programs."""
     at = source.partition("#part=")[2]
-    return f"{_base(source)}#{at.rpartition('.')[0]}"
+    return f"{section_source(source)}#{at.rpartition('.')[0]}"
 
 
 def previous_parts(blocks: list[dict]) -> dict[str, str]:
@@ -37,7 +33,7 @@ def previous_parts(blocks: list[dict]) -> dict[str, str]:
     out, last = {}, {}
     for b in blocks:
         source = b.get("source", "")
-        key = (_program(source) if b.get("kind") == "code" else _base(source), b.get("kind"))
+        key = (_program(source) if b.get("kind") == "code" else section_source(source), b.get("kind"))
         if "#part=" in source and b.get("part") and key in last:
             out[b["id"]] = last[key]
         last[key] = b["id"]
@@ -81,7 +77,7 @@ def ask_in_turn(
         system, *_, prev_question, prev_answer = prev["messages"]
         messages = [system, prev_question, prev_answer, {"role": "user", "content": f"{task.prefix} {question}"}]
         new = example(e["task"], e["source"], e["block_id"], [*messages, e["messages"][-1]], e["meta"])
-        if re.search(rf"(?<!\w){re.escape(fields['document'])}(?!\w)", e["messages"][-2]["content"], re.IGNORECASE):
+        if says(e["messages"][-2]["content"], fields["document"]):
             new = name_in_question(new, fields["document"], pattern)  # named alone, so named in turn
         if not fits(new["messages"]):
             over += 1
